@@ -1,0 +1,127 @@
+/**
+ * The HTTP app, built by a factory from its dependencies so tests can call
+ * `app.request()` without a socket. Route groups: health, trigger, admin,
+ * metrics, OpenAPI; one `onError` maps domain errors to statuses; unknown
+ * paths answer 404 JSON. HTTP code never talks to Redis directly.
+ */
+import { Hono } from "hono";
+import { HTTPException } from "hono/http-exception";
+import { secureHeaders } from "hono/secure-headers";
+import { timeout } from "hono/timeout";
+import { errorInfo, getLogger, type Logger } from "../log.ts";
+import type { Metrics } from "../metrics.ts";
+import { CircuitOpenError } from "../redis/breaker.ts";
+import { NotConnectedError } from "../redis/connection.ts";
+import type { StreamAdmin } from "../stream/admin.ts";
+import type { Publisher } from "../stream/publisher.ts";
+import { adminRoutes } from "./admin.ts";
+import { healthRoutes, type HealthSource } from "./health.ts";
+import { correlationId, requestMetrics } from "./middleware.ts";
+import { openApiDocument } from "./openapi.ts";
+import { RateLimiter } from "./rate_limit.ts";
+import { type Availability, triggerRoutes } from "./trigger.ts";
+import { type AppEnv, jsonError } from "./types.ts";
+
+/** Dependencies of the app. */
+export interface AppDeps {
+  health: HealthSource;
+  publisher: Publisher;
+  admin: StreamAdmin;
+  availability: Availability;
+  metrics: Metrics;
+  streams: readonly string[];
+  version: string;
+  http: {
+    apiKey?: string;
+    rateLimitPerSecond: number;
+    trustProxy: boolean;
+    metricsEnabled: boolean;
+    requestTimeoutMs: number;
+  };
+  logger?: Logger;
+  /** Rate limiter (tests inject one with a fake clock). */
+  limiter?: RateLimiter;
+}
+
+/** Route patterns used as metric labels. */
+export const ROUTES = new Set([
+  "/health/live",
+  "/health/ready",
+  "/health",
+  "/health-check",
+  "/metrics",
+  "/openapi.json",
+  "/trigger-test-event",
+  "/admin/streams",
+  "/admin/dlq/replay",
+]);
+
+/** Builds the Hono app. */
+export function createApp(deps: AppDeps): Hono<AppEnv> {
+  const log = deps.logger ?? getLogger("http");
+  const app = new Hono<AppEnv>();
+
+  app.use("*", correlationId());
+  app.use("*", secureHeaders());
+  if (deps.http.metricsEnabled) {
+    app.use("*", requestMetrics({ metrics: deps.metrics, routes: ROUTES }));
+  }
+  app.use(
+    "*",
+    timeout(
+      deps.http.requestTimeoutMs,
+      () => new HTTPException(503, { message: "Request timed out" }),
+    ),
+  );
+
+  app.route("/", healthRoutes(deps.health));
+  app.route(
+    "/",
+    triggerRoutes({
+      publisher: deps.publisher,
+      streams: deps.streams,
+      availability: deps.availability,
+      limiter: deps.limiter ?? new RateLimiter({ ratePerSecond: deps.http.rateLimitPerSecond }),
+      trustProxy: deps.http.trustProxy,
+      apiKey: deps.http.apiKey,
+    }),
+  );
+  app.route(
+    "/",
+    adminRoutes({ admin: deps.admin, streams: deps.streams, apiKey: deps.http.apiKey }),
+  );
+
+  if (deps.http.metricsEnabled) {
+    app.get("/metrics", async (c) => {
+      const { body, contentType } = await deps.metrics.render();
+      return c.body(body, 200, { "Content-Type": contentType });
+    });
+  }
+  const openapi = openApiDocument(deps.version);
+  app.get("/openapi.json", (c) => c.json(openapi));
+
+  app.notFound((c) => c.json({ error: "not_found", message: "No such route" }, 404));
+
+  app.onError((err, c) => {
+    if (err instanceof CircuitOpenError) {
+      c.header("Retry-After", String(Math.max(1, Math.ceil(err.retryAfterMs / 1000))));
+      return jsonError(c, 503, "circuit_open", "Redis circuit breaker is open; retry later");
+    }
+    if (err instanceof NotConnectedError) {
+      c.header("Retry-After", "5");
+      return jsonError(c, 503, "redis_unavailable", "Redis is unavailable; retry later");
+    }
+    if (err instanceof HTTPException) {
+      if (err.status === 503) c.header("Retry-After", "5");
+      return jsonError(c, err.status, err.status === 503 ? "timeout" : "http_error", err.message);
+    }
+    log.error("Unhandled error on {method} {path}: {error}", {
+      method: c.req.method,
+      path: c.req.path,
+      error: errorInfo(err).message,
+    });
+    return jsonError(c, 500, "internal_error", "Internal server error");
+  });
+
+  return app;
+}

@@ -1,0 +1,139 @@
+/**
+ * Metrics registry and instruments (spec section 8), on `prom-client`. One
+ * `Metrics` object per process, passed to the parts that report; `/metrics`
+ * renders `registry`. Route labels are route patterns, never raw paths.
+ */
+import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from "prom-client";
+import type { CircuitState } from "./redis/breaker.ts";
+import type { CommandObserver } from "./redis/connection.ts";
+
+/** Consumption outcomes of `stream_messages_consumed_total`. */
+export type Outcome = "acked" | "retried" | "dead_lettered" | "duplicate";
+
+const CIRCUIT_VALUE: Record<CircuitState, number> = { closed: 0, half_open: 1, open: 2 };
+
+/** Options of `Metrics`. */
+export interface MetricsOptions {
+  /** Collect process metrics (CPU, memory, heap, event-loop lag). Default true. */
+  processMetrics?: boolean;
+  /** Labels added to every series. */
+  defaultLabels?: Record<string, string>;
+}
+
+/** Every instrument of the service. */
+export class Metrics implements CommandObserver {
+  readonly registry = new Registry();
+  readonly httpRequests: Counter<"method" | "route" | "status">;
+  readonly httpDuration: Histogram<"route">;
+  readonly redisUp: Gauge;
+  readonly redisCommandDuration: Histogram;
+  readonly redisCircuitState: Gauge;
+  readonly consumed: Counter<"stream" | "event" | "outcome">;
+  readonly processingDuration: Histogram;
+  readonly consumerLag: Gauge<"stream" | "group">;
+  readonly pendingMessages: Gauge<"stream" | "group">;
+  readonly published: Counter<"stream">;
+  readonly inFlight: Gauge;
+  readonly deletedPending: Counter<"stream">;
+  readonly dlqLength: Gauge<"stream">;
+
+  constructor(options: MetricsOptions = {}) {
+    const registers = [this.registry];
+    if (options.defaultLabels) this.registry.setDefaultLabels(options.defaultLabels);
+    this.httpRequests = new Counter({
+      name: "http_requests_total",
+      help: "HTTP requests answered, by method, route pattern and status",
+      labelNames: ["method", "route", "status"],
+      registers,
+    });
+    this.httpDuration = new Histogram({
+      name: "http_request_duration_seconds",
+      help: "HTTP request duration by route pattern",
+      labelNames: ["route"],
+      buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+      registers,
+    });
+    this.redisUp = new Gauge({
+      name: "redis_up",
+      help: "1 while the Redis connection is up, else 0",
+      registers,
+    });
+    this.redisCommandDuration = new Histogram({
+      name: "redis_command_duration_seconds",
+      help: "Duration of Redis operations on the command connection",
+      buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 5],
+      registers,
+    });
+    this.redisCircuitState = new Gauge({
+      name: "redis_circuit_state",
+      help: "Redis circuit breaker: 0 closed, 1 half-open, 2 open",
+      registers,
+    });
+    this.consumed = new Counter({
+      name: "stream_messages_consumed_total",
+      help: "Stream entries consumed, by stream, event type and outcome",
+      labelNames: ["stream", "event", "outcome"],
+      registers,
+    });
+    this.processingDuration = new Histogram({
+      name: "stream_processing_duration_seconds",
+      help: "Handler duration per entry",
+      buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
+      registers,
+    });
+    this.consumerLag = new Gauge({
+      name: "stream_consumer_lag",
+      help: "Entries in the stream not yet delivered to the group (XINFO GROUPS lag)",
+      labelNames: ["stream", "group"],
+      registers,
+    });
+    this.pendingMessages = new Gauge({
+      name: "stream_pending_messages",
+      help: "Entries delivered to the group and not yet acknowledged",
+      labelNames: ["stream", "group"],
+      registers,
+    });
+    this.published = new Counter({
+      name: "stream_messages_published_total",
+      help: "Entries published by this service, by stream",
+      labelNames: ["stream"],
+      registers,
+    });
+    this.inFlight = new Gauge({
+      name: "stream_in_flight",
+      help: "Entries handed to handlers and not yet acknowledged",
+      registers,
+    });
+    this.deletedPending = new Counter({
+      name: "stream_pending_deleted_total",
+      help: "Pending entries found deleted or trimmed, acknowledged without handling",
+      labelNames: ["stream"],
+      registers,
+    });
+    this.dlqLength = new Gauge({
+      name: "stream_dead_letter_length",
+      help: "Length of the dead-letter stream, by source stream",
+      labelNames: ["stream"],
+      registers,
+    });
+    if (options.processMetrics !== false) {
+      collectDefaultMetrics({ register: this.registry, eventLoopMonitoringPrecision: 20 });
+    }
+  }
+
+  /** CommandObserver: one Redis operation finished. */
+  command(durationSeconds: number, _ok: boolean): void {
+    this.redisCommandDuration.observe(durationSeconds);
+  }
+
+  /** CommandObserver: connection or breaker state changed. */
+  state(up: boolean, circuit: CircuitState): void {
+    this.redisUp.set(up ? 1 : 0);
+    this.redisCircuitState.set(CIRCUIT_VALUE[circuit]);
+  }
+
+  /** The exposition text and its content type. */
+  async render(): Promise<{ body: string; contentType: string }> {
+    return { body: await this.registry.metrics(), contentType: this.registry.contentType };
+  }
+}

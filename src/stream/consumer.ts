@@ -1,0 +1,967 @@
+/**
+ * Consumer: reads the configured streams through one consumer group and keeps
+ * the delivery promises of spec section 5.
+ *
+ * - One read loop on the dedicated blocking connection: first this consumer's
+ *   own pending entries (id 0), then new ones (`>`); again after a reconnect.
+ * - Dispatch: entries of one (stream, aggregateId) run one after another in
+ *   stream order; at most HANDLER_CONCURRENCY handlers run; at most
+ *   MAX_IN_FLIGHT entries are held (reading pauses when full).
+ * - Settling: successes, duplicates and dead letters are gathered and settled
+ *   per stream in one Lua script (XACK, forwarding, idempotency mark,
+ *   checkpoint), so per batch, not per entry, and only where XACK returns 1.
+ * - Failures: retried with backoff by re-claiming the entry (Redis counts the
+ *   delivery); after MAX_DELIVERIES they go to the dead-letter stream.
+ * - Side loops: keep-alive of held entries, claiming of idle entries of other
+ *   consumers (XAUTOCLAIM), removal of dead consumers, retention trimming, and
+ *   the stats (pending, lag, dead-letter length) behind /health and /metrics.
+ */
+import type { Config } from "../config.ts";
+import { dlqStreamFor } from "../config.ts";
+import { delay } from "../clock.ts";
+import { errorInfo, getLogger, type Logger, withContext } from "../log.ts";
+import type { Metrics, Outcome } from "../metrics.ts";
+import { CircuitOpenError } from "../redis/breaker.ts";
+import { exponentialBackoff } from "../redis/backoff.ts";
+import {
+  type ConnectionManager,
+  isServerReplyError,
+  NotConnectedError,
+  type RedisClient,
+} from "../redis/connection.ts";
+import {
+  type EntryFields,
+  isoInZone,
+  MalformedEntryError,
+  parseEntry,
+  type StreamEvent,
+} from "./entry.ts";
+import type { HandlerRegistry } from "./handlers.ts";
+import type { Router } from "./router.ts";
+import { CLAIM_OWN, DELETE_IDLE_CONSUMER, DELIVERY_COUNTS, SETTLE } from "./scripts.ts";
+
+/** Per-stream figures for /health, /admin and the gauges. */
+export interface StreamStats {
+  stream: string;
+  group: string;
+  pending: number;
+  lag: number | null;
+  length: number;
+  consumers: number;
+  lastDeliveredId: string | null;
+  dlqStream: string;
+  dlqLength: number;
+  /** When the dead-letter stream was last seen growing. */
+  dlqGrewAt?: number;
+}
+
+/** What /health reads of the consumer. */
+export interface ConsumerStatus {
+  active: boolean;
+  lastMessage?: Date;
+  inFlight: number;
+  streams: StreamStats[];
+}
+
+type Phase = "queued" | "running" | "retry_wait" | "settling";
+
+/** An entry this process holds: read, not yet acknowledged. */
+interface Held {
+  key: string;
+  stream: string;
+  id: string;
+  deliveries: number;
+  phase: Phase;
+  event?: StreamEvent;
+  fields: EntryFields | null;
+  timer?: ReturnType<typeof setTimeout>;
+  refreshedAt: number;
+}
+
+interface SettleOp {
+  held: Held;
+  outcome: Outcome | "deleted";
+  eventType: string;
+  dedupKey?: string;
+  targets: readonly string[];
+  fields?: Record<string, string>;
+}
+
+/** Raw RESP2 entry: [id, [field, value, …] | null]. */
+type RawEntry = [string, string[] | null];
+
+/** Dependencies and settings of `StreamConsumer`. */
+export interface StreamConsumerOptions {
+  config: Config;
+  connection: ConnectionManager;
+  registry: HandlerRegistry;
+  router: Router;
+  metrics?: Metrics;
+  logger?: Logger;
+  /** Interval of the stats refresh in ms. Default 2000. */
+  statsIntervalMs?: number;
+}
+
+/** A resolvable signal used to wake waiting loops. */
+class Wakeup {
+  #resolve?: () => void;
+  #promise?: Promise<void>;
+  wait(): Promise<void> {
+    this.#promise ??= new Promise((r) => (this.#resolve = r));
+    return this.#promise;
+  }
+  notify(): void {
+    const r = this.#resolve;
+    this.#promise = this.#resolve = undefined;
+    r?.();
+  }
+}
+
+/** Consumes the configured streams with the guarantees of spec section 5. */
+export class StreamConsumer {
+  readonly #cfg: Config["stream"];
+  readonly #config: Config;
+  readonly #conn: ConnectionManager;
+  readonly #registry: HandlerRegistry;
+  readonly #router: Router;
+  readonly #metrics?: Metrics;
+  readonly #log: Logger;
+  readonly #statsIntervalMs: number;
+
+  #held = new Map<string, Held>();
+  #lanes = new Map<string, Held[]>();
+  #ready: string[] = [];
+  #readyHead = 0;
+  #running = 0;
+  #settleQueue = new Map<string, SettleOp[]>();
+  #settling?: Promise<void>;
+  #keysInProgress = new Map<string, Promise<boolean>>();
+  #capacity = new Wakeup();
+  #idle = new Wakeup();
+  #stop = new AbortController();
+  #handlerAbort = new AbortController();
+  #loops: Promise<void>[] = [];
+  #readerActive = false;
+  #started = false;
+  #lastMessage?: Date;
+  #stats = new Map<string, StreamStats>();
+
+  constructor(options: StreamConsumerOptions) {
+    this.#config = options.config;
+    this.#cfg = options.config.stream;
+    this.#conn = options.connection;
+    this.#registry = options.registry;
+    this.#router = options.router;
+    this.#metrics = options.metrics;
+    this.#log = options.logger ?? getLogger("consumer");
+    this.#statsIntervalMs = options.statsIntervalMs ?? 2000;
+    for (const stream of this.#cfg.streams) {
+      this.#stats.set(stream, {
+        stream,
+        group: this.#cfg.group,
+        pending: 0,
+        lag: null,
+        length: 0,
+        consumers: 0,
+        lastDeliveredId: null,
+        dlqStream: dlqStreamFor(this.#config, stream),
+        dlqLength: 0,
+      });
+    }
+  }
+
+  /** Snapshot for health checks; never touches Redis. */
+  status(): ConsumerStatus {
+    return {
+      active: this.#started && this.#readerActive && this.#conn.connected &&
+        !this.#stop.signal.aborted,
+      lastMessage: this.#lastMessage,
+      inFlight: this.#held.size,
+      streams: [...this.#stats.values()].map((s) => ({ ...s })),
+    };
+  }
+
+  /** Entries held (read and not yet acknowledged). */
+  get inFlight(): number {
+    return this.#held.size;
+  }
+
+  /** Creates the groups and starts the loops. Resolves once the first read is under way. */
+  async start(): Promise<void> {
+    if (this.#started) throw new Error("Consumer already started");
+    this.#started = true;
+    for (const stream of this.#cfg.streams) await this.#ensureGroup(stream);
+    await this.#refreshStats().catch(() => {});
+    this.#loops.push(
+      this.#readLoop(),
+      this.#every(Math.max(20, Math.floor(this.#cfg.claimIdleMs / 3)), () => this.#keepAlive()),
+      this.#every(
+        Math.max(20, Math.min(5000, Math.floor(this.#cfg.claimIdleMs / 2))),
+        () => this.#claimIdle(),
+      ),
+      this.#every(
+        Math.max(1000, Math.min(60_000, this.#cfg.claimIdleMs * 10)),
+        () => this.#removeDeadConsumers(),
+      ),
+      this.#every(this.#statsIntervalMs, () => this.#refreshStats()),
+    );
+    if (this.#cfg.retentionMs > 0) {
+      this.#loops.push(
+        this.#every(
+          Math.max(1000, Math.min(60_000, this.#cfg.retentionMs / 10)),
+          () => this.#trim(),
+        ),
+      );
+    }
+    this.#log.info("Consuming {streams} as {consumer} in group {group}", {
+      streams: this.#cfg.streams.join(","),
+      consumer: this.#cfg.consumer,
+      group: this.#cfg.group,
+    });
+  }
+
+  /**
+   * Stops reading, lets held entries finish and settles them, writing the
+   * checkpoint. Resolves true when everything settled before `deadline`
+   * (epoch ms); false leaves the rest pending in Redis (redelivered later).
+   */
+  async stop(deadline: number): Promise<boolean> {
+    if (!this.#started) return true;
+    this.#stop.abort();
+    this.#capacity.notify();
+    await this.#conn.unblockReader();
+    const remaining = () => Math.max(0, deadline - Date.now());
+    const loopsDone = Promise.all(this.#loops).then(() => true);
+    if (!await raceDeadline(loopsDone, remaining())) return false;
+    // Entries waiting for a retry stay pending in Redis: they are not in flight.
+    for (const h of this.#held.values()) {
+      if (h.phase === "retry_wait") {
+        clearTimeout(h.timer);
+        this.#release(h);
+      }
+    }
+    const drained = async () => {
+      while (this.#held.size > 0) {
+        if (this.#settleQueue.size > 0 && !this.#settling) this.#scheduleSettle();
+        await Promise.race([this.#idle.wait(), delay(50)]);
+      }
+      await this.#settling;
+      return true;
+    };
+    const ok = await raceDeadline(drained(), remaining());
+    if (!ok) this.#handlerAbort.abort();
+    return ok;
+  }
+
+  // --- reading ---------------------------------------------------------------
+
+  async #readLoop(): Promise<void> {
+    let generation = -1;
+    const pendingCursor = new Map<string, string>();
+    while (!this.#stop.signal.aborted) {
+      if (!this.#conn.connected) {
+        this.#readerActive = false;
+        if (!await this.#conn.waitConnected(this.#stop.signal)) break;
+      }
+      if (this.#conn.generation !== generation) {
+        // New connection: first re-read our own pending entries from id 0.
+        generation = this.#conn.generation;
+        for (const s of this.#cfg.streams) pendingCursor.set(s, "0");
+      }
+      const room = this.#cfg.maxInFlight - this.#held.size;
+      if (room <= 0) {
+        await this.#capacity.wait();
+        continue;
+      }
+      const count = Math.min(this.#cfg.batchSize, room);
+      try {
+        this.#readerActive = true;
+        if (pendingCursor.size > 0) {
+          const [stream, cursor] = pendingCursor.entries().next().value as [string, string];
+          const entries = await this.#readPending(stream, cursor, count);
+          if (entries.length === 0) pendingCursor.delete(stream);
+          else {
+            pendingCursor.set(stream, entries[entries.length - 1][0]);
+            await this.#dispatchRedelivered(stream, entries);
+          }
+        } else {
+          const reply = await this.#readNew(count);
+          if (reply) {
+            for (const [stream, entries] of reply) this.#dispatchNew(stream, entries);
+          }
+        }
+      } catch (err) {
+        if (this.#stop.signal.aborted) break;
+        await this.#onLoopError("read", err);
+      }
+      // Let HTTP and timers run between batches.
+      await yieldToEventLoop();
+    }
+    this.#readerActive = false;
+  }
+
+  async #readNew(count: number): Promise<[string, RawEntry[]][] | null> {
+    const streams = this.#cfg.streams;
+    const args = [
+      "XREADGROUP",
+      "GROUP",
+      this.#cfg.group,
+      this.#cfg.consumer,
+      "COUNT",
+      String(count),
+      "BLOCK",
+      String(this.#cfg.blockMs),
+      "STREAMS",
+      ...streams,
+      ...streams.map(() => ">"),
+    ];
+    const client = this.#conn.blocking;
+    const reply = await client.sendCommand(args, {
+      timeout: this.#cfg.blockMs + this.#config.redis.connectTimeoutMs,
+    }) as [string, RawEntry[]][] | null;
+    return reply;
+  }
+
+  async #readPending(stream: string, cursor: string, count: number): Promise<RawEntry[]> {
+    const reply = await this.#conn.exec((c) =>
+      c.sendCommand([
+        "XREADGROUP",
+        "GROUP",
+        this.#cfg.group,
+        this.#cfg.consumer,
+        "COUNT",
+        String(count),
+        "STREAMS",
+        stream,
+        cursor,
+      ])
+    ) as [string, RawEntry[]][] | null;
+    return reply?.[0]?.[1] ?? [];
+  }
+
+  #dispatchNew(stream: string, entries: RawEntry[]): void {
+    if (entries.length === 0) return;
+    this.#lastMessage = new Date();
+    const fresh: Held[] = [];
+    for (const [id, flat] of entries) {
+      const held = this.#hold(stream, id, 1, flat);
+      if (held) fresh.push(held);
+    }
+    this.#admit(fresh);
+  }
+
+  /** Entries handed to us again (own pending, claimed): their counters come from Redis. */
+  async #dispatchRedelivered(stream: string, entries: RawEntry[]): Promise<void> {
+    const todo = entries.filter(([id]) => !this.#held.has(heldKey(stream, id)));
+    if (todo.length === 0) return;
+    this.#lastMessage = new Date();
+    const counts = await this.#conn.exec((c) =>
+      DELIVERY_COUNTS.run(c, [stream], [this.#cfg.group, ...todo.map(([id]) => id)])
+    ) as number[];
+    const fresh: Held[] = [];
+    todo.forEach(([id, flat], i) => {
+      const held = this.#hold(stream, id, Math.max(1, Number(counts[i]) || 1), flat);
+      if (held) fresh.push(held);
+    });
+    this.#admit(fresh);
+  }
+
+  #hold(stream: string, id: string, deliveries: number, flat: string[] | null): Held | undefined {
+    const key = heldKey(stream, id);
+    if (this.#held.has(key)) return undefined;
+    const held: Held = {
+      key,
+      stream,
+      id,
+      deliveries,
+      phase: "queued",
+      fields: flat ? toRecord(flat) : null,
+      refreshedAt: Date.now(),
+    };
+    this.#held.set(key, held);
+    return held;
+  }
+
+  /** Parses held entries, settles the hopeless at once, checks idempotency keys, queues the rest. */
+  #admit(batch: Held[]): void {
+    this.#metrics?.inFlight.set(this.#held.size);
+    const withKeys: Held[] = [];
+    for (const h of batch) {
+      if (h.fields === null) {
+        this.#log.warn("Pending entry {id} of {stream} was deleted or trimmed; acknowledging", {
+          id: h.id,
+          stream: h.stream,
+        });
+        this.#enqueueSettle({ held: h, outcome: "deleted", eventType: "unknown", targets: [] });
+        continue;
+      }
+      try {
+        h.event = parseEntry(h.stream, h.id, h.fields);
+      } catch (err) {
+        if (!(err instanceof MalformedEntryError)) throw err;
+        this.#deadLetter(h, `malformed entry: ${err.message}`, h.fields.event ?? "unknown");
+        continue;
+      }
+      if (h.deliveries > this.#cfg.maxDeliveries) {
+        this.#deadLetter(
+          h,
+          `delivered ${h.deliveries} times without success (MAX_DELIVERIES ${this.#cfg.maxDeliveries})`,
+          h.event.event,
+        );
+        continue;
+      }
+      if (h.event.headers.idempotencyKey) withKeys.push(h);
+      else this.#enqueue(h);
+    }
+    if (withKeys.length > 0) void this.#admitWithKeys(withKeys);
+  }
+
+  async #admitWithKeys(batch: Held[]): Promise<void> {
+    let seen: (string | null)[] = [];
+    try {
+      seen = await this.#conn.exec((c) =>
+        c.sendCommand(["MGET", ...batch.map((h) => this.#dedupKey(h))])
+      ) as (string | null)[];
+    } catch (err) {
+      // Not knowing, run the handler: at-least-once beats losing the entry.
+      this.#log.warn("Idempotency check failed: {error}", { error: errorInfo(err).message });
+    }
+    batch.forEach((h, i) => {
+      if (seen[i] != null) {
+        this.#enqueueSettle({
+          held: h,
+          outcome: "duplicate",
+          eventType: h.event!.event,
+          dedupKey: undefined,
+          targets: [],
+        });
+      } else this.#enqueue(h);
+    });
+  }
+
+  #dedupKey(h: Held): string {
+    return `${h.stream}:dedup:${this.#cfg.group}:${h.event!.headers.idempotencyKey}`;
+  }
+
+  // --- running handlers ------------------------------------------------------
+
+  #enqueue(h: Held): void {
+    h.phase = "queued";
+    const lane = `${h.stream}\u0000${h.event!.aggregateId}`;
+    const queue = this.#lanes.get(lane);
+    if (queue) queue.push(h);
+    else {
+      this.#lanes.set(lane, [h]);
+      this.#ready.push(lane);
+    }
+    this.#pump();
+  }
+
+  #pump(): void {
+    while (this.#running < this.#cfg.handlerConcurrency && this.#readyHead < this.#ready.length) {
+      const lane = this.#ready[this.#readyHead++];
+      if (this.#readyHead > 1024 && this.#readyHead * 2 > this.#ready.length) {
+        this.#ready = this.#ready.slice(this.#readyHead);
+        this.#readyHead = 0;
+      }
+      const queue = this.#lanes.get(lane)!;
+      const h = queue[0];
+      this.#running++;
+      this.#run(h).finally(() => {
+        this.#running--;
+        queue.shift();
+        if (queue.length > 0) this.#ready.push(lane);
+        else this.#lanes.delete(lane);
+        this.#pump();
+      });
+    }
+  }
+
+  async #run(h: Held): Promise<void> {
+    const event = h.event!;
+    const correlationId = event.headers.correlationId;
+    await withContext(correlationId ? { correlationId } : {}, async () => {
+      const key = event.headers.idempotencyKey;
+      let resolveKey: ((processed: boolean) => void) | undefined;
+      if (key) {
+        const earlier = this.#keysInProgress.get(`${h.stream}\u0000${key}`);
+        if (earlier && await earlier) {
+          this.#enqueueSettle({
+            held: h,
+            outcome: "duplicate",
+            eventType: event.event,
+            targets: [],
+          });
+          return;
+        }
+        this.#keysInProgress.set(
+          `${h.stream}\u0000${key}`,
+          new Promise((r) => (resolveKey = r)),
+        );
+      }
+      h.phase = "running";
+      const started = performance.now();
+      let ok = false;
+      try {
+        await this.#registry.resolve(event.event)(event, {
+          deliveries: h.deliveries,
+          logger: this.#log,
+          signal: this.#handlerAbort.signal,
+        });
+        ok = true;
+      } catch (err) {
+        this.#onHandlerError(h, err);
+      } finally {
+        this.#metrics?.processingDuration.observe((performance.now() - started) / 1000);
+      }
+      if (ok) {
+        const targets = this.#router.targets(event.event);
+        this.#enqueueSettle({
+          held: h,
+          outcome: "acked",
+          eventType: event.event,
+          dedupKey: key ? this.#dedupKey(h) : undefined,
+          targets,
+          fields: targets.length > 0 ? this.#forwardFields(event) : undefined,
+        });
+      }
+      if (key) {
+        this.#keysInProgress.delete(`${h.stream}\u0000${key}`);
+        resolveKey?.(ok);
+      }
+    });
+  }
+
+  #forwardFields(event: StreamEvent): Record<string, string> {
+    const headers = { ...event.headers, sourceStream: event.stream, sourceId: event.id };
+    return { ...event.fields, headers: JSON.stringify(headers) };
+  }
+
+  #onHandlerError(h: Held, err: unknown): void {
+    const event = h.event!;
+    const message = errorInfo(err).message;
+    if (h.deliveries >= this.#cfg.maxDeliveries) {
+      this.#log.error(
+        "Handler for {event} {id} failed on delivery {deliveries}/{maxDeliveries}; dead-lettering: {error}",
+        {
+          event: event.event,
+          id: h.id,
+          deliveries: h.deliveries,
+          maxDeliveries: this.#cfg.maxDeliveries,
+          error: message,
+        },
+      );
+      this.#deadLetter(h, message, event.event);
+      return;
+    }
+    this.#metrics?.consumed.inc({ stream: h.stream, event: event.event, outcome: "retried" });
+    const wait = exponentialBackoff(h.deliveries, {
+      minMs: 100,
+      maxMs: Math.max(100, Math.min(30_000, this.#cfg.claimIdleMs / 2)),
+    });
+    this.#log.warn(
+      "Handler for {event} {id} failed on delivery {deliveries}/{maxDeliveries}; retrying in {delayMs} ms: {error}",
+      {
+        event: event.event,
+        id: h.id,
+        deliveries: h.deliveries,
+        maxDeliveries: this.#cfg.maxDeliveries,
+        delayMs: wait,
+        error: message,
+      },
+    );
+    h.phase = "retry_wait";
+    h.timer = setTimeout(() => void this.#retry(h), wait);
+  }
+
+  /** Re-claims a failed entry for ourselves (Redis counts the delivery) and runs it again. */
+  async #retry(h: Held): Promise<void> {
+    if (this.#stop.signal.aborted || this.#held.get(h.key) !== h) return;
+    try {
+      const reply = await this.#conn.exec((c) =>
+        CLAIM_OWN.run(c, [h.stream], [this.#cfg.group, this.#cfg.consumer, "claim", h.id])
+      ) as [string, number, string[]][];
+      this.#release(h);
+      if (reply.length === 0) {
+        // Another consumer claimed it meanwhile; it is theirs now.
+        return;
+      }
+      const [id, deliveries, flat] = reply[0];
+      const again = this.#hold(h.stream, id, Number(deliveries), flat.length ? flat : null);
+      if (again) this.#admit([again]);
+    } catch (err) {
+      if (this.#stop.signal.aborted) return;
+      this.#log.debug("Retry of {id} postponed: {error}", {
+        id: h.id,
+        error: errorInfo(err).message,
+      });
+      h.timer = setTimeout(() => void this.#retry(h), 1000);
+    }
+  }
+
+  #deadLetter(h: Held, error: string, eventType: string): void {
+    const fields: Record<string, string> = {
+      ...(h.fields ?? {}),
+      error: error.slice(0, 4096),
+      sourceStream: h.stream,
+      sourceId: h.id,
+      deliveries: String(h.deliveries),
+      consumer: this.#cfg.consumer,
+      failedAt: isoInZone(new Date(), "UTC"),
+    };
+    this.#log.warn("Dead-lettering {id} of {stream}: {error}", {
+      id: h.id,
+      stream: h.stream,
+      error,
+    });
+    this.#enqueueSettle({
+      held: h,
+      outcome: "dead_lettered",
+      eventType,
+      targets: [dlqStreamFor(this.#config, h.stream)],
+      fields,
+    });
+  }
+
+  // --- settling --------------------------------------------------------------
+
+  #enqueueSettle(op: SettleOp): void {
+    op.held.phase = "settling";
+    let q = this.#settleQueue.get(op.held.stream);
+    if (!q) this.#settleQueue.set(op.held.stream, q = []);
+    q.push(op);
+    this.#scheduleSettle();
+  }
+
+  #scheduleSettle(): void {
+    if (this.#settling) return;
+    this.#settling = (async () => {
+      // Let handlers finishing in this turn join the batch.
+      await Promise.resolve();
+      while (this.#settleQueue.size > 0) {
+        const queues = this.#settleQueue;
+        this.#settleQueue = new Map();
+        for (const [stream, ops] of queues) {
+          for (let i = 0; i < ops.length; i += 500) {
+            await this.#settleWithRetry(stream, ops.slice(i, i + 500));
+          }
+        }
+      }
+    })().finally(() => {
+      this.#settling = undefined;
+      if (this.#settleQueue.size > 0) this.#scheduleSettle();
+    });
+  }
+
+  async #settleWithRetry(stream: string, ops: SettleOp[]): Promise<void> {
+    for (let attempt = 1;; attempt++) {
+      try {
+        await this.#settle(stream, ops);
+        return;
+      } catch (err) {
+        const msg = errorInfo(err).message;
+        if (attempt === 1 || attempt % 20 === 0) {
+          this.#log.warn("Acknowledging {count} entries of {stream} failed: {error}; will retry", {
+            count: ops.length,
+            stream,
+            error: msg,
+          });
+        }
+        if (isServerReplyError(err) && !/^(READONLY|LOADING|MASTERDOWN)/.test(msg)) {
+          // A script error will not heal by retrying; the entries stay pending and are redelivered.
+          this.#log.error("Giving up acknowledging {count} entries: {error}", {
+            count: ops.length,
+            error: msg,
+          });
+          for (const op of ops) this.#release(op.held);
+          return;
+        }
+        if (!this.#conn.connected) {
+          await this.#conn.waitConnected(
+            this.#stop.signal.aborted ? AbortSignal.timeout(60_000) : undefined,
+          );
+        } else await delay(Math.min(2000, 50 * attempt));
+      }
+    }
+  }
+
+  async #settle(stream: string, ops: SettleOp[]): Promise<void> {
+    const keys = [stream, `${stream}:checkpoint:${this.#cfg.group}`];
+    const keyIndex = new Map<string, number>();
+    const indexOf = (k: string) => {
+      let i = keyIndex.get(k);
+      if (i === undefined) {
+        keys.push(k);
+        i = keys.length; // Lua KEYS are 1-based
+        keyIndex.set(k, i);
+      }
+      return String(i);
+    };
+    const args = [
+      this.#cfg.group,
+      this.#cfg.consumer,
+      isoInZone(new Date(), this.#config.service.timezone),
+      String(this.#cfg.dedupTtlS),
+    ];
+    for (const op of ops) {
+      args.push(op.held.id, op.dedupKey ? indexOf(op.dedupKey) : "0", String(op.targets.length));
+      for (const t of op.targets) args.push(indexOf(t));
+      const flat = op.fields ? Object.entries(op.fields).flat() : [];
+      args.push(String(flat.length), ...flat);
+    }
+    const results = await this.#conn.exec((c: RedisClient) =>
+      SETTLE.run(c, keys, args)
+    ) as number[];
+    ops.forEach((op, i) => {
+      if (Number(results[i]) === 1) {
+        if (op.outcome === "deleted") this.#metrics?.deletedPending.inc({ stream });
+        else {
+          this.#metrics?.consumed.inc({ stream, event: op.eventType, outcome: op.outcome });
+        }
+        if (op.outcome === "dead_lettered") {
+          const s = this.#stats.get(stream);
+          if (s) s.dlqGrewAt = Date.now();
+        }
+      } else {
+        this.#log.debug("Entry {id} of {stream} was already acknowledged elsewhere", {
+          id: op.held.id,
+          stream,
+        });
+      }
+      this.#release(op.held);
+    });
+  }
+
+  #release(h: Held): void {
+    if (this.#held.get(h.key) !== h) return;
+    this.#held.delete(h.key);
+    this.#metrics?.inFlight.set(this.#held.size);
+    this.#capacity.notify();
+    if (this.#held.size === 0) this.#idle.notify();
+  }
+
+  // --- side loops ------------------------------------------------------------
+
+  async #keepAlive(): Promise<void> {
+    const now = Date.now();
+    const stale = now - Math.floor(this.#cfg.claimIdleMs / 3);
+    const byStream = new Map<string, Held[]>();
+    for (const h of this.#held.values()) {
+      if (h.refreshedAt > stale) continue;
+      let list = byStream.get(h.stream);
+      if (!list) byStream.set(h.stream, list = []);
+      list.push(h);
+    }
+    for (const [stream, list] of byStream) {
+      for (let i = 0; i < list.length; i += 500) {
+        const chunk = list.slice(i, i + 500);
+        await this.#conn.exec((c) =>
+          CLAIM_OWN.run(c, [stream], [
+            this.#cfg.group,
+            this.#cfg.consumer,
+            "keepalive",
+            ...chunk.map((h) => h.id),
+          ])
+        );
+        for (const h of chunk) h.refreshedAt = now;
+      }
+    }
+  }
+
+  async #claimIdle(): Promise<void> {
+    for (const stream of this.#cfg.streams) {
+      let cursor = "0-0";
+      do {
+        const room = this.#cfg.maxInFlight - this.#held.size;
+        if (room <= 0 || this.#stop.signal.aborted) return;
+        const reply = await this.#conn.exec((c) =>
+          c.sendCommand([
+            "XAUTOCLAIM",
+            stream,
+            this.#cfg.group,
+            this.#cfg.consumer,
+            String(this.#cfg.claimIdleMs),
+            cursor,
+            "COUNT",
+            String(Math.min(this.#cfg.batchSize, room)),
+          ])
+        ) as [string, RawEntry[], string[]?];
+        cursor = reply[0];
+        const entries = reply[1] ?? [];
+        const deleted = reply[2] ?? [];
+        if (deleted.length > 0) {
+          // Redis 7 removed them from the PEL already.
+          this.#metrics?.deletedPending.inc({ stream }, deleted.length);
+          this.#log.warn("{count} pending entries of {stream} were deleted or trimmed", {
+            count: deleted.length,
+            stream,
+          });
+        }
+        if (entries.length > 0) {
+          this.#log.info("Claimed {count} idle entries of {stream}", {
+            count: entries.length,
+            stream,
+          });
+          await this.#dispatchRedelivered(stream, entries);
+        }
+      } while (cursor !== "0-0");
+    }
+  }
+
+  async #removeDeadConsumers(): Promise<void> {
+    const limit = this.#cfg.claimIdleMs * 10;
+    for (const stream of this.#cfg.streams) {
+      const info = await this.#conn.exec((c) =>
+        c.sendCommand(["XINFO", "CONSUMERS", stream, this.#cfg.group])
+      ) as unknown[][];
+      for (const raw of info) {
+        const c = pairs(raw);
+        const name = String(c.name);
+        if (name === this.#cfg.consumer) continue;
+        if (Number(c.pending) === 0 && Number(c.idle) > limit) {
+          const removed = await this.#conn.exec((cl) =>
+            DELETE_IDLE_CONSUMER.run(cl, [stream], [this.#cfg.group, name])
+          );
+          if (Number(removed) === 1) {
+            this.#log.info("Removed consumer {name} of {stream}: idle {idleMs} ms", {
+              name,
+              stream,
+              idleMs: Number(c.idle),
+            });
+          }
+        }
+      }
+    }
+  }
+
+  async #trim(): Promise<void> {
+    const minId = `${Math.max(0, Date.now() - this.#cfg.retentionMs)}-0`;
+    for (const stream of this.#cfg.streams) {
+      const n = await this.#conn.exec((c) => c.sendCommand(["XTRIM", stream, "MINID", "~", minId]));
+      if (Number(n) > 0) {
+        this.#log.debug("Trimmed {count} entries of {stream} older than {minId}", {
+          count: Number(n),
+          stream,
+          minId,
+        });
+      }
+    }
+  }
+
+  async #refreshStats(): Promise<void> {
+    for (const stream of this.#cfg.streams) {
+      const s = this.#stats.get(stream)!;
+      const [groups, length, dlqLength] = await this.#conn.exec(async (c) => {
+        return await Promise.all([
+          c.sendCommand(["XINFO", "GROUPS", stream]).catch((err: unknown) => {
+            if (err instanceof Error && err.message.includes("no such key")) return [];
+            throw err;
+          }),
+          c.sendCommand(["XLEN", stream]),
+          c.sendCommand(["XLEN", s.dlqStream]),
+        ]);
+      }) as unknown as [unknown[][], number, number];
+      const group = groups.map(pairs).find((g) => g.name === this.#cfg.group);
+      if (!group) {
+        // Redis lost the group (restart without persistence): recreate it.
+        await this.#ensureGroup(stream);
+      }
+      s.pending = Number(group?.pending ?? 0);
+      s.lag = group?.lag === null || group?.lag === undefined ? null : Number(group.lag);
+      s.consumers = Number(group?.consumers ?? 0);
+      s.lastDeliveredId = group ? String(group["last-delivered-id"]) : null;
+      s.length = Number(length);
+      // The first reading is the baseline, not growth.
+      if (this.#statsSeen.has(stream) && Number(dlqLength) > s.dlqLength) s.dlqGrewAt = Date.now();
+      this.#statsSeen.add(stream);
+      s.dlqLength = Number(dlqLength);
+      const labels = { stream, group: this.#cfg.group };
+      this.#metrics?.pendingMessages.set(labels, s.pending);
+      if (s.lag !== null) this.#metrics?.consumerLag.set(labels, s.lag);
+      this.#metrics?.dlqLength.set({ stream }, s.dlqLength);
+    }
+  }
+  #statsSeen = new Set<string>();
+
+  async #ensureGroup(stream: string): Promise<void> {
+    try {
+      await this.#conn.exec((c) =>
+        c.sendCommand(["XGROUP", "CREATE", stream, this.#cfg.group, this.#cfg.startId, "MKSTREAM"])
+      );
+      this.#log.info("Created consumer group {group} on {stream} at {startId}", {
+        group: this.#cfg.group,
+        stream,
+        startId: this.#cfg.startId,
+      });
+    } catch (err) {
+      if (!(err instanceof Error && err.message.startsWith("BUSYGROUP"))) throw err;
+    }
+  }
+
+  async #onLoopError(what: string, err: unknown): Promise<void> {
+    const msg = errorInfo(err).message;
+    if (msg.startsWith("NOGROUP")) {
+      this.#log.warn("Consumer group missing ({error}); creating it again", { error: msg });
+      for (const s of this.#cfg.streams) {
+        await this.#ensureGroup(s).catch((e) =>
+          this.#log.error("Creating group failed: {error}", { error: errorInfo(e).message })
+        );
+      }
+      return;
+    }
+    if (err instanceof NotConnectedError || err instanceof CircuitOpenError) {
+      await delay(100, this.#stop.signal);
+      return;
+    }
+    this.#log.warn("{what} failed: {error}", { what, error: msg });
+    if (!isServerReplyError(err)) this.#conn.forceReconnect(`${what} failed: ${msg}`);
+    await delay(200, this.#stop.signal);
+  }
+
+  /** Runs `fn` every `ms` until stopped, logging failures, never throwing. */
+  async #every(ms: number, fn: () => Promise<void>): Promise<void> {
+    while (!this.#stop.signal.aborted) {
+      await delay(ms, this.#stop.signal);
+      if (this.#stop.signal.aborted) break;
+      if (!this.#conn.connected) continue;
+      try {
+        await fn();
+      } catch (err) {
+        if (err instanceof NotConnectedError || err instanceof CircuitOpenError) continue;
+        const msg = errorInfo(err).message;
+        if (msg.startsWith("NOGROUP")) await this.#onLoopError("side loop", err);
+        else this.#log.debug("Background task failed: {error}", { error: msg });
+      }
+    }
+  }
+}
+
+function heldKey(stream: string, id: string): string {
+  return `${stream}\u0000${id}`;
+}
+
+function toRecord(flat: string[]): EntryFields {
+  const out: EntryFields = {};
+  for (let i = 0; i + 1 < flat.length; i += 2) out[flat[i]] = flat[i + 1];
+  return out;
+}
+
+function pairs(flat: unknown[]): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (let i = 0; i + 1 < flat.length; i += 2) out[String(flat[i])] = flat[i + 1];
+  return out;
+}
+
+function yieldToEventLoop(): Promise<void> {
+  return new Promise((r) => setTimeout(r, 0));
+}
+
+async function raceDeadline(p: Promise<boolean>, ms: number): Promise<boolean> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const timeout = new Promise<boolean>((r) => (timer = setTimeout(() => r(false), ms)));
+  try {
+    return await Promise.race([p, timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
+}

@@ -1,0 +1,192 @@
+/**
+ * Stream entries in the wire format of `@nelreina/redis-stream-event`
+ * (spec section 5): parsing with zod into `StreamEvent`, building the fields
+ * of a published entry, and ISO 8601 timestamps in a configured zone. Pure.
+ */
+import { z } from "zod";
+
+/** Largest entry accepted, summed over field names and values (bytes). */
+export const MAX_ENTRY_BYTES = 1024 * 1024;
+
+/** Raw fields as Redis returns them. */
+export type EntryFields = Record<string, string>;
+
+/** A parsed, well-formed entry. */
+export interface StreamEvent {
+  /** Stream the entry came from. */
+  stream: string;
+  /** Entry id. */
+  id: string;
+  event: string;
+  aggregateId: string;
+  timestamp?: string;
+  payload: Record<string, unknown>;
+  serviceName?: string;
+  headers: Record<string, string>;
+  mimeType?: string;
+  /** Every field as read, including unknown ones. */
+  fields: EntryFields;
+}
+
+/** Why an entry cannot be handled; it goes to the dead-letter stream at once. */
+export class MalformedEntryError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "MalformedEntryError";
+  }
+}
+
+const jsonObject = (what: string) =>
+  z.string({ error: `missing field ${what}` }).transform((s, ctx) => {
+    let v: unknown;
+    try {
+      v = JSON.parse(s);
+    } catch {
+      ctx.addIssue({ code: "custom", message: `${what} is not JSON` });
+      return z.NEVER;
+    }
+    if (v === null || typeof v !== "object" || Array.isArray(v)) {
+      ctx.addIssue({ code: "custom", message: `${what} is not a JSON object` });
+      return z.NEVER;
+    }
+    return v as Record<string, unknown>;
+  });
+
+const fieldsSchema = z.object({
+  event: z.string({ error: "missing field event" }).min(1, "empty field event").max(
+    256,
+    "field event is longer than 256 characters",
+  ),
+  aggregateId: z.string().optional(),
+  timestamp: z.string().optional(),
+  payload: jsonObject("payload"),
+  serviceName: z.string().optional(),
+  headers: jsonObject("headers").optional().transform((h, ctx) => {
+    if (!h) return {};
+    const out: Record<string, string> = {};
+    for (const [k, v] of Object.entries(h)) {
+      if (typeof v === "string") out[k] = v;
+      else if (typeof v === "number" || typeof v === "boolean") out[k] = String(v);
+      else {
+        ctx.addIssue({ code: "custom", message: `headers.${k} is not a string` });
+        return z.NEVER;
+      }
+    }
+    return out;
+  }),
+  mimeType: z.string().optional(),
+});
+
+/** Size of an entry in bytes (UTF-16 length is a close, cheap bound for ASCII). */
+export function entrySize(fields: EntryFields): number {
+  let n = 0;
+  for (const k in fields) n += k.length + fields[k].length;
+  return n;
+}
+
+/**
+ * Parses one entry. `payload` is required (JSON object text), as is `event`;
+ * `aggregateId` defaults to the entry id (no ordering constraint then).
+ * @throws {MalformedEntryError} saying what is wrong.
+ */
+export function parseEntry(stream: string, id: string, fields: EntryFields | null): StreamEvent {
+  if (fields === null) throw new MalformedEntryError("entry was deleted or trimmed");
+  const size = entrySize(fields);
+  if (size > MAX_ENTRY_BYTES) {
+    throw new MalformedEntryError(`entry is ${size} bytes, over the 1 MB limit`);
+  }
+  const r = fieldsSchema.safeParse(fields);
+  if (!r.success) {
+    throw new MalformedEntryError(r.error.issues.map((i) => i.message).join("; "));
+  }
+  const f = r.data;
+  return {
+    stream,
+    id,
+    event: f.event,
+    aggregateId: f.aggregateId && f.aggregateId.length > 0 ? f.aggregateId : id,
+    timestamp: f.timestamp,
+    payload: f.payload,
+    serviceName: f.serviceName,
+    headers: f.headers,
+    mimeType: f.mimeType,
+    fields,
+  };
+}
+
+/** What a publisher supplies. */
+export interface OutgoingEvent {
+  event: string;
+  aggregateId: string;
+  payload: Record<string, unknown>;
+  headers: Record<string, string>;
+  serviceName: string;
+  timestamp: string;
+  mimeType?: string;
+}
+
+/** The flat field list of an entry to XADD. */
+export function toFields(e: OutgoingEvent): Record<string, string> {
+  const fields: Record<string, string> = {
+    event: e.event,
+    aggregateId: e.aggregateId,
+    timestamp: e.timestamp,
+    payload: JSON.stringify(e.payload),
+    serviceName: e.serviceName,
+    headers: JSON.stringify(e.headers),
+  };
+  if (e.mimeType) fields.mimeType = e.mimeType;
+  return fields;
+}
+
+const offsetCache = new Map<string, Intl.DateTimeFormat>();
+
+/**
+ * ISO 8601 with milliseconds in `timeZone`, with its offset (`Z` for UTC).
+ * @example isoInZone(new Date(0), "Europe/Amsterdam") // "1970-01-01T01:00:00.000+01:00"
+ */
+export function isoInZone(date: Date, timeZone: string): string {
+  if (timeZone === "UTC") return date.toISOString();
+  let fmt = offsetCache.get(timeZone);
+  if (!fmt) {
+    fmt = new Intl.DateTimeFormat("en-US", {
+      timeZone,
+      hourCycle: "h23",
+      year: "numeric",
+      month: "2-digit",
+      day: "2-digit",
+      hour: "2-digit",
+      minute: "2-digit",
+      second: "2-digit",
+    });
+    offsetCache.set(timeZone, fmt);
+  }
+  const parts: Record<string, string> = {};
+  for (const p of fmt.formatToParts(date)) parts[p.type] = p.value;
+  const wall = Date.UTC(
+    Number(parts.year),
+    Number(parts.month) - 1,
+    Number(parts.day),
+    Number(parts.hour),
+    Number(parts.minute),
+    Number(parts.second),
+  );
+  const offsetMin = Math.round((wall - (date.getTime() - date.getUTCMilliseconds())) / 60_000);
+  const sign = offsetMin < 0 ? "-" : "+";
+  const abs = Math.abs(offsetMin);
+  const ms = String(date.getUTCMilliseconds()).padStart(3, "0");
+  const off = `${sign}${String(Math.floor(abs / 60)).padStart(2, "0")}:${
+    String(abs % 60).padStart(2, "0")
+  }`;
+  return `${parts.year}-${parts.month}-${parts.day}T${parts.hour}:${parts.minute}:${parts.second}.${ms}${off}`;
+}
+
+/** Compares two entry ids numerically (`ms-seq`). */
+export function compareIds(a: string, b: string): number {
+  const [am, as = "0"] = a.split("-");
+  const [bm, bs = "0"] = b.split("-");
+  const d = Number(am) - Number(bm);
+  if (d !== 0) return d < 0 ? -1 : 1;
+  const s = Number(as) - Number(bs);
+  return s < 0 ? -1 : s > 0 ? 1 : 0;
+}

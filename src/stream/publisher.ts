@@ -1,0 +1,93 @@
+/**
+ * Publisher: writes entries in the wire format (spec section 5) through the
+ * connection manager's breaker, optionally once per idempotency key (the key
+ * and the first publication's record are kept for DEDUP_TTL_S).
+ */
+import type { ConnectionManager } from "../redis/connection.ts";
+import type { Metrics } from "../metrics.ts";
+import { isoInZone, toFields } from "./entry.ts";
+import { PUBLISH_ONCE } from "./scripts.ts";
+
+/** What to publish. */
+export interface PublishRequest {
+  stream: string;
+  event: string;
+  aggregateId: string;
+  payload: Record<string, unknown>;
+  correlationId: string;
+  /** Extra headers (e.g. `traceparent`). */
+  headers?: Record<string, string>;
+  /** Publish once per key within the dedup TTL. */
+  idempotencyKey?: string;
+}
+
+/** What was published (or, for a repeated idempotency key, first published). */
+export interface PublishResult {
+  id: string;
+  stream: string;
+  event: string;
+  aggregateId: string;
+  correlationId: string;
+  /** False when an earlier publication with the same idempotency key was returned. */
+  published: boolean;
+}
+
+/** Options of `Publisher`. */
+export interface PublisherOptions {
+  connection: ConnectionManager;
+  serviceName: string;
+  /** IANA zone of the `timestamp` field. Default `UTC`. */
+  timezone?: string;
+  /** Seconds an idempotency key is remembered. Default 86400. */
+  dedupTtlS?: number;
+  metrics?: Metrics;
+}
+
+/** Publishes events to streams. */
+export class Publisher {
+  readonly #opts: PublisherOptions;
+
+  constructor(options: PublisherOptions) {
+    this.#opts = options;
+  }
+
+  /** Publishes one event. Throws `CircuitOpenError` / `NotConnectedError` when Redis is away. */
+  async publish(req: PublishRequest): Promise<PublishResult> {
+    const headers: Record<string, string> = { ...req.headers, correlationId: req.correlationId };
+    if (req.idempotencyKey) headers.idempotencyKey = req.idempotencyKey;
+    const fields = toFields({
+      event: req.event,
+      aggregateId: req.aggregateId,
+      payload: req.payload,
+      headers,
+      serviceName: this.#opts.serviceName,
+      timestamp: isoInZone(new Date(), this.#opts.timezone ?? "UTC"),
+      mimeType: "application/json",
+    });
+    const flat = Object.entries(fields).flat();
+    const base = {
+      stream: req.stream,
+      event: req.event,
+      aggregateId: req.aggregateId,
+      correlationId: req.correlationId,
+    };
+    if (!req.idempotencyKey) {
+      const id = await this.#opts.connection.exec((c) =>
+        c.sendCommand(["XADD", req.stream, "*", ...flat])
+      ) as string;
+      this.#opts.metrics?.published.inc({ stream: req.stream });
+      return { id, ...base, published: true };
+    }
+    const key = `${this.#opts.serviceName}:idempotency:${req.idempotencyKey}`;
+    const [fresh, record] = await this.#opts.connection.exec((c) =>
+      PUBLISH_ONCE.run(c, [key, req.stream], [
+        String(this.#opts.dedupTtlS ?? 86_400),
+        JSON.stringify(base),
+        ...flat,
+      ])
+    ) as [number, string];
+    const first = JSON.parse(record) as Omit<PublishResult, "published">;
+    if (Number(fresh) === 1) this.#opts.metrics?.published.inc({ stream: req.stream });
+    return { ...first, published: Number(fresh) === 1 };
+  }
+}

@@ -1,0 +1,171 @@
+/**
+ * Lua scripts that make the delivery guarantees atomic (spec section 5):
+ * settling a batch (XACK, and only where XACK returned 1: forward to ROUTES
+ * targets or copy to the dead-letter stream, write the idempotency mark, move
+ * the checkpoint), refreshing or re-claiming entries only while this consumer
+ * still owns them, removing idle consumers only without pending entries, and
+ * publishing once per idempotency key.
+ *
+ * Every key a script touches is passed in KEYS, so on Redis Cluster they must
+ * share a hash slot: name streams with a common hash tag, e.g. `{orders}.in`
+ * and `{orders}.out`.
+ */
+import type { RedisClient } from "../redis/connection.ts";
+
+/** A Lua script run by EVALSHA, loaded on NOSCRIPT. */
+export class LuaScript {
+  readonly source: string;
+  #sha?: string;
+
+  constructor(source: string) {
+    this.source = source;
+  }
+
+  /** Runs the script; the reply is Redis' raw RESP2 reply. */
+  async run(
+    client: RedisClient,
+    keys: readonly string[],
+    args: readonly string[],
+  ): Promise<unknown> {
+    if (!this.#sha) {
+      this.#sha = String(await client.sendCommand(["SCRIPT", "LOAD", this.source]));
+    }
+    const tail = [String(keys.length), ...keys, ...args];
+    try {
+      return await client.sendCommand(["EVALSHA", this.#sha, ...tail]);
+    } catch (err) {
+      if (!(err instanceof Error) || !err.message.startsWith("NOSCRIPT")) throw err;
+      // Redis restarted or flushed its script cache.
+      this.#sha = String(await client.sendCommand(["SCRIPT", "LOAD", this.source]));
+      return await client.sendCommand(["EVALSHA", this.#sha, ...tail]);
+    }
+  }
+}
+
+const ID_COMPARE = `
+local function newer(a, b)
+  local ams, aseq = string.match(a, "^(%d+)-(%d+)$")
+  local bms, bseq = string.match(b, "^(%d+)-(%d+)$")
+  if not bms then return true end
+  if not ams then return false end
+  ams, aseq, bms, bseq = tonumber(ams), tonumber(aseq), tonumber(bms), tonumber(bseq)
+  if ams ~= bms then return ams > bms end
+  return aseq > bseq
+end
+`;
+
+/**
+ * Settles a batch of entries of one stream.
+ * KEYS: stream, checkpoint hash, then every other key ops refer to (by index).
+ * ARGV: group, consumer, now (ISO), dedup TTL s, then per op:
+ *   id, dedupKeyIndex (0 for none), targetCount, targetKeyIndex…, fieldCount, field…
+ * Returns per op the XACK reply (1 when this call acknowledged the entry).
+ */
+export const SETTLE = new LuaScript(`${ID_COMPARE}
+local stream, ckey = KEYS[1], KEYS[2]
+local group, consumer, now, ttl = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+local results = {}
+local best = nil
+local i = 5
+while i <= #ARGV do
+  local id = ARGV[i]
+  local dedup = tonumber(ARGV[i + 1])
+  local nt = tonumber(ARGV[i + 2])
+  local tstart = i + 3
+  local nf = tonumber(ARGV[tstart + nt])
+  local fstart = tstart + nt + 1
+  local acked = redis.call('XACK', stream, group, id)
+  if acked == 1 then
+    if nt > 0 and nf > 0 then
+      local fields = {}
+      for j = 0, nf - 1 do fields[j + 1] = ARGV[fstart + j] end
+      for t = 0, nt - 1 do
+        redis.call('XADD', KEYS[tonumber(ARGV[tstart + t])], '*', unpack(fields))
+      end
+    end
+    if dedup > 0 then redis.call('SET', KEYS[dedup], id, 'EX', ttl) end
+    if best == nil or newer(id, best) then best = id end
+  end
+  results[#results + 1] = acked
+  i = fstart + nf
+end
+if best then
+  local cur = redis.call('HGET', ckey, consumer)
+  if (not cur) or newer(best, cur) then
+    redis.call('HSET', ckey, consumer, best, consumer .. ':at', now)
+  else
+    redis.call('HSET', ckey, consumer .. ':at', now)
+  end
+end
+return results
+`);
+
+/**
+ * Claims entries only where this consumer still owns them.
+ * KEYS: stream. ARGV: group, consumer, mode ("keepalive" | "claim"), id…
+ * keepalive: XCLAIM … JUSTID (idle reset, delivery counter unchanged);
+ *   returns the ids refreshed.
+ * claim: XCLAIM (counter + 1); returns per owned id {id, deliveries, fields}
+ *   where fields is an empty array when the entry was deleted.
+ */
+export const CLAIM_OWN = new LuaScript(`
+local key, group, consumer, mode = KEYS[1], ARGV[1], ARGV[2], ARGV[3]
+local out = {}
+for i = 4, #ARGV do
+  local id = ARGV[i]
+  local p = redis.call('XPENDING', key, group, id, id, 1)
+  if #p == 1 and p[1][2] == consumer then
+    if mode == 'keepalive' then
+      redis.call('XCLAIM', key, group, consumer, 0, id, 'JUSTID')
+      out[#out + 1] = id
+    else
+      local c = redis.call('XCLAIM', key, group, consumer, 0, id)
+      local fields = {}
+      if #c == 1 and c[1] and c[1][2] then fields = c[1][2] end
+      out[#out + 1] = {id, p[1][4] + 1, fields}
+    end
+  end
+end
+return out
+`);
+
+/**
+ * Delivery counters of pending entries. KEYS: stream. ARGV: group, id…
+ * Returns per id its counter, 0 when not pending.
+ */
+export const DELIVERY_COUNTS = new LuaScript(`
+local out = {}
+for i = 2, #ARGV do
+  local p = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[i], ARGV[i], 1)
+  if #p == 1 then out[#out + 1] = p[1][4] else out[#out + 1] = 0 end
+end
+return out
+`);
+
+/**
+ * Removes a consumer only when it has nothing pending (DELCONSUMER would drop
+ * its pending entries). KEYS: stream. ARGV: group, consumer. Returns 1 when removed.
+ */
+export const DELETE_IDLE_CONSUMER = new LuaScript(`
+local p = redis.call('XPENDING', KEYS[1], ARGV[1], '-', '+', 1, ARGV[2])
+if #p > 0 then return 0 end
+redis.call('XGROUP', 'DELCONSUMER', KEYS[1], ARGV[1], ARGV[2])
+return 1
+`);
+
+/**
+ * Publishes once per idempotency key.
+ * KEYS: idempotency key, stream. ARGV: TTL s, record JSON (without id), field…
+ * Returns {1, record} when published now, {0, record} for a repeat, where
+ * record is the JSON of the first publication with its id.
+ */
+export const PUBLISH_ONCE = new LuaScript(`
+local existing = redis.call('GET', KEYS[1])
+if existing then return {0, existing} end
+local id = redis.call('XADD', KEYS[2], '*', unpack(ARGV, 3))
+local rec = cjson.decode(ARGV[2])
+rec['id'] = id
+local text = cjson.encode(rec)
+redis.call('SET', KEYS[1], text, 'EX', ARGV[1])
+return {1, text}
+`);
