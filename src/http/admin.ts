@@ -5,12 +5,15 @@
 import { Hono } from "hono";
 import { z } from "zod";
 import type { StreamAdmin } from "../stream/admin.ts";
+
+/** What the admin routes need of `StreamAdmin`. */
+export type AdminPort = Pick<StreamAdmin, "report" | "replay">;
 import { apiKeyAuth } from "./middleware.ts";
 import { type AppEnv, BodyTooLargeError, jsonError, readBodyLimited } from "./types.ts";
 
 /** Dependencies of the admin routes. */
 export interface AdminOptions {
-  admin: StreamAdmin;
+  admin: AdminPort;
   streams: readonly string[];
   apiKey?: string;
 }

@@ -12,9 +12,8 @@ import { errorInfo, getLogger, type Logger } from "../log.ts";
 import type { Metrics } from "../metrics.ts";
 import { CircuitOpenError } from "../redis/breaker.ts";
 import { NotConnectedError } from "../redis/connection.ts";
-import type { StreamAdmin } from "../stream/admin.ts";
-import type { Publisher } from "../stream/publisher.ts";
-import { adminRoutes } from "./admin.ts";
+import type { PublishRequest, PublishResult } from "../stream/publisher.ts";
+import { type AdminPort, adminRoutes } from "./admin.ts";
 import { healthRoutes, type HealthSource } from "./health.ts";
 import { correlationId, requestMetrics } from "./middleware.ts";
 import { openApiDocument } from "./openapi.ts";
@@ -25,8 +24,8 @@ import { type AppEnv, jsonError } from "./types.ts";
 /** Dependencies of the app. */
 export interface AppDeps {
   health: HealthSource;
-  publisher: Publisher;
-  admin: StreamAdmin;
+  publisher: { publish(req: PublishRequest): Promise<PublishResult> };
+  admin: AdminPort;
   availability: Availability;
   metrics: Metrics;
   streams: readonly string[];

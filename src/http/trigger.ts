@@ -5,7 +5,7 @@
  */
 import { Hono } from "hono";
 import { z } from "zod";
-import type { Publisher } from "../stream/publisher.ts";
+import type { PublishRequest, PublishResult } from "../stream/publisher.ts";
 import { apiKeyAuth, rateLimit } from "./middleware.ts";
 import type { RateLimiter } from "./rate_limit.ts";
 import { type AppEnv, BodyTooLargeError, jsonError, readBodyLimited } from "./types.ts";
@@ -31,7 +31,7 @@ export type Availability = () => { ok: true } | { ok: false; retryAfterSeconds: 
 
 /** Dependencies of the trigger route. */
 export interface TriggerOptions {
-  publisher: Publisher;
+  publisher: { publish(req: PublishRequest): Promise<PublishResult> };
   /** Consumed streams; the first is the default target. */
   streams: readonly string[];
   availability: Availability;
