@@ -131,8 +131,9 @@ async function main(): Promise<number> {
   const timers: { pinger?: ReturnType<typeof setInterval> } = {};
   const shutdown = async (reason: string) => {
     if (shuttingDown) {
-      log.warn("Second {reason}: exiting now", { reason });
-      done.resolve(EXIT_FAILURE);
+      // Already stopping (watchers and orchestrators often send two signals);
+      // SHUTDOWN_TIMEOUT_MS bounds how long this takes.
+      log.info("Got {reason} while shutting down; still draining", { reason });
       return;
     }
     shuttingDown = true;

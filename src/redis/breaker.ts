@@ -95,6 +95,11 @@ export class CircuitBreaker {
     if (this.#state !== "closed") this.#transition("closed");
   }
 
+  /** Gives back an acquired call that was never made (no success, no failure). */
+  release(): void {
+    this.#trialInFlight = false;
+  }
+
   /** Records a failed call: opens the breaker at the threshold or after a failed trial. */
   recordFailure(): void {
     this.#failures++;

@@ -207,7 +207,9 @@ export class ConnectionManager {
     try {
       client = this.command;
     } catch (err) {
-      this.breaker.recordFailure();
+      // Known to be disconnected: failing fast already, no call was made. Release
+      // a half-open trial without judging it; the reconnect loop decides.
+      this.breaker.release();
       throw err;
     }
     try {
@@ -393,6 +395,8 @@ export class ConnectionManager {
     this.#blocking = blocking;
     this.#generation++;
     this.#lastError = undefined;
+    // A completed handshake is a successful Redis operation: close the breaker.
+    this.breaker.recordSuccess();
     for (const c of [command, blocking]) {
       c.on("error", (err: unknown) => {
         if (c === this.#command || c === this.#blocking) this.#onClientProblem(err);

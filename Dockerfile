@@ -1,0 +1,44 @@
+# Container image of redis-stream-service: a single `deno compile` executable on distroless.
+#
+#   docker build -t redis-stream-service .
+#   docker run --rm -p 8000:8000 -e REDIS_HOST=... -e REDIS_PORT=6379 \
+#     -e SERVICE_NAME=redis-stream-service redis-stream-service
+#
+# Configuration comes from the environment only (spec section 2); no .env file is baked in.
+
+# Keep in step with the Deno version the project is developed and tested with (deno.lock).
+ARG DENO_VERSION=2.9.6
+
+# --- build -------------------------------------------------------------------------------------
+FROM denoland/deno:${DENO_VERSION} AS builder
+WORKDIR /app
+
+# Dependencies first, so that this layer is cached while only sources change.
+# --frozen: fail instead of silently resolving versions other than those in deno.lock.
+COPY deno.json deno.lock ./
+RUN deno install --frozen
+
+# Sources (tests, benchmarks, deploy files and local state are left out by .dockerignore).
+COPY . .
+# Type-checks and writes dist/redis-stream-service (see the `compile` task in deno.json).
+RUN deno task compile
+
+# --- run ---------------------------------------------------------------------------------------
+# glibc and libgcc, no shell, no package manager; runs as uid/gid 65532 ("nonroot").
+FROM gcr.io/distroless/cc-debian12:nonroot
+WORKDIR /app
+COPY --from=builder /app/dist/redis-stream-service /app/redis-stream-service
+
+USER nonroot
+ENV SERVICE_PORT=8000
+EXPOSE 8000
+
+# The image has no shell or curl for a Docker HEALTHCHECK, and the service binary has no probe
+# mode. Health is checked from outside instead: Kubernetes probes GET /health/live (liveness),
+# /health/ready (readiness) and /health/live (startup), see deploy/k8s/deployment.yaml; Compose
+# or other orchestrators can poll the same endpoints.
+HEALTHCHECK NONE
+
+# The service is PID 1 and handles SIGTERM itself (graceful shutdown within SHUTDOWN_TIMEOUT_MS).
+STOPSIGNAL SIGTERM
+ENTRYPOINT ["/app/redis-stream-service"]
