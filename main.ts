@@ -14,6 +14,7 @@ import { StreamConsumer } from "./src/stream/consumer.ts";
 import { HandlerRegistry, registerDiagnosticHandlers } from "./src/stream/handlers.ts";
 import { Publisher } from "./src/stream/publisher.ts";
 import { Router } from "./src/stream/router.ts";
+import { createTracing, exporterProblem } from "./src/tracing.ts";
 import { createApp } from "./src/http/app.ts";
 import type { HealthSnapshot } from "./src/http/health.ts";
 
@@ -53,6 +54,25 @@ async function main(): Promise<number> {
   });
 
   // Build the parts.
+  const tracing = createTracing({
+    enabled: config.http.traceEnabled,
+    serviceName: config.service.name,
+    version: config.service.version,
+  });
+  if (tracing.enabled) {
+    const env = Deno.env.toObject();
+    const problem = exporterProblem(env);
+    if (problem) log.warn(problem);
+    else {
+      log.info("Traces on: OTLP {protocol} to {endpoint} as service {serviceName}", {
+        protocol: env.OTEL_EXPORTER_OTLP_PROTOCOL ?? "http/protobuf",
+        // Only the origin: the URL could carry credentials.
+        endpoint: URL.parse(env.OTEL_EXPORTER_OTLP_ENDPOINT ?? "http://localhost:4318")?.origin ??
+          "(unparsable OTEL_EXPORTER_OTLP_ENDPOINT)",
+        serviceName: env.OTEL_SERVICE_NAME ?? "unknown_service:deno (set OTEL_SERVICE_NAME)",
+      });
+    }
+  }
   const metrics = new Metrics({ processMetrics: config.http.metricsEnabled });
   const connection = new ConnectionManager({
     redis: config.redis,
@@ -72,6 +92,7 @@ async function main(): Promise<number> {
     registry,
     router: new Router(config.stream.routes),
     metrics,
+    tracing,
   });
   const publisher = new Publisher({
     connection,
@@ -79,6 +100,7 @@ async function main(): Promise<number> {
     timezone: config.service.timezone,
     dedupTtlS: config.stream.dedupTtlS,
     metrics,
+    tracing,
   });
   const admin = new StreamAdmin({ connection, dlqFor: (s) => dlqStreamFor(config, s) });
 
@@ -117,6 +139,7 @@ async function main(): Promise<number> {
     streams: config.stream.streams,
     version: config.service.version,
     http: config.http,
+    tracing,
   });
 
   // 2. HTTP: live from here on; ready once Redis and the consumer run.
@@ -169,6 +192,19 @@ async function main(): Promise<number> {
   for (const sig of ["SIGTERM", "SIGINT"] as const) {
     Deno.addSignalListener(sig, () => void shutdown(sig));
   }
+  // Safety net: an error no code path caught (e.g. a TLS alert node-redis gets
+  // before it listens on the socket) must not end the process: a lost connection
+  // never exits it; the connection manager notices and reconnects.
+  globalThis.addEventListener("error", (e) => {
+    e.preventDefault();
+    log.error("Uncaught error (kept running): {error}", { error: errorInfo(e.error).message });
+  });
+  globalThis.addEventListener("unhandledrejection", (e) => {
+    e.preventDefault();
+    log.error("Unhandled rejection (kept running): {error}", {
+      error: errorInfo(e.reason).message,
+    });
+  });
 
   // 3. Redis, with the configured attempts.
   try {

@@ -276,8 +276,12 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
     }
   }
   const e = parsed.success ? parsed.data : undefined;
-  const problem = (variable: string, message: string) =>
+  // One problem per variable: a cross-field rule does not repeat a variable the
+  // schema already reported (e.g. a whitespace-only REDIS_HOST).
+  const problem = (variable: string, message: string) => {
+    if (problems.some((p) => p.variable === variable)) return;
     problems.push({ variable, value: cleaned[variable], message });
+  };
 
   // Cross-field rules, checked even when other variables failed, so that every
   // problem is reported at once.

@@ -85,11 +85,34 @@ function renderValue(v: unknown): string {
   }
 }
 
+/** Placeholder names of a message template, in order (as LogTape parses them). */
+function placeholderNames(template: string): string[] {
+  const names: string[] = [];
+  for (let i = 0; i < template.length; i++) {
+    if (template[i] !== "{") continue;
+    if (template[i + 1] === "{") {
+      i++; // `{{` is a literal brace
+      continue;
+    }
+    const close = template.indexOf("}", i + 1);
+    if (close === -1) continue;
+    names.push(template.slice(i + 1, close).trim());
+    i = close;
+  }
+  return names;
+}
+
 function renderMessage(record: LogRecord): string {
+  // A placeholder named like a secret (`{password}`) is masked as its property is.
+  const names = typeof record.rawMessage === "string" ? placeholderNames(record.rawMessage) : [];
   let s = "";
   for (let i = 0; i < record.message.length; i++) {
     const part = record.message[i];
-    s += i % 2 === 0 ? String(part) : renderValue(part);
+    if (i % 2 === 0) s += String(part);
+    else {
+      const name = names[(i - 1) / 2];
+      s += name && SECRET_KEY_RE.test(name) && part != null ? MASK : renderValue(part);
+    }
   }
   return s;
 }

@@ -12,6 +12,38 @@ export type Outcome = "acked" | "retried" | "dead_lettered" | "duplicate";
 
 const CIRCUIT_VALUE: Record<CircuitState, number> = { closed: 0, half_open: 1, open: 2 };
 
+/** prom-client's process metrics that read /proc/self on Linux. */
+const PROC_METRICS = [
+  "process_resident_memory_bytes",
+  "process_virtual_memory_bytes",
+  "process_heap_bytes",
+  "process_open_fds",
+  "process_max_fds",
+];
+
+/**
+ * On Linux prom-client reads memory and file descriptors from /proc/self, which Deno allows
+ * only with --allow-all; without it prom-client silently reports 0. Then drop those series
+ * and report resident memory from `Deno.memoryUsage()`, which needs no permission.
+ */
+function replaceProcReaders(registry: Registry): void {
+  try {
+    Deno.readTextFileSync("/proc/self/status");
+    return; // readable: prom-client's own collectors work
+  } catch {
+    // not Linux, or not permitted
+  }
+  for (const name of PROC_METRICS) registry.removeSingleMetric(name);
+  new Gauge({
+    name: "process_resident_memory_bytes",
+    help: "Resident memory size in bytes.",
+    registers: [registry],
+    collect() {
+      this.set(Deno.memoryUsage().rss);
+    },
+  });
+}
+
 /** Options of `Metrics`. */
 export interface MetricsOptions {
   /** Collect process metrics (CPU, memory, heap, event-loop lag). Default true. */
@@ -118,6 +150,7 @@ export class Metrics implements CommandObserver {
     });
     if (options.processMetrics !== false) {
       collectDefaultMetrics({ register: this.registry, eventLoopMonitoringPrecision: 20 });
+      replaceProcReaders(this.registry);
     }
   }
 

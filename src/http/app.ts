@@ -13,12 +13,14 @@ import type { Metrics } from "../metrics.ts";
 import { CircuitOpenError } from "../redis/breaker.ts";
 import { NotConnectedError } from "../redis/connection.ts";
 import type { PublishRequest, PublishResult } from "../stream/publisher.ts";
+import type { Tracing } from "../tracing.ts";
 import { type AdminPort, adminRoutes } from "./admin.ts";
 import { healthRoutes, type HealthSource } from "./health.ts";
 import { correlationId, requestMetrics } from "./middleware.ts";
 import { openApiDocument } from "./openapi.ts";
 import { RateLimiter } from "./rate_limit.ts";
 import { type Availability, triggerRoutes } from "./trigger.ts";
+import { requestSpan } from "./tracing.ts";
 import { type AppEnv, jsonError } from "./types.ts";
 
 /** Dependencies of the app. */
@@ -40,6 +42,8 @@ export interface AppDeps {
   logger?: Logger;
   /** Rate limiter (tests inject one with a fake clock). */
   limiter?: RateLimiter;
+  /** Tracing (TRACE_ENABLED); names the request spans after their routes. Default: off. */
+  tracing?: Tracing;
 }
 
 /** Route patterns used as metric labels. */
@@ -62,6 +66,7 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
 
   app.use("*", correlationId());
   app.use("*", secureHeaders());
+  if (deps.tracing?.enabled) app.use("*", requestSpan({ tracing: deps.tracing, routes: ROUTES }));
   if (deps.http.metricsEnabled) {
     app.use("*", requestMetrics({ metrics: deps.metrics, routes: ROUTES }));
   }

@@ -83,6 +83,12 @@ export function openApiDocument(version: string): Record<string, unknown> {
           responses: { "200": { description: "Prometheus text format" } },
         },
       },
+      "/openapi.json": {
+        get: {
+          summary: "This OpenAPI document",
+          responses: { "200": { description: "OpenAPI 3 document", content: json({}) } },
+        },
+      },
       "/trigger-test-event": {
         post: {
           summary: "Publish one test event",

@@ -37,5 +37,6 @@ export function exponentialBackoff(
   if (!(attempt >= 1)) throw new RangeError("attempt must be at least 1");
   const base = Math.min(maxMs, minMs * Math.pow(multiplier, Math.min(attempt - 1, 64)));
   const spread = base * jitter;
-  return Math.max(0, Math.round(base - spread + random() * 2 * spread));
+  // Jitter never takes the delay past maxMs (documented as the largest delay).
+  return Math.min(maxMs, Math.max(0, Math.round(base - spread + random() * 2 * spread)));
 }

@@ -381,13 +381,15 @@ export class ConnectionManager {
       }
       this.#blockingId = Number(await blocking.sendCommand(["CLIENT", "ID"]));
     } catch (err) {
-      command.destroy();
-      blocking.destroy();
+      // destroy() throws on a client that already closed itself (the failed
+      // one): that must neither hide `err` nor leave the other client open.
+      destroyQuietly(command);
+      destroyQuietly(blocking);
       throw err;
     }
     if (this.#closing.signal.aborted) {
-      command.destroy();
-      blocking.destroy();
+      destroyQuietly(command);
+      destroyQuietly(blocking);
       throw new Error("Shutting down");
     }
     this.#address = address;
@@ -473,10 +475,19 @@ export class ConnectionManager {
       } catch (err) {
         errors.push(`${node.host}:${node.port}: ${errorInfo(err).message}`);
       } finally {
-        client.destroy();
+        destroyQuietly(client); // an unreachable sentinel must not stop the loop
       }
     }
     throw new Error(`No sentinel gave a master address (${errors.join("; ")})`);
+  }
+}
+
+/** Closes `client` at once; no-op (instead of ClientClosedError) when it already closed. */
+function destroyQuietly(client: { isOpen: boolean; destroy(): void }): void {
+  try {
+    if (client.isOpen) client.destroy();
+  } catch {
+    // already gone
   }
 }
 

@@ -36,7 +36,8 @@ import {
   parseEntry,
   type StreamEvent,
 } from "./entry.ts";
-import type { HandlerRegistry } from "./handlers.ts";
+import type { Handler, HandlerContext, HandlerRegistry } from "./handlers.ts";
+import type { Tracing } from "../tracing.ts";
 import type { Router } from "./router.ts";
 import { CLAIM_OWN, DELETE_IDLE_CONSUMER, DELIVERY_COUNTS, SETTLE } from "./scripts.ts";
 
@@ -76,6 +77,8 @@ interface Held {
   fields: EntryFields | null;
   timer?: ReturnType<typeof setTimeout>;
   refreshedAt: number;
+  /** Idempotency lock taken by this entry's run, held until it settles. */
+  keyLock?: { key: string; promise: Promise<boolean> };
 }
 
 interface SettleOp {
@@ -86,6 +89,9 @@ interface SettleOp {
   targets: readonly string[];
   fields?: Record<string, string>;
 }
+
+/** Distinct `event` label values of the consumption metric, at most. */
+const MAX_EVENT_LABELS = 200;
 
 /** Raw RESP2 entry: [id, [field, value, …] | null]. */
 type RawEntry = [string, string[] | null];
@@ -100,6 +106,8 @@ export interface StreamConsumerOptions {
   logger?: Logger;
   /** Interval of the stats refresh in ms. Default 2000. */
   statsIntervalMs?: number;
+  /** Tracing: a CONSUMER span per handled entry, continuing its `headers.traceparent`. */
+  tracing?: Tracing;
 }
 
 /** A resolvable signal used to wake waiting loops. */
@@ -127,6 +135,8 @@ export class StreamConsumer {
   readonly #metrics?: Metrics;
   readonly #log: Logger;
   readonly #statsIntervalMs: number;
+  /** Set only when tracing is enabled: disabled, the hot path makes no span. */
+  readonly #tracing?: Tracing;
 
   #held = new Map<string, Held>();
   #lanes = new Map<string, Held[]>();
@@ -145,6 +155,7 @@ export class StreamConsumer {
   #started = false;
   #lastMessage?: Date;
   #stats = new Map<string, StreamStats>();
+  #eventLabels = new Set<string>();
 
   constructor(options: StreamConsumerOptions) {
     this.#config = options.config;
@@ -155,6 +166,7 @@ export class StreamConsumer {
     this.#metrics = options.metrics;
     this.#log = options.logger ?? getLogger("consumer");
     this.#statsIntervalMs = options.statsIntervalMs ?? 2000;
+    if (options.tracing?.enabled) this.#tracing = options.tracing;
     for (const stream of this.#cfg.streams) {
       this.#stats.set(stream, {
         stream,
@@ -382,10 +394,9 @@ export class StreamConsumer {
     return held;
   }
 
-  /** Parses held entries, settles the hopeless at once, checks idempotency keys, queues the rest. */
+  /** Parses held entries, settles the hopeless at once, queues the rest. */
   #admit(batch: Held[]): void {
     this.#metrics?.inFlight.set(this.#held.size);
-    const withKeys: Held[] = [];
     for (const h of batch) {
       if (h.fields === null) {
         this.#log.warn("Pending entry {id} of {stream} was deleted or trimmed; acknowledging", {
@@ -410,33 +421,20 @@ export class StreamConsumer {
         );
         continue;
       }
-      if (h.event.headers.idempotencyKey) withKeys.push(h);
-      else this.#enqueue(h);
+      this.#enqueue(h);
     }
-    if (withKeys.length > 0) void this.#admitWithKeys(withKeys);
   }
 
-  async #admitWithKeys(batch: Held[]): Promise<void> {
-    let seen: (string | null)[] = [];
+  /** True when `h`'s idempotency key was already processed (false when Redis cannot tell). */
+  async #processedBefore(h: Held): Promise<boolean> {
     try {
-      seen = await this.#conn.exec((c) =>
-        c.sendCommand(["MGET", ...batch.map((h) => this.#dedupKey(h))])
-      ) as (string | null)[];
+      const mark = await this.#conn.exec((c) => c.sendCommand(["GET", this.#dedupKey(h)]));
+      return mark != null;
     } catch (err) {
       // Not knowing, run the handler: at-least-once beats losing the entry.
       this.#log.warn("Idempotency check failed: {error}", { error: errorInfo(err).message });
+      return false;
     }
-    batch.forEach((h, i) => {
-      if (seen[i] != null) {
-        this.#enqueueSettle({
-          held: h,
-          outcome: "duplicate",
-          eventType: h.event!.event,
-          dedupKey: undefined,
-          targets: [],
-        });
-      } else this.#enqueue(h);
-    });
   }
 
   #dedupKey(h: Held): string {
@@ -483,31 +481,51 @@ export class StreamConsumer {
     await withContext(correlationId ? { correlationId } : {}, async () => {
       const key = event.headers.idempotencyKey;
       let resolveKey: ((processed: boolean) => void) | undefined;
+      const lockKey = `${h.stream}\u0000${key}`;
       if (key) {
-        const earlier = this.#keysInProgress.get(`${h.stream}\u0000${key}`);
-        if (earlier && await earlier) {
+        // Another entry with this key is running or processed and not yet settled
+        // (its mark is written by the settle): wait for its outcome.
+        for (
+          let earlier = this.#keysInProgress.get(lockKey);
+          earlier;
+          earlier = this.#keysInProgress.get(lockKey)
+        ) {
+          if (await earlier) {
+            this.#enqueueSettle({
+              held: h,
+              outcome: "duplicate",
+              eventType: event.event,
+              targets: [],
+            });
+            return;
+          }
+        }
+        const promise = new Promise<boolean>((r) => (resolveKey = r));
+        this.#keysInProgress.set(lockKey, promise);
+        h.keyLock = { key: lockKey, promise };
+        // Checked now, not when read: an entry with this key may have settled since.
+        if (await this.#processedBefore(h)) {
           this.#enqueueSettle({
             held: h,
             outcome: "duplicate",
             eventType: event.event,
             targets: [],
           });
+          resolveKey?.(true);
           return;
         }
-        this.#keysInProgress.set(
-          `${h.stream}\u0000${key}`,
-          new Promise((r) => (resolveKey = r)),
-        );
       }
       h.phase = "running";
       const started = performance.now();
       let ok = false;
       try {
-        await this.#registry.resolve(event.event)(event, {
+        const handler = this.#registry.resolve(event.event);
+        const ctx: HandlerContext = {
           deliveries: h.deliveries,
           logger: this.#log,
           signal: this.#handlerAbort.signal,
-        });
+        };
+        await (this.#tracing ? this.#traced(this.#tracing, h, handler, ctx) : handler(event, ctx));
         ok = true;
       } catch (err) {
         this.#onHandlerError(h, err);
@@ -526,10 +544,37 @@ export class StreamConsumer {
         });
       }
       if (key) {
-        this.#keysInProgress.delete(`${h.stream}\u0000${key}`);
+        // On success the lock stays until the entry is settled (see #release).
+        if (!ok) this.#unlockKey(h);
         resolveKey?.(ok);
       }
     });
+  }
+
+  #unlockKey(h: Held): void {
+    if (h.keyLock && this.#keysInProgress.get(h.keyLock.key) === h.keyLock.promise) {
+      this.#keysInProgress.delete(h.keyLock.key);
+    }
+    h.keyLock = undefined;
+  }
+
+  /** Runs the handler in a CONSUMER span whose parent is the entry's `traceparent`. */
+  #traced(tracing: Tracing, h: Held, handler: Handler, ctx: HandlerContext): Promise<void> {
+    const event = h.event!;
+    return tracing.withSpan(`process ${h.stream}`, {
+      kind: "consumer",
+      parentHeaders: event.headers,
+      attributes: {
+        "messaging.system": "redis",
+        "messaging.operation.type": "process",
+        "messaging.destination.name": h.stream,
+        "messaging.consumer.group.name": this.#cfg.group,
+        "messaging.message.id": h.id,
+        "messaging.message.deliveries": h.deliveries,
+        "event.type": event.event,
+        "event.aggregate_id": event.aggregateId,
+      },
+    }, () => handler(event, ctx));
   }
 
   #forwardFields(event: StreamEvent): Record<string, string> {
@@ -554,7 +599,21 @@ export class StreamConsumer {
       this.#deadLetter(h, message, event.event);
       return;
     }
-    this.#metrics?.consumed.inc({ stream: h.stream, event: event.event, outcome: "retried" });
+    this.#metrics?.consumed.inc({
+      stream: h.stream,
+      event: this.#eventLabel(event.event),
+      outcome: "retried",
+    });
+    if (this.#stop.signal.aborted) {
+      // Stopping: no retry here; the entry stays pending and is redelivered later.
+      this.#log.warn("Handler for {event} {id} failed while stopping; left pending: {error}", {
+        event: event.event,
+        id: h.id,
+        error: message,
+      });
+      this.#release(h);
+      return;
+    }
     const wait = exponentialBackoff(h.deliveries, {
       minMs: 100,
       maxMs: Math.max(100, Math.min(30_000, this.#cfg.claimIdleMs / 2)),
@@ -576,7 +635,11 @@ export class StreamConsumer {
 
   /** Re-claims a failed entry for ourselves (Redis counts the delivery) and runs it again. */
   async #retry(h: Held): Promise<void> {
-    if (this.#stop.signal.aborted || this.#held.get(h.key) !== h) return;
+    if (this.#held.get(h.key) !== h) return;
+    if (this.#stop.signal.aborted) {
+      this.#release(h); // left pending: redelivered later
+      return;
+    }
     try {
       const reply = await this.#conn.exec((c) =>
         CLAIM_OWN.run(c, [h.stream], [this.#cfg.group, this.#cfg.consumer, "claim", h.id])
@@ -590,7 +653,10 @@ export class StreamConsumer {
       const again = this.#hold(h.stream, id, Number(deliveries), flat.length ? flat : null);
       if (again) this.#admit([again]);
     } catch (err) {
-      if (this.#stop.signal.aborted) return;
+      if (this.#stop.signal.aborted) {
+        this.#release(h);
+        return;
+      }
       this.#log.debug("Retry of {id} postponed: {error}", {
         id: h.id,
         error: errorInfo(err).message,
@@ -677,9 +743,15 @@ export class StreamConsumer {
           return;
         }
         if (!this.#conn.connected) {
-          await this.#conn.waitConnected(
+          const up = await this.#conn.waitConnected(
             this.#stop.signal.aborted ? AbortSignal.timeout(60_000) : undefined,
           );
+          if (!up) {
+            // Connection closed (or gone too long while stopping): the entries stay
+            // pending and are redelivered; retrying now would spin without end.
+            for (const op of ops) this.#release(op.held);
+            return;
+          }
         } else await delay(Math.min(2000, 50 * attempt));
       }
     }
@@ -716,7 +788,11 @@ export class StreamConsumer {
       if (Number(results[i]) === 1) {
         if (op.outcome === "deleted") this.#metrics?.deletedPending.inc({ stream });
         else {
-          this.#metrics?.consumed.inc({ stream, event: op.eventType, outcome: op.outcome });
+          this.#metrics?.consumed.inc({
+            stream,
+            event: this.#eventLabel(op.eventType),
+            outcome: op.outcome,
+          });
         }
         if (op.outcome === "dead_lettered") {
           const s = this.#stats.get(stream);
@@ -732,7 +808,19 @@ export class StreamConsumer {
     });
   }
 
+  /**
+   * The `event` metric label: producers choose event types, so past
+   * MAX_EVENT_LABELS distinct ones the rest count as `other` (bounded cardinality).
+   */
+  #eventLabel(event: string): string {
+    if (this.#eventLabels.has(event)) return event;
+    if (this.#eventLabels.size >= MAX_EVENT_LABELS || event.length > 100) return "other";
+    this.#eventLabels.add(event);
+    return event;
+  }
+
   #release(h: Held): void {
+    this.#unlockKey(h);
     if (this.#held.get(h.key) !== h) return;
     this.#held.delete(h.key);
     this.#metrics?.inFlight.set(this.#held.size);

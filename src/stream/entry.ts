@@ -77,10 +77,21 @@ const fieldsSchema = z.object({
   mimeType: z.string().optional(),
 });
 
-/** Size of an entry in bytes (UTF-16 length is a close, cheap bound for ASCII). */
+/** UTF-8 length of `s` in bytes, without encoding it. */
+function utf8Length(s: string): number {
+  let n = s.length;
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    // 2 bytes below U+0800, 3 above; a surrogate pair (2 units) is 4 bytes.
+    if (c >= 0x80) n += c >= 0x800 && (c < 0xd800 || c > 0xdfff) ? 2 : 1;
+  }
+  return n;
+}
+
+/** Size of an entry in UTF-8 bytes, summed over field names and values. */
 export function entrySize(fields: EntryFields): number {
   let n = 0;
-  for (const k in fields) n += k.length + fields[k].length;
+  for (const k in fields) n += utf8Length(k) + utf8Length(fields[k]);
   return n;
 }
 

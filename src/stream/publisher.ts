@@ -5,6 +5,8 @@
  */
 import type { ConnectionManager } from "../redis/connection.ts";
 import type { Metrics } from "../metrics.ts";
+import type { Span } from "@opentelemetry/api";
+import type { Tracing } from "../tracing.ts";
 import { isoInZone, toFields } from "./entry.ts";
 import { PUBLISH_ONCE } from "./scripts.ts";
 
@@ -41,6 +43,8 @@ export interface PublisherOptions {
   /** Seconds an idempotency key is remembered. Default 86400. */
   dedupTtlS?: number;
   metrics?: Metrics;
+  /** Tracing: a PRODUCER span per publish, its `traceparent` in the entry's headers. */
+  tracing?: Tracing;
 }
 
 /** Publishes events to streams. */
@@ -52,9 +56,25 @@ export class Publisher {
   }
 
   /** Publishes one event. Throws `CircuitOpenError` / `NotConnectedError` when Redis is away. */
-  async publish(req: PublishRequest): Promise<PublishResult> {
+  publish(req: PublishRequest): Promise<PublishResult> {
+    const tracing = this.#opts.tracing;
+    if (!tracing?.enabled) return this.#publish(req);
+    return tracing.withSpan(`publish ${req.stream}`, {
+      kind: "producer",
+      attributes: {
+        "messaging.system": "redis",
+        "messaging.operation.type": "send",
+        "messaging.destination.name": req.stream,
+        "event.type": req.event,
+        "event.aggregate_id": req.aggregateId,
+      },
+    }, (span) => this.#publish(req, tracing, span));
+  }
+
+  async #publish(req: PublishRequest, tracing?: Tracing, span?: Span): Promise<PublishResult> {
     const headers: Record<string, string> = { ...req.headers, correlationId: req.correlationId };
     if (req.idempotencyKey) headers.idempotencyKey = req.idempotencyKey;
+    tracing?.inject(headers);
     const fields = toFields({
       event: req.event,
       aggregateId: req.aggregateId,
@@ -76,6 +96,7 @@ export class Publisher {
         c.sendCommand(["XADD", req.stream, "*", ...flat])
       ) as string;
       this.#opts.metrics?.published.inc({ stream: req.stream });
+      span?.setAttribute("messaging.message.id", id);
       return { id, ...base, published: true };
     }
     const key = `${this.#opts.serviceName}:idempotency:${req.idempotencyKey}`;
@@ -88,6 +109,10 @@ export class Publisher {
     ) as [number, string];
     const first = JSON.parse(record) as Omit<PublishResult, "published">;
     if (Number(fresh) === 1) this.#opts.metrics?.published.inc({ stream: req.stream });
+    span?.setAttributes({
+      "messaging.message.id": first.id,
+      "event.duplicate": Number(fresh) !== 1,
+    });
     return { ...first, published: Number(fresh) === 1 };
   }
 }
