@@ -1,0 +1,332 @@
+/**
+ * Integration tests of the consumer's failure paths against a real redis-server, the consumer
+ * running in this process: malformed entries go to the dead-letter stream at once, failing
+ * handlers are retried and dead-lettered after MAX_DELIVERIES, ROUTES forwards exactly once
+ * (also when the SETTLE script runs twice for one entry), idle entries of a dead consumer are
+ * claimed while a running handler's entry is kept alive, deleted pending entries are cleaned
+ * up, and idle consumers without pending entries are removed.
+ *
+ * @module
+ */
+
+import { assert, assertEquals, assertStringIncludes } from "../support/assert.ts";
+import { Cleanup } from "../support/cleanup.ts";
+import { startRedis } from "../support/redis_server.ts";
+import { waitFor } from "../support/wait.ts";
+import { HandlerRegistry, registerDiagnosticHandlers } from "../../src/stream/handlers.ts";
+import { DELETE_IDLE_CONSUMER, SETTLE } from "../../src/stream/scripts.ts";
+import {
+  consumers,
+  createGroup,
+  gate,
+  GROUP,
+  pendingCount,
+  pendingEntries,
+  readAsGhost,
+  readStream,
+  startConsumer,
+  wire,
+  xadd,
+  xlen,
+} from "./harness.ts";
+
+Deno.test("StreamConsumer dead-letters malformed entries at once and keeps consuming", async () => {
+  await using cleanup = new Cleanup();
+  const redis = cleanup.use(await startRedis());
+  const client = await redis.client();
+  await createGroup(client, "s");
+  const good = wire("test.ok", "a");
+  const malformed: Record<string, string>[] = [
+    { aggregateId: "a", payload: "{}", headers: good.headers }, // no event
+    { ...wire("test.bad", "a"), payload: "not json{" },
+    { ...wire("test.big", "a"), payload: JSON.stringify({ big: "x".repeat(1_100_000) }) },
+  ];
+  const ids: string[] = [];
+  for (const fields of malformed) ids.push(await xadd(client, "s", fields));
+  const handled: string[] = [];
+  const registry = new HandlerRegistry().fallback((e) => {
+    handled.push(e.id);
+  });
+  await startConsumer(cleanup, redis, {}, registry);
+  const dlq = await waitFor(async () => {
+    const entries = await readStream(client, "s:dlq");
+    return entries.length === 3 ? entries : undefined;
+  }, { message: "3 dead letters" });
+  const later = await xadd(client, "s", good);
+  await waitFor(() => handled.includes(later), { message: "a later good entry handled" });
+  assertEquals(handled, [later]);
+  await waitFor(async () => await pendingCount(client, "s") === 0, { message: "XPENDING 0" });
+
+  const bySource = new Map(dlq.map((e) => [e.fields.sourceId, e.fields]));
+  malformed.forEach((original, i) => {
+    const f = bySource.get(ids[i]);
+    assert(f, `dead letter of ${ids[i]}`);
+    for (const [k, v] of Object.entries(original)) assertEquals(f[k], v, `field ${k}`);
+    assertEquals(f.sourceStream, "s");
+    assertEquals(f.deliveries, "1");
+    assertEquals(f.consumer, "c1");
+    assert(!Number.isNaN(Date.parse(f.failedAt)), `failedAt ${f.failedAt}`);
+    assertStringIncludes(f.error, "malformed");
+  });
+  assertStringIncludes(bySource.get(ids[0])!.error, "event");
+  assertStringIncludes(bySource.get(ids[1])!.error, "payload");
+  assertStringIncludes(bySource.get(ids[2])!.error, "1 MB");
+});
+
+Deno.test("StreamConsumer retries a failing handler and dead-letters it after MAX_DELIVERIES", async () => {
+  await using cleanup = new Cleanup();
+  const redis = cleanup.use(await startRedis());
+  const client = await redis.client();
+  await createGroup(client, "s");
+  const diagnostics = new HandlerRegistry();
+  registerDiagnosticHandlers(diagnostics);
+  const runs = new Map<string, { deliveries: number; ok: boolean }[]>();
+  const registry = new HandlerRegistry().fallback(async (e, ctx) => {
+    const list = runs.get(e.id) ?? [];
+    runs.set(e.id, list);
+    try {
+      await diagnostics.resolve(e.event)(e, ctx);
+      list.push({ deliveries: ctx.deliveries, ok: true });
+    } catch (err) {
+      list.push({ deliveries: ctx.deliveries, ok: false });
+      throw err;
+    }
+  });
+  const twice = await xadd(client, "s", wire("diagnostic.fail", "a", { failTimes: 2 }));
+  const always = await xadd(client, "s", wire("diagnostic.fail", "b", {}));
+  await startConsumer(cleanup, redis, { MAX_DELIVERIES: "3", CLAIM_IDLE_MS: "300" }, registry);
+
+  const dead = await waitFor(async () => {
+    const entries = await readStream(client, "s:dlq");
+    return entries.length > 0 ? entries : undefined;
+  }, { message: "a dead letter" });
+  const after = await xadd(client, "s", wire("test.after", "b"));
+  await waitFor(() => runs.get(after)?.[0]?.ok, { message: "a later entry handled" });
+  await waitFor(async () => await pendingCount(client, "s") === 0, { message: "XPENDING 0" });
+
+  assertEquals(runs.get(twice), [
+    { deliveries: 1, ok: false },
+    { deliveries: 2, ok: false },
+    { deliveries: 3, ok: true },
+  ]);
+  assertEquals(runs.get(always), [
+    { deliveries: 1, ok: false },
+    { deliveries: 2, ok: false },
+    { deliveries: 3, ok: false },
+  ]);
+  const all = await readStream(client, "s:dlq");
+  assertEquals(all.length, 1, "only the always failing entry is dead-lettered");
+  assertEquals(dead[0].fields.sourceId, always);
+  assertEquals(dead[0].fields.deliveries, "3");
+  assertEquals(dead[0].fields.event, "diagnostic.fail");
+  assertStringIncludes(dead[0].fields.error, "diagnostic.fail");
+  // The retried entry settled after a later one: the checkpoint does not move back.
+  assertEquals(await client.hGet(`s:checkpoint:${GROUP}`, "c1"), after);
+});
+
+Deno.test("StreamConsumer forwards entries to every ROUTES target once", async () => {
+  await using cleanup = new Cleanup();
+  const redis = cleanup.use(await startRedis());
+  const client = await redis.client();
+  await createGroup(client, "s");
+  const sources = new Map<string, Record<string, string>>();
+  for (let i = 0; i < 10; i++) {
+    const fields = { ...wire(i % 2 ? "order.created" : "user.updated", `a${i}`, { i }), x: `${i}` };
+    sources.set(await xadd(client, "s", fields), fields);
+  }
+  const { connection } = await startConsumer(cleanup, redis, {
+    ROUTES: "order.*=>orders,*=>audit",
+  });
+  await waitFor(async () => await xlen(client, "audit") === 10, { message: "10 in audit" });
+  await waitFor(async () => await pendingCount(client, "s") === 0, { message: "XPENDING 0" });
+  const audit = await readStream(client, "audit");
+  const orders = await readStream(client, "orders");
+  assertEquals(orders.length, 5);
+  for (const target of [audit, orders]) {
+    for (const { fields } of target) {
+      const headers = JSON.parse(fields.headers) as Record<string, string>;
+      const original = sources.get(headers.sourceId);
+      assert(original, `source of ${fields.headers}`);
+      assertEquals(headers.sourceStream, "s");
+      const originalHeaders = JSON.parse(original.headers) as Record<string, string>;
+      assertEquals(headers.correlationId, originalHeaders.correlationId);
+      assertEquals({ ...fields, headers: "" }, { ...original, headers: "" });
+    }
+  }
+  assertEquals(new Set(audit.map((e) => JSON.parse(e.fields.headers).sourceId)).size, 10);
+  assert(orders.every((e) => e.fields.event === "order.created"));
+
+  // SETTLE run twice for one entry (a second consumer settling it after a claim):
+  // only the run whose XACK takes effect forwards it and marks it.
+  const id = await xadd(client, "t", wire("order.created", "z"));
+  await createGroup(client, "t", "g2");
+  await readAsGhost(client, "t", "manual", 1, "g2");
+  const keys = ["t", "t:checkpoint:g2", "routed", "t:dedup:g2:k"];
+  const args = ["g2", "manual", new Date().toISOString(), "60", id, "4", "1", "3", "2", "f", "v"];
+  const first = await connection.exec((c) => SETTLE.run(c, keys, args));
+  const second = await connection.exec((c) => SETTLE.run(c, keys, args));
+  assertEquals(first, [1]);
+  assertEquals(second, [0]);
+  assertEquals((await readStream(client, "routed")).map((e) => e.fields), [{ f: "v" }]);
+  assertEquals(await client.get("t:dedup:g2:k"), id);
+  assertEquals(await client.hGet("t:checkpoint:g2", "manual"), id);
+  assertEquals(await pendingCount(client, "t", "g2"), 0);
+});
+
+Deno.test("StreamConsumer forwards an entry handled by two consumers after a claim once", async () => {
+  await using cleanup = new Cleanup();
+  const redis = cleanup.use(await startRedis());
+  const client = await redis.client();
+  await createGroup(client, "s");
+  const g = gate();
+  const runs: string[] = [];
+  // c1 stalls in its handler and, with a very long CLAIM_IDLE_MS, keeps nothing alive in time:
+  // c2 (CLAIM_IDLE_MS 300) claims the entry and handles it too.
+  const stalled = new HandlerRegistry().fallback(async () => {
+    runs.push("c1");
+    await g.promise;
+  });
+  const c1 = await startConsumer(cleanup, redis, {
+    ROUTES: "*=>out",
+    CLAIM_IDLE_MS: "600000",
+  }, stalled);
+  const id = await xadd(client, "s", wire("test.twice", "a"));
+  await waitFor(() => runs.length === 1, { message: "c1 runs the handler" });
+  const free = new HandlerRegistry().fallback((_e, ctx) => {
+    runs.push(`c2:${ctx.deliveries}`);
+  });
+  await startConsumer(cleanup, redis, {
+    ROUTES: "*=>out",
+    CLAIM_IDLE_MS: "300",
+    CONSUMER_NAME: "c2",
+  }, free);
+  await waitFor(async () => await xlen(client, "out") === 1, { message: "c2 forwards it" });
+  await waitFor(async () => await pendingCount(client, "s") === 0, { message: "XPENDING 0" });
+  g.open();
+  await waitFor(() => c1.consumer.inFlight === 0, { message: "c1 settled its run" });
+  assertEquals(runs, ["c1", "c2:2"]);
+  const out = await readStream(client, "out");
+  assertEquals(out.length, 1, "forwarded once");
+  assertEquals(JSON.parse(out[0].fields.headers).sourceId, id);
+  assertEquals(await client.hGet(`s:checkpoint:${GROUP}`, "c2"), id);
+  assertEquals(await client.hGet(`s:checkpoint:${GROUP}`, "c1"), null, "c1's XACK took no effect");
+});
+
+Deno.test("StreamConsumer claims the idle entries of a dead consumer", async () => {
+  await using cleanup = new Cleanup();
+  const redis = cleanup.use(await startRedis());
+  const client = await redis.client();
+  await createGroup(client, "s");
+  for (let i = 0; i < 10; i++) await xadd(client, "s", wire("test.ghosted", `a${i}`));
+  const held = await readAsGhost(client, "s", "ghost", 10);
+  assertEquals(held.length, 10);
+  const deliveries = new Map<string, number>();
+  const registry = new HandlerRegistry().fallback((e, ctx) => {
+    deliveries.set(e.id, ctx.deliveries);
+  });
+  await startConsumer(cleanup, redis, { CLAIM_IDLE_MS: "300" }, registry);
+  await waitFor(async () => await pendingCount(client, "s") === 0, {
+    message: "the ghost's entries acknowledged",
+    timeoutMs: 10_000,
+  });
+  assertEquals([...deliveries.keys()].sort(), [...held].sort());
+  for (const id of held) assertEquals(deliveries.get(id), 2, `deliveries of ${id}`);
+});
+
+Deno.test("StreamConsumer does not claim an entry whose handler still runs elsewhere", async () => {
+  await using cleanup = new Cleanup();
+  const redis = cleanup.use(await startRedis());
+  const client = await redis.client();
+  await createGroup(client, "s");
+  const g = gate();
+  const invocations: { consumer: string; deliveries: number }[] = [];
+  const registry = (consumer: string) =>
+    new HandlerRegistry().fallback(async (_e, ctx) => {
+      invocations.push({ consumer, deliveries: ctx.deliveries });
+      await g.promise;
+    });
+  await startConsumer(cleanup, redis, { CLAIM_IDLE_MS: "300" }, registry("c1"));
+  const id = await xadd(client, "s", wire("test.gated", "a"));
+  await waitFor(() => invocations.length === 1, { message: "c1 runs the handler" });
+  await startConsumer(
+    cleanup,
+    redis,
+    { CLAIM_IDLE_MS: "300", CONSUMER_NAME: "c2" },
+    registry("c2"),
+  );
+  // Both consumers run their claim loop every 150 ms; let many rounds pass, well beyond
+  // CLAIM_IDLE_MS, while the handler is blocked.
+  const stats = await redis.client();
+  const xautoclaimCalls = async () => {
+    const info = String(await stats.sendCommand(["INFO", "commandstats"]));
+    return Number(/cmdstat_xautoclaim:calls=(\d+)/.exec(info)?.[1] ?? 0);
+  };
+  const before = await xautoclaimCalls();
+  await waitFor(async () => await xautoclaimCalls() >= before + 16, {
+    message: "16 claim rounds",
+  });
+  const [pending] = await pendingEntries(client, "s");
+  assertEquals({ id: pending.id, consumer: pending.consumer, deliveries: pending.deliveries }, {
+    id,
+    consumer: "c1",
+    deliveries: 1,
+  });
+  g.open();
+  await waitFor(async () => await pendingCount(client, "s") === 0, { message: "XPENDING 0" });
+  assertEquals(invocations, [{ consumer: "c1", deliveries: 1 }]);
+});
+
+Deno.test("StreamConsumer cleans up pending entries that were deleted from the stream", async () => {
+  await using cleanup = new Cleanup();
+  const redis = cleanup.use(await startRedis());
+  const client = await redis.client();
+  await createGroup(client, "s");
+  // Held by a dead "ghost" (claim path) and by this consumer's previous life (own pending path).
+  for (let i = 0; i < 6; i++) await xadd(client, "s", wire("test.gone", `a${i}`));
+  const ghosted = await readAsGhost(client, "s", "ghost", 3);
+  const own = await readAsGhost(client, "s", "c1", 3);
+  assertEquals(await client.sendCommand(["XDEL", "s", ...ghosted, ...own]), 6);
+  assertEquals(await pendingCount(client, "s"), 6);
+  const handled: string[] = [];
+  const registry = new HandlerRegistry().fallback((e) => {
+    handled.push(e.id);
+  });
+  const { consumer } = await startConsumer(cleanup, redis, { CLAIM_IDLE_MS: "300" }, registry);
+  await waitFor(async () => await pendingCount(client, "s") === 0, { message: "XPENDING 0" });
+  const later = await xadd(client, "s", wire("test.after", "b"));
+  await waitFor(() => handled.includes(later), { message: "a later entry handled" });
+  assertEquals(handled, [later]);
+  assertEquals(await xlen(client, "s:dlq"), 0);
+  assert(consumer.status().active, "consumer still active");
+});
+
+Deno.test("StreamConsumer removes idle consumers that hold nothing", async () => {
+  await using cleanup = new Cleanup();
+  const redis = cleanup.use(await startRedis());
+  const client = await redis.client();
+  await createGroup(client, "s");
+  await client.sendCommand(["XGROUP", "CREATECONSUMER", "s", GROUP, "ghost"]);
+  // CLAIM_IDLE_MS 100: consumers idle over 1 s are removed, checked every second.
+  const { connection } = await startConsumer(cleanup, redis, { CLAIM_IDLE_MS: "100" });
+  await waitFor(async () => !(await consumers(client, "s")).some((c) => c.name === "ghost"), {
+    message: "ghost removed",
+  });
+  assertEquals((await consumers(client, "s")).map((c) => c.name), ["c1"]);
+
+  // The script behind it never removes a consumer with pending entries (another group, which
+  // the running consumer does not claim from).
+  await createGroup(client, "s", "other");
+  await xadd(client, "s", wire("test.held", "a"));
+  await readAsGhost(client, "s", "holder", 1, "other");
+  await client.sendCommand(["XGROUP", "CREATECONSUMER", "s", "other", "empty"]);
+  const holder = await connection.exec((c) =>
+    DELETE_IDLE_CONSUMER.run(c, ["s"], ["other", "holder"])
+  );
+  const empty = await connection.exec((c) =>
+    DELETE_IDLE_CONSUMER.run(c, ["s"], ["other", "empty"])
+  );
+  assertEquals([holder, empty], [0, 1]);
+  const left = (await consumers(client, "s", "other")).map((c) => [c.name, c.pending]);
+  assertEquals(left, [["holder", 1]]);
+  assertEquals(await pendingCount(client, "s", "other"), 1);
+});

@@ -1,0 +1,232 @@
+/**
+ * Shared setup of the consumer integration tests: runs a `StreamConsumer` in this process against
+ * a real redis-server (config from an env map, its own `ConnectionManager`), registers its stop
+ * and the connection's close in a `Cleanup`, and offers small Redis readers (pending count,
+ * stream contents, consumer list, group info) plus a wire-format entry builder.
+ *
+ * @module
+ */
+
+import { type Config, loadConfig } from "../../src/config.ts";
+import { ConnectionManager } from "../../src/redis/connection.ts";
+import { StreamConsumer } from "../../src/stream/consumer.ts";
+import { isoInZone, toFields } from "../../src/stream/entry.ts";
+import { HandlerRegistry } from "../../src/stream/handlers.ts";
+import { Router } from "../../src/stream/router.ts";
+import { setupLogging } from "../../src/log.ts";
+import type { Cleanup } from "../support/cleanup.ts";
+import type { RedisClient, RedisServer } from "../support/redis_server.ts";
+
+// `TEST_LOG=DEBUG deno test …` shows the service's log lines while debugging a test.
+const testLog = Deno.env.get("TEST_LOG")?.toUpperCase();
+if (testLog === "DEBUG" || testLog === "INFO" || testLog === "WARN" || testLog === "ERROR") {
+  setupLogging({ level: testLog });
+}
+
+/** Group every test uses unless it sets CONSUMER_GROUP. */
+export const GROUP = "itest";
+
+/** A consumer running in this process. */
+export interface RunningConsumer {
+  config: Config;
+  connection: ConnectionManager;
+  consumer: StreamConsumer;
+  registry: HandlerRegistry;
+  /** Stops the consumer (10 s budget); true when everything settled. Cleanup calls it too. */
+  stop(): Promise<boolean>;
+}
+
+/**
+ * The configuration for `redis` with quick loops (BLOCK_MS 200, CLAIM_IDLE_MS 1000), group
+ * `itest`, consumer `c1`, stream `s`, STREAM_START_ID 0; `env` overrides any of them.
+ */
+export function testConfig(redis: RedisServer, env: Record<string, string> = {}): Config {
+  return loadConfig({
+    ...redis.env(),
+    SERVICE_NAME: "itest",
+    STREAM: "s",
+    CONSUMER_GROUP: GROUP,
+    CONSUMER_NAME: "c1",
+    STREAM_START_ID: "0",
+    BLOCK_MS: "200",
+    CLAIM_IDLE_MS: "1000",
+    MAX_RETRY_ATTEMPTS: "1",
+    RETRY_DELAYS: "100",
+    CONNECTION_TIMEOUT: "2000",
+    ...env,
+  });
+}
+
+/** Connects and starts a consumer for `redis` (see `testConfig` for the defaults). */
+export async function startConsumer(
+  cleanup: Cleanup,
+  redis: RedisServer,
+  env: Record<string, string> = {},
+  registry: HandlerRegistry = new HandlerRegistry(),
+): Promise<RunningConsumer> {
+  const config = testConfig(redis, env);
+  const connection = new ConnectionManager({ redis: config.redis, clientName: "t" });
+  cleanup.add(() => connection.close());
+  await connection.connect();
+  const consumer = new StreamConsumer({
+    config,
+    connection,
+    registry,
+    router: new Router(config.stream.routes),
+    statsIntervalMs: 100,
+  });
+  const stop = () => consumer.stop(Date.now() + 10_000);
+  cleanup.add(stop);
+  await consumer.start();
+  return { config, connection, consumer, registry, stop };
+}
+
+/** Fields of a well-formed entry (wire format, spec section 5). */
+export function wire(
+  event: string,
+  aggregateId: string,
+  payload: Record<string, unknown> = {},
+  headers: Record<string, string> = {},
+): Record<string, string> {
+  return toFields({
+    event,
+    aggregateId,
+    payload,
+    headers: { correlationId: crypto.randomUUID(), ...headers },
+    serviceName: "itest",
+    timestamp: isoInZone(new Date(), "UTC"),
+  });
+}
+
+/** XADD `fields` to `stream` (id `*` unless given); returns the id. */
+export async function xadd(
+  client: RedisClient,
+  stream: string,
+  fields: Record<string, string>,
+  id = "*",
+): Promise<string> {
+  return String(await client.sendCommand(["XADD", stream, id, ...Object.entries(fields).flat()]));
+}
+
+/** Number of entries pending in `group` of `stream` (0 when the stream or group is missing). */
+export async function pendingCount(
+  client: RedisClient,
+  stream: string,
+  group = GROUP,
+): Promise<number> {
+  try {
+    const reply = await client.sendCommand(["XPENDING", stream, group]) as unknown[];
+    return Number(reply[0]);
+  } catch {
+    return 0;
+  }
+}
+
+/** Pending entries (id, consumer, idle ms, deliveries) of `group`, oldest first. */
+export async function pendingEntries(
+  client: RedisClient,
+  stream: string,
+  group = GROUP,
+): Promise<{ id: string; consumer: string; idleMs: number; deliveries: number }[]> {
+  const reply = await client.sendCommand(["XPENDING", stream, group, "-", "+", "10000"]) as [
+    string,
+    string,
+    number,
+    number,
+  ][];
+  return reply.map(([id, consumer, idleMs, deliveries]) => ({
+    id,
+    consumer,
+    idleMs: Number(idleMs),
+    deliveries: Number(deliveries),
+  }));
+}
+
+/** One entry read back. */
+export interface Entry {
+  id: string;
+  fields: Record<string, string>;
+}
+
+/** Every entry of `stream` in order. */
+export async function readStream(client: RedisClient, stream: string): Promise<Entry[]> {
+  const reply = await client.sendCommand(["XRANGE", stream, "-", "+"]) as [string, string[]][];
+  return reply.map(([id, flat]) => ({ id, fields: toRecord(flat) }));
+}
+
+/** Stream length (0 when missing). */
+export async function xlen(client: RedisClient, stream: string): Promise<number> {
+  return Number(await client.sendCommand(["XLEN", stream]));
+}
+
+/** Consumers of `group` as XINFO CONSUMERS reports them. */
+export async function consumers(
+  client: RedisClient,
+  stream: string,
+  group = GROUP,
+): Promise<{ name: string; pending: number; idle: number }[]> {
+  const reply = await client.sendCommand(["XINFO", "CONSUMERS", stream, group]) as unknown[][];
+  return reply.map((raw) => {
+    const c = toRecord(raw.map(String));
+    return { name: c.name, pending: Number(c.pending), idle: Number(c.idle) };
+  });
+}
+
+/** Names of the groups of `stream` ([] when the stream is missing). */
+export async function groupNames(client: RedisClient, stream: string): Promise<string[]> {
+  try {
+    const reply = await client.sendCommand(["XINFO", "GROUPS", stream]) as unknown[][];
+    return reply.map((raw) => toRecord(raw.map(String)).name);
+  } catch {
+    return [];
+  }
+}
+
+/**
+ * Reads up to `count` new entries of `stream` as consumer `name` without acknowledging them
+ * (a "ghost" consumer that dies holding them); returns their ids.
+ */
+export async function readAsGhost(
+  client: RedisClient,
+  stream: string,
+  name: string,
+  count: number,
+  group = GROUP,
+): Promise<string[]> {
+  const reply = await client.sendCommand([
+    "XREADGROUP",
+    "GROUP",
+    group,
+    name,
+    "COUNT",
+    String(count),
+    "STREAMS",
+    stream,
+    ">",
+  ]) as [string, [string, string[]][]][] | null;
+  return (reply?.[0]?.[1] ?? []).map(([id]) => id);
+}
+
+/** XGROUP CREATE … MKSTREAM at `startId` (default 0). */
+export async function createGroup(
+  client: RedisClient,
+  stream: string,
+  group = GROUP,
+  startId = "0",
+): Promise<void> {
+  await client.sendCommand(["XGROUP", "CREATE", stream, group, startId, "MKSTREAM"]);
+}
+
+/** A promise with its resolve function exposed: a gate handlers wait on. */
+export function gate(): { promise: Promise<void>; open: () => void } {
+  let open!: () => void;
+  const promise = new Promise<void>((r) => (open = r));
+  return { promise, open };
+}
+
+/** `[k1, v1, k2, v2, …]` as an object. */
+export function toRecord(flat: string[]): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (let i = 0; i + 1 < flat.length; i += 2) out[flat[i]] = flat[i + 1];
+  return out;
+}

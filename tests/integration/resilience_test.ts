@@ -1,0 +1,207 @@
+/**
+ * Integration tests of the consumer's recovery against a real redis-server, the consumer running
+ * in this process: the consumer group destroyed (XGROUP DESTROY, FLUSHALL) under a running
+ * consumer, retention trimming of old entries (STREAM_RETENTION_MS), and Redis killed and
+ * restarted (AOF) under the consumer.
+ *
+ * @module
+ */
+
+import { assert, assertEquals } from "../support/assert.ts";
+import { Cleanup } from "../support/cleanup.ts";
+import { startRedis } from "../support/redis_server.ts";
+import { sleep, waitFor } from "../support/wait.ts";
+import { HandlerRegistry } from "../../src/stream/handlers.ts";
+import {
+  gate,
+  GROUP,
+  groupNames,
+  pendingCount,
+  pendingEntries,
+  readStream,
+  startConsumer,
+  wire,
+  xadd,
+  xlen,
+} from "./harness.ts";
+
+Deno.test("StreamConsumer creates the group again when it disappears (NOGROUP)", async () => {
+  await using cleanup = new Cleanup();
+  const redis = cleanup.use(await startRedis());
+  const client = await redis.client();
+  const handled: string[] = [];
+  const registry = new HandlerRegistry().fallback((e) => {
+    handled.push(e.id);
+  });
+  const { consumer } = await startConsumer(cleanup, redis, { STREAM_START_ID: "$" }, registry);
+  const first = await xadd(client, "s", wire("test.a", "a"));
+  await waitFor(() => handled.includes(first), { message: "first entry handled" });
+
+  const losses: [string, string[]][] = [
+    ["XGROUP DESTROY", ["XGROUP", "DESTROY", "s", GROUP]],
+    ["FLUSHALL", ["FLUSHALL"]],
+  ];
+  for (const [what, command] of losses) {
+    await client.sendCommand(command);
+    await waitFor(async () => (await groupNames(client, "s")).includes(GROUP), {
+      message: `group created again after ${what}`,
+    });
+    const next = await xadd(client, "s", wire("test.a", "a"));
+    await waitFor(() => handled.includes(next), { message: `entry after ${what} handled` });
+    await waitFor(async () => await pendingCount(client, "s") === 0, { message: "XPENDING 0" });
+  }
+  assertEquals(handled.length, 3, "each entry handled once");
+  assert(consumer.status().active);
+});
+
+Deno.test("StreamConsumer trims entries older than STREAM_RETENTION_MS", async () => {
+  await using cleanup = new Cleanup();
+  const redis = cleanup.use(await startRedis());
+  const client = await redis.client();
+  // 500 entries an hour old (5 macro nodes of 100, so MINID ~ can drop whole nodes), one new.
+  const old = Date.now() - 3_600_000;
+  const adds: Promise<string>[] = [];
+  for (let i = 0; i < 500; i++) adds.push(xadd(client, "s", wire("test.old", "a"), `${old + i}-0`));
+  await Promise.all(adds);
+  const fresh = await xadd(client, "s", wire("test.new", "a"));
+  const handled = new Set<string>();
+  const registry = new HandlerRegistry().fallback((e) => {
+    handled.add(e.id);
+  });
+  await startConsumer(cleanup, redis, { STREAM_RETENTION_MS: "2000" }, registry);
+  const left = await waitFor(async () => {
+    const n = await xlen(client, "s");
+    return n <= 101 ? n : undefined;
+  }, { message: "old entries trimmed" });
+  assert(left >= 1, `${left} left`);
+  const entries = await readStream(client, "s");
+  assertEquals(entries[entries.length - 1].id, fresh, "the new entry is kept");
+  // Old entries may be trimmed before they are read; the new one is handled in any case.
+  await waitFor(() => handled.has(fresh), { message: "the new entry handled" });
+  await waitFor(async () => await pendingCount(client, "s") === 0, { message: "XPENDING 0" });
+});
+
+Deno.test("StreamConsumer reconnects and consumes again after Redis restarts", async () => {
+  await using cleanup = new Cleanup();
+  const redis = cleanup.use(await startRedis({ appendonly: true }));
+  const client = await redis.client();
+  const handled: string[] = [];
+  const registry = new HandlerRegistry().fallback((e) => {
+    handled.push(e.id);
+  });
+  const { connection, consumer } = await startConsumer(cleanup, redis, {}, registry);
+  const before = await xadd(client, "s", wire("test.before", "a"));
+  await waitFor(() => handled.includes(before), { message: "entry before the kill handled" });
+
+  await redis.kill();
+  await waitFor(() => connection.state !== "connected", { message: "connection lost" });
+  assert(!consumer.status().active, "inactive while Redis is away");
+  await redis.restart();
+  await waitFor(() => connection.state === "connected" && consumer.status().active, {
+    message: "reconnected and active",
+  });
+  const after: string[] = [];
+  for (let i = 0; i < 5; i++) after.push(await xadd(client, "s", wire("test.after", `b${i}`)));
+  await waitFor(() => after.every((id) => handled.includes(id)), {
+    message: "entries after the restart handled",
+  });
+  await waitFor(async () => await pendingCount(client, "s") === 0, { message: "XPENDING 0" });
+});
+
+Deno.test("StreamConsumer.stop() stops reading, lets running handlers finish and acknowledges them", async () => {
+  await using cleanup = new Cleanup();
+  const redis = cleanup.use(await startRedis());
+  const client = await redis.client();
+  const g = gate();
+  const started: string[] = [];
+  const finished: string[] = [];
+  const registry = new HandlerRegistry().fallback(async (e) => {
+    started.push(e.id);
+    await g.promise;
+    finished.push(e.id);
+  });
+  const { consumer } = await startConsumer(cleanup, redis, {}, registry);
+  const ids: string[] = [];
+  for (let i = 0; i < 5; i++) ids.push(await xadd(client, "s", wire("test.stop", `a${i}`)));
+  await waitFor(() => started.length === 5, { message: "5 handlers running" });
+  const stopping = consumer.stop(Date.now() + 10_000);
+  await waitFor(() => !consumer.status().active, { message: "reading stopped" });
+  const afterStop = await xadd(client, "s", wire("test.stop", "late"));
+  g.open();
+  assertEquals(await stopping, true);
+  assertEquals(finished.sort(), [...ids].sort());
+  assertEquals(await pendingCount(client, "s"), 0);
+  assertEquals(await client.hGet(`s:checkpoint:${GROUP}`, "c1"), ids[4]);
+  assert(!started.includes(afterStop), "an entry added after stop() was read");
+});
+
+Deno.test("StreamConsumer.stop() gives up at the deadline and leaves the entry pending", async () => {
+  await using cleanup = new Cleanup();
+  const redis = cleanup.use(await startRedis());
+  const client = await redis.client();
+  let aborted = false;
+  let running = false;
+  const registry = new HandlerRegistry().fallback(async (_e, { signal }) => {
+    running = true;
+    await new Promise<void>((resolve) => signal.addEventListener("abort", () => resolve()));
+    aborted = true;
+    throw new Error("aborted by shutdown");
+  });
+  const { consumer } = await startConsumer(cleanup, redis, {}, registry);
+  const id = await xadd(client, "s", wire("test.stuck", "a"));
+  await waitFor(() => running, { message: "handler running" });
+  assertEquals(await consumer.stop(Date.now() + 300), false);
+  await waitFor(() => aborted, { message: "handler signal aborted" });
+  const pending = await pendingEntries(client, "s");
+  assertEquals(pending.map((p) => [p.id, p.consumer]), [[id, "c1"]]);
+  assertEquals(await xlen(client, "s:dlq"), 0);
+});
+
+Deno.test("StreamConsumer.stop() leaves an entry failing during shutdown pending and completes", async () => {
+  await using cleanup = new Cleanup();
+  const redis = cleanup.use(await startRedis());
+  const client = await redis.client();
+  let running = false;
+  // A handler that works for a while and then fails: it fails after stop() stopped the loops.
+  const registry = new HandlerRegistry().fallback(async () => {
+    running = true;
+    await sleep(300);
+    throw new Error("fails while the service stops");
+  });
+  const { consumer } = await startConsumer(cleanup, redis, { CLAIM_IDLE_MS: "300" }, registry);
+  const id = await xadd(client, "s", wire("test.failing", "a"));
+  await waitFor(() => running, { message: "handler running" });
+  assertEquals(
+    await consumer.stop(Date.now() + 5_000),
+    true,
+    "stop() waited for a retry that never comes",
+  );
+  assertEquals(consumer.inFlight, 0);
+  const pending = await pendingEntries(client, "s");
+  assertEquals(pending.map((p) => [p.id, p.consumer, p.deliveries]), [[id, "c1", 1]]);
+  assertEquals(await xlen(client, "s:dlq"), 0);
+});
+
+Deno.test("StreamConsumer leaves an entry pending when its handler ends after stop() gave up", async () => {
+  await using cleanup = new Cleanup();
+  const redis = cleanup.use(await startRedis());
+  const client = await redis.client();
+  let running = false;
+  let done = false;
+  // Ignores the abort signal and finishes after stop() gave up and the connection closed.
+  const registry = new HandlerRegistry().fallback(async () => {
+    running = true;
+    await sleep(400);
+    done = true;
+  });
+  const { consumer, connection } = await startConsumer(cleanup, redis, {}, registry);
+  const id = await xadd(client, "s", wire("test.slow", "a"));
+  await waitFor(() => running, { message: "handler running" });
+  assertEquals(await consumer.stop(Date.now() + 100), false);
+  await connection.close();
+  // (Before the fix, settling then retried without end on microtasks: this wait hung.)
+  await waitFor(() => done, { message: "handler done" });
+  await waitFor(() => consumer.inFlight === 0, { message: "entry released" });
+  const pending = await pendingEntries(client, "s");
+  assertEquals(pending.map((p) => [p.id, p.consumer]), [[id, "c1"]]);
+});
