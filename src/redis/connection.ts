@@ -276,7 +276,10 @@ export class ConnectionManager {
 
   /** Treats the connection as lost (e.g. PINGs time out while sockets stay open). */
   forceReconnect(reason: string): void {
-    this.#onClientProblem(new Error(reason));
+    if (this.#state !== "connected") return;
+    this.#lastError = reason;
+    this.#log.warn("Reconnecting to Redis: {reason}", { reason });
+    this.#startReconnect();
   }
 
   /** Closes both clients; no reconnect after this. */

@@ -205,3 +205,48 @@ Deno.test("StreamConsumer leaves an entry pending when its handler ends after st
   const pending = await pendingEntries(client, "s");
   assertEquals(pending.map((p) => [p.id, p.consumer]), [[id, "c1"]]);
 });
+
+Deno.test("StreamConsumer after a reconnect recovers own pending entries it lost, without recounting held ones", async () => {
+  await using cleanup = new Cleanup();
+  const redis = cleanup.use(await startRedis());
+  const client = await redis.client();
+  const gates = new Map([["a", gate()], ["b", gate()]]);
+  cleanup.add(() => gates.forEach((g) => g.open()));
+  const calls = new Map<string, number[]>();
+  const registry = new HandlerRegistry().fallback(async (e, { deliveries }) => {
+    calls.set(e.id, [...(calls.get(e.id) ?? []), deliveries]);
+    await gates.get(e.aggregateId)?.promise;
+  });
+  // Two slots, both taken by blocked handlers: the reader stops reading.
+  const { consumer, connection } = await startConsumer(cleanup, redis, {
+    STREAM_START_ID: "$",
+    MAX_IN_FLIGHT: "2",
+  }, registry);
+  const slowA = await xadd(client, "s", wire("test.slow", "a"));
+  const slowB = await xadd(client, "s", wire("test.slow", "b"));
+  await waitFor(() => calls.has(slowA) && calls.has(slowB), { message: "both slow entries run" });
+  // An entry delivered to this consumer whose reply never reached the process
+  // (as when a connection drops mid-reply): pending for c1, held by nobody.
+  const lost = await xadd(client, "s", wire("test.lost", "c"));
+  await client.sendCommand(["XREADGROUP", "GROUP", GROUP, "c1", "STREAMS", "s", ">"]);
+
+  const before = connection.generation;
+  connection.forceReconnect("test");
+  await waitFor(() => connection.generation > before && connection.connected, {
+    message: "reconnected",
+  });
+  gates.get("b")!.open(); // a slot frees; slowA is still held
+  await waitFor(() => calls.has(lost), { message: "lost entry recovered after the reconnect" });
+  assertEquals(calls.get(lost), [2], "the lost entry's second delivery, counted by Redis");
+  const pending = await pendingEntries(client, "s");
+  assertEquals(
+    pending.filter((p) => p.id === slowA).map((p) => p.deliveries),
+    [1],
+    "the held entry's counter is untouched by the recovery",
+  );
+  gates.get("a")!.open();
+  await waitFor(async () => await pendingCount(client, "s") === 0, { message: "all acked" });
+  assertEquals(calls.get(slowA), [1], "the held entry's handler ran once");
+  assertEquals(calls.get(slowB), [1]);
+  assert(consumer.status().active);
+});
