@@ -19,7 +19,7 @@
 import type { Config } from "../config.ts";
 import { dlqStreamFor } from "../config.ts";
 import { delay } from "../clock.ts";
-import { errorInfo, getLogger, type Logger, withContext } from "../log.ts";
+import { errorInfo, getLogger, type Logger } from "../log.ts";
 import type { Metrics, Outcome } from "../metrics.ts";
 import { CircuitOpenError } from "../redis/breaker.ts";
 import { exponentialBackoff } from "../redis/backoff.ts";
@@ -138,6 +138,7 @@ export class StreamConsumer {
   /** Set only when tracing is enabled: disabled, the hot path makes no span. */
   readonly #tracing?: Tracing;
 
+  readonly #singleStream: boolean;
   #held = new Map<string, Held>();
   #lanes = new Map<string, Held[]>();
   #ready: string[] = [];
@@ -166,6 +167,7 @@ export class StreamConsumer {
     this.#metrics = options.metrics;
     this.#log = options.logger ?? getLogger("consumer");
     this.#statsIntervalMs = options.statsIntervalMs ?? 2000;
+    this.#singleStream = this.#cfg.streams.length === 1;
     if (options.tracing?.enabled) this.#tracing = options.tracing;
     for (const stream of this.#cfg.streams) {
       this.#stats.set(stream, {
@@ -375,7 +377,7 @@ export class StreamConsumer {
       ])
     ) as [string, string, number, number][];
     if (rows.length === 0) return null;
-    const ids = rows.map((r) => r[0]).filter((id) => !this.#held.has(heldKey(stream, id)));
+    const ids = rows.map((r) => r[0]).filter((id) => !this.#held.has(this.#keyOf(stream, id)));
     if (ids.length > 0) {
       const claimed = await this.#conn.exec((c) =>
         CLAIM_OWN.run(c, [stream], [this.#cfg.group, this.#cfg.consumer, "claim", ...ids])
@@ -395,8 +397,9 @@ export class StreamConsumer {
     if (entries.length === 0) return;
     this.#lastMessage = new Date();
     const fresh: Held[] = [];
+    const now = Date.now();
     for (const [id, flat] of entries) {
-      const held = this.#hold(stream, id, 1, flat);
+      const held = this.#hold(stream, id, 1, flat, now);
       if (held) fresh.push(held);
     }
     this.#admit(fresh);
@@ -404,7 +407,7 @@ export class StreamConsumer {
 
   /** Entries handed to us again (own pending, claimed): their counters come from Redis. */
   async #dispatchRedelivered(stream: string, entries: RawEntry[]): Promise<void> {
-    const todo = entries.filter(([id]) => !this.#held.has(heldKey(stream, id)));
+    const todo = entries.filter(([id]) => !this.#held.has(this.#keyOf(stream, id)));
     if (todo.length === 0) return;
     this.#lastMessage = new Date();
     const counts = await this.#conn.exec((c) =>
@@ -418,8 +421,23 @@ export class StreamConsumer {
     this.#admit(fresh);
   }
 
-  #hold(stream: string, id: string, deliveries: number, flat: string[] | null): Held | undefined {
-    const key = heldKey(stream, id);
+  /**
+   * Map key of an entry (or of an aggregate's lane): the id alone when one
+   * stream is consumed, which spares building and hashing a compound string
+   * per entry on the hot path.
+   */
+  #keyOf(stream: string, id: string): string {
+    return this.#singleStream ? id : `${stream}\u0000${id}`;
+  }
+
+  #hold(
+    stream: string,
+    id: string,
+    deliveries: number,
+    flat: string[] | null,
+    now = Date.now(),
+  ): Held | undefined {
+    const key = this.#keyOf(stream, id);
     if (this.#held.has(key)) return undefined;
     const held: Held = {
       key,
@@ -428,7 +446,7 @@ export class StreamConsumer {
       deliveries,
       phase: "queued",
       fields: flat ? toRecord(flat) : null,
-      refreshedAt: Date.now(),
+      refreshedAt: now,
     };
     this.#held.set(key, held);
     return held;
@@ -485,7 +503,7 @@ export class StreamConsumer {
 
   #enqueue(h: Held): void {
     h.phase = "queued";
-    const lane = `${h.stream}\u0000${h.event!.aggregateId}`;
+    const lane = this.#keyOf(h.stream, h.event!.aggregateId);
     const queue = this.#lanes.get(lane);
     if (queue) queue.push(h);
     else {
@@ -515,14 +533,18 @@ export class StreamConsumer {
     }
   }
 
+  /**
+   * Runs one entry's handler. The handler's logger carries the entry's
+   * correlation id (a child logger, cheaper per entry than an implicit context).
+   */
   async #run(h: Held): Promise<void> {
     const event = h.event!;
-    const correlationId = event.headers.correlationId;
-    await withContext(correlationId ? { correlationId } : {}, async () => {
+    const log = this.#logFor(h);
+    {
       const key = event.headers.idempotencyKey;
       let resolveKey: ((processed: boolean) => void) | undefined;
-      const lockKey = `${h.stream}\u0000${key}`;
       if (key) {
+        const lockKey = `${h.stream}\u0000${key}`;
         // Another entry with this key is running or processed and not yet settled
         // (its mark is written by the settle): wait for its outcome.
         for (
@@ -562,7 +584,7 @@ export class StreamConsumer {
         const handler = this.#registry.resolve(event.event);
         const ctx: HandlerContext = {
           deliveries: h.deliveries,
-          logger: this.#log,
+          logger: log,
           signal: this.#handlerAbort.signal,
         };
         await (this.#tracing ? this.#traced(this.#tracing, h, handler, ctx) : handler(event, ctx));
@@ -588,7 +610,13 @@ export class StreamConsumer {
         if (!ok) this.#unlockKey(h);
         resolveKey?.(ok);
       }
-    });
+    }
+  }
+
+  /** The consumer's logger, carrying the entry's correlation id when it has one. */
+  #logFor(h: Held): Logger {
+    const correlationId = h.event?.headers.correlationId;
+    return correlationId ? this.#log.with({ correlationId }) : this.#log;
   }
 
   #unlockKey(h: Held): void {
@@ -625,8 +653,9 @@ export class StreamConsumer {
   #onHandlerError(h: Held, err: unknown): void {
     const event = h.event!;
     const message = errorInfo(err).message;
+    const log = this.#logFor(h);
     if (h.deliveries >= this.#cfg.maxDeliveries) {
-      this.#log.error(
+      log.error(
         "Handler for {event} {id} failed on delivery {deliveries}/{maxDeliveries}; dead-lettering: {error}",
         {
           event: event.event,
@@ -646,7 +675,7 @@ export class StreamConsumer {
     });
     if (this.#stop.signal.aborted) {
       // Stopping: no retry here; the entry stays pending and is redelivered later.
-      this.#log.warn("Handler for {event} {id} failed while stopping; left pending: {error}", {
+      log.warn("Handler for {event} {id} failed while stopping; left pending: {error}", {
         event: event.event,
         id: h.id,
         error: message,
@@ -658,7 +687,7 @@ export class StreamConsumer {
       minMs: 100,
       maxMs: Math.max(100, Math.min(30_000, this.#cfg.claimIdleMs / 2)),
     });
-    this.#log.warn(
+    log.warn(
       "Handler for {event} {id} failed on delivery {deliveries}/{maxDeliveries}; retrying in {delayMs} ms: {error}",
       {
         event: event.event,
@@ -715,7 +744,7 @@ export class StreamConsumer {
       consumer: this.#cfg.consumer,
       failedAt: isoInZone(new Date(), "UTC"),
     };
-    this.#log.warn("Dead-lettering {id} of {stream}: {error}", {
+    this.#logFor(h).warn("Dead-lettering {id} of {stream}: {error}", {
       id: h.id,
       stream: h.stream,
       error,
@@ -815,24 +844,35 @@ export class StreamConsumer {
       isoInZone(new Date(), this.#config.service.timezone),
       String(this.#cfg.dedupTtlS),
     ];
-    for (const op of ops) {
+    // Bare acknowledgements first (the common case: one argument each), then the
+    // ops that forward, dead-letter or mark an idempotency key. `ops` is put in
+    // that same order so results line up with it.
+    const plain: SettleOp[] = [];
+    const rich: SettleOp[] = [];
+    for (const op of ops) (op.dedupKey || op.targets.length > 0 ? rich : plain).push(op);
+    args.push(String(plain.length));
+    for (const op of plain) args.push(op.held.id);
+    for (const op of rich) {
       args.push(op.held.id, op.dedupKey ? indexOf(op.dedupKey) : "0", String(op.targets.length));
       for (const t of op.targets) args.push(indexOf(t));
       const flat = op.fields ? Object.entries(op.fields).flat() : [];
       args.push(String(flat.length), ...flat);
     }
+    if (rich.length > 0) ops = plain.concat(rich);
     const results = await this.#conn.exec((c: RedisClient) =>
       SETTLE.run(c, keys, args)
     ) as number[];
+    // Counted per batch: one increment per (event, outcome), not per entry.
+    const counts = new Map<string, { event: string; outcome: Outcome; n: number }>();
+    let deleted = 0;
     ops.forEach((op, i) => {
       if (Number(results[i]) === 1) {
-        if (op.outcome === "deleted") this.#metrics?.deletedPending.inc({ stream });
+        if (op.outcome === "deleted") deleted++;
         else {
-          this.#metrics?.consumed.inc({
-            stream,
-            event: this.#eventLabel(op.eventType),
-            outcome: op.outcome,
-          });
+          const k = `${op.eventType}\u0000${op.outcome}`;
+          const c = counts.get(k);
+          if (c) c.n++;
+          else counts.set(k, { event: op.eventType, outcome: op.outcome, n: 1 });
         }
         if (op.outcome === "dead_lettered") {
           const s = this.#stats.get(stream);
@@ -846,6 +886,16 @@ export class StreamConsumer {
       }
       this.#release(op.held);
     });
+    if (this.#metrics) {
+      for (const c of counts.values()) {
+        this.#metrics.consumed.inc(
+          { stream, event: this.#eventLabel(c.event), outcome: c.outcome },
+          c.n,
+        );
+      }
+      if (deleted > 0) this.#metrics.deletedPending.inc({ stream }, deleted);
+      this.#metrics.inFlight.set(this.#held.size);
+    }
   }
 
   /**
@@ -863,7 +913,6 @@ export class StreamConsumer {
     this.#unlockKey(h);
     if (this.#held.get(h.key) !== h) return;
     this.#held.delete(h.key);
-    this.#metrics?.inFlight.set(this.#held.size);
     this.#capacity.notify();
     if (this.#held.size === 0) this.#idle.notify();
   }
@@ -1062,10 +1111,6 @@ export class StreamConsumer {
       }
     }
   }
-}
-
-function heldKey(stream: string, id: string): string {
-  return `${stream}\u0000${id}`;
 }
 
 function toRecord(flat: string[]): EntryFields {

@@ -26,6 +26,8 @@ const LOUD_EVENTS = new Set(["manual_test", "test_starters"]);
 
 /** The default handler: logs and succeeds. */
 export const defaultHandler: Handler = (event, { logger, deliveries }) => {
+  const loud = LOUD_EVENTS.has(event.event);
+  if (!loud && !logger.isEnabledFor("debug")) return; // no work for a dropped line
   const props = {
     event: event.event,
     aggregateId: event.aggregateId,
@@ -33,7 +35,7 @@ export const defaultHandler: Handler = (event, { logger, deliveries }) => {
     stream: event.stream,
     deliveries,
   };
-  if (LOUD_EVENTS.has(event.event)) logger.info("Received {event} {id}", props);
+  if (loud) logger.info("Received {event} {id}", props);
   else logger.debug("Received {event} {id}", props);
 };
 

@@ -57,16 +57,23 @@ end
 /**
  * Settles a batch of entries of one stream.
  * KEYS: stream, checkpoint hash, then every other key ops refer to (by index).
- * ARGV: group, consumer, now (ISO), dedup TTL s, then per op:
+ * ARGV: group, consumer, now (ISO), dedup TTL s, plainCount, plain id… (bare
+ *   acknowledgements, the common case), then per other op:
  *   id, dedupKeyIndex (0 for none), targetCount, targetKeyIndex…, fieldCount, field…
- * Returns per op the XACK reply (1 when this call acknowledged the entry).
+ * Returns the XACK reply per plain id, then per op (1 when this call acknowledged it).
  */
 export const SETTLE = new LuaScript(`${ID_COMPARE}
 local stream, ckey = KEYS[1], KEYS[2]
 local group, consumer, now, ttl = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local results = {}
 local best = nil
-local i = 5
+local plain = tonumber(ARGV[5])
+for i = 6, 5 + plain do
+  local acked = redis.call('XACK', stream, group, ARGV[i])
+  if acked == 1 and (best == nil or newer(ARGV[i], best)) then best = ARGV[i] end
+  results[#results + 1] = acked
+end
+local i = 6 + plain
 while i <= #ARGV do
   local id = ARGV[i]
   local dedup = tonumber(ARGV[i + 1])

@@ -162,7 +162,20 @@ Deno.test("StreamConsumer forwards entries to every ROUTES target once", async (
   await createGroup(client, "t", "g2");
   await readAsGhost(client, "t", "manual", 1, "g2");
   const keys = ["t", "t:checkpoint:g2", "routed", "t:dedup:g2:k"];
-  const args = ["g2", "manual", new Date().toISOString(), "60", id, "4", "1", "3", "2", "f", "v"];
+  const args = [
+    "g2",
+    "manual",
+    new Date().toISOString(),
+    "60",
+    "0",
+    id,
+    "4",
+    "1",
+    "3",
+    "2",
+    "f",
+    "v",
+  ];
   const first = await connection.exec((c) => SETTLE.run(c, keys, args));
   const second = await connection.exec((c) => SETTLE.run(c, keys, args));
   assertEquals(first, [1]);
