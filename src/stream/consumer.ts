@@ -96,6 +96,9 @@ const MAX_EVENT_LABELS = 200;
 /** Raw RESP2 entry: [id, [field, value, …] | null]. */
 type RawEntry = [string, string[] | null];
 
+/** Raw XREADGROUP reply: per stream its entries, or null on timeout. */
+type ReadReply = [string, RawEntry[]][] | null;
+
 /** Dependencies and settings of `StreamConsumer`. */
 export interface StreamConsumerOptions {
   config: Config;
@@ -272,6 +275,10 @@ export class StreamConsumer {
   async #readLoop(): Promise<void> {
     let generation = -1;
     const pendingCursor = new Map<string, string>();
+    // The next read of new entries, sent before the current batch is dispatched
+    // so that Redis works on it meanwhile (it is sent only when the batch it may
+    // return still fits under MAX_IN_FLIGHT).
+    let prefetch: Promise<ReadReply> | undefined;
     while (!this.#stop.signal.aborted) {
       if (!this.#conn.connected) {
         this.#readerActive = false;
@@ -301,7 +308,15 @@ export class StreamConsumer {
           if (last === null) pendingCursor.delete(stream);
           else pendingCursor.set(stream, last);
         } else {
-          const reply = await this.#readNew(count);
+          const current = prefetch ?? this.#readNew(count);
+          prefetch = undefined;
+          const reply = await current;
+          const got = reply ? reply.reduce((n, [, entries]) => n + entries.length, 0) : 0;
+          const next = Math.min(this.#cfg.batchSize, room - got);
+          if (got > 0 && next >= this.#cfg.batchSize && !this.#stop.signal.aborted) {
+            prefetch = this.#readNew(next);
+            prefetch.catch(() => {}); // awaited (and its error handled) next turn
+          }
           if (reply) {
             for (const [stream, entries] of reply) this.#dispatchNew(stream, entries);
           }
@@ -313,10 +328,15 @@ export class StreamConsumer {
       // Let HTTP and timers run between batches.
       await yieldToEventLoop();
     }
+    if (prefetch) {
+      // Entries it read are pending for this consumer: handle them before stopping.
+      const reply = await prefetch.catch(() => null);
+      if (reply) { for (const [stream, entries] of reply) this.#dispatchNew(stream, entries); }
+    }
     this.#readerActive = false;
   }
 
-  async #readNew(count: number): Promise<[string, RawEntry[]][] | null> {
+  async #readNew(count: number): Promise<ReadReply> {
     const streams = this.#cfg.streams;
     const args = [
       "XREADGROUP",
@@ -439,14 +459,18 @@ export class StreamConsumer {
   ): Held | undefined {
     const key = this.#keyOf(stream, id);
     if (this.#held.has(key)) return undefined;
+    // Every field set here, so all Held objects share one shape (fast property access).
     const held: Held = {
       key,
       stream,
       id,
       deliveries,
       phase: "queued",
+      event: undefined,
       fields: flat ? toRecord(flat) : null,
+      timer: undefined,
       refreshedAt: now,
+      keyLock: undefined,
     };
     this.#held.set(key, held);
     return held;
@@ -850,8 +874,8 @@ export class StreamConsumer {
     const plain: SettleOp[] = [];
     const rich: SettleOp[] = [];
     for (const op of ops) (op.dedupKey || op.targets.length > 0 ? rich : plain).push(op);
-    args.push(String(plain.length));
-    for (const op of plain) args.push(op.held.id);
+    // Plain ids travel as one comma-joined argument: one string to encode, not N.
+    args.push(plain.map((op) => op.held.id).join(","));
     for (const op of rich) {
       args.push(op.held.id, op.dedupKey ? indexOf(op.dedupKey) : "0", String(op.targets.length));
       for (const t of op.targets) args.push(indexOf(t));

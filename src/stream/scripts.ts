@@ -57,8 +57,8 @@ end
 /**
  * Settles a batch of entries of one stream.
  * KEYS: stream, checkpoint hash, then every other key ops refer to (by index).
- * ARGV: group, consumer, now (ISO), dedup TTL s, plainCount, plain id… (bare
- *   acknowledgements, the common case), then per other op:
+ * ARGV: group, consumer, now (ISO), dedup TTL s, plain ids joined by commas (bare
+ *   acknowledgements, the common case; may be empty), then per other op:
  *   id, dedupKeyIndex (0 for none), targetCount, targetKeyIndex…, fieldCount, field…
  * Returns the XACK reply per plain id, then per op (1 when this call acknowledged it).
  */
@@ -67,13 +67,12 @@ local stream, ckey = KEYS[1], KEYS[2]
 local group, consumer, now, ttl = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local results = {}
 local best = nil
-local plain = tonumber(ARGV[5])
-for i = 6, 5 + plain do
-  local acked = redis.call('XACK', stream, group, ARGV[i])
-  if acked == 1 and (best == nil or newer(ARGV[i], best)) then best = ARGV[i] end
+for id in string.gmatch(ARGV[5], '[^,]+') do
+  local acked = redis.call('XACK', stream, group, id)
+  if acked == 1 and (best == nil or newer(id, best)) then best = id end
   results[#results + 1] = acked
 end
-local i = 6 + plain
+local i = 6
 while i <= #ARGV do
   local id = ARGV[i]
   local dedup = tonumber(ARGV[i + 1])

@@ -167,7 +167,7 @@ Deno.test("StreamConsumer forwards entries to every ROUTES target once", async (
     "manual",
     new Date().toISOString(),
     "60",
-    "0",
+    "", // no plain acknowledgements
     id,
     "4",
     "1",
