@@ -24,6 +24,7 @@ import type { Metrics, Outcome } from "../metrics.ts";
 import { CircuitOpenError } from "../redis/breaker.ts";
 import { exponentialBackoff } from "../redis/backoff.ts";
 import {
+  classifyError,
   type ConnectionManager,
   isServerReplyError,
   NotConnectedError,
@@ -211,7 +212,7 @@ export class StreamConsumer {
     await this.#refreshStats().catch(() => {});
     this.#loops.push(
       this.#readLoop(),
-      this.#every(Math.max(20, Math.floor(this.#cfg.claimIdleMs / 3)), () => this.#keepAlive()),
+      this.#every(Math.max(20, Math.floor(this.#cfg.claimIdleMs / 4)), () => this.#keepAlive()),
       this.#every(
         Math.max(20, Math.min(5000, Math.floor(this.#cfg.claimIdleMs / 2))),
         () => this.#claimIdle(),
@@ -945,7 +946,9 @@ export class StreamConsumer {
 
   async #keepAlive(): Promise<void> {
     const now = Date.now();
-    const stale = now - Math.floor(this.#cfg.claimIdleMs / 3);
+    // Refreshed every CLAIM_IDLE_MS/4 once older than that: idle stays near half
+    // the claim threshold, leaving margin for a slow loop turn.
+    const stale = now - Math.floor(this.#cfg.claimIdleMs / 4);
     const byStream = new Map<string, Held[]>();
     for (const h of this.#held.values()) {
       if (h.refreshedAt > stale) continue;
@@ -1115,7 +1118,9 @@ export class StreamConsumer {
       return;
     }
     this.#log.warn("{what} failed: {error}", { what, error: msg });
-    if (!isServerReplyError(err)) this.#conn.forceReconnect(`${what} failed: ${msg}`);
+    // A socket problem, or a reply that says this node cannot serve us (READONLY
+    // after a failover that kept the connection): reconnect, asking Sentinel again.
+    if (classifyError(err) !== "reply") this.#conn.forceReconnect(`${what} failed: ${msg}`);
     await delay(200, this.#stop.signal);
   }
 
