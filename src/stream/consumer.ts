@@ -114,6 +114,36 @@ export interface StreamConsumerOptions {
   tracing?: Tracing;
 }
 
+/**
+ * What a handler gets: its delivery count, the abort signal, and a logger
+ * carrying the entry's correlation id, made only if the handler asks for it.
+ */
+class EntryContext implements HandlerContext {
+  readonly deliveries: number;
+  readonly signal: AbortSignal;
+  readonly #base: Logger;
+  readonly #correlationId: string | undefined;
+  #logger?: Logger;
+
+  constructor(
+    deliveries: number,
+    base: Logger,
+    correlationId: string | undefined,
+    signal: AbortSignal,
+  ) {
+    this.deliveries = deliveries;
+    this.#base = base;
+    this.#correlationId = correlationId;
+    this.signal = signal;
+  }
+
+  get logger(): Logger {
+    return this.#logger ??= this.#correlationId
+      ? this.#base.with({ correlationId: this.#correlationId })
+      : this.#base;
+  }
+}
+
 /** A resolvable signal used to wake waiting loops. */
 class Wakeup {
   #resolve?: () => void;
@@ -148,6 +178,7 @@ export class StreamConsumer {
   #ready: string[] = [];
   #readyHead = 0;
   #running = 0;
+  #pumping = false;
   #settleQueue = new Map<string, SettleOp[]>();
   #settling?: Promise<void>;
   #keysInProgress = new Map<string, Promise<boolean>>();
@@ -539,23 +570,91 @@ export class StreamConsumer {
   }
 
   #pump(): void {
-    while (this.#running < this.#cfg.handlerConcurrency && this.#readyHead < this.#ready.length) {
-      const lane = this.#ready[this.#readyHead++];
-      if (this.#readyHead > 1024 && this.#readyHead * 2 > this.#ready.length) {
-        this.#ready = this.#ready.slice(this.#readyHead);
-        this.#readyHead = 0;
+    if (this.#pumping) return; // a synchronous handler finishing inside the loop below
+    this.#pumping = true;
+    try {
+      while (
+        this.#running < this.#cfg.handlerConcurrency && this.#readyHead < this.#ready.length
+      ) {
+        const lane = this.#ready[this.#readyHead++];
+        if (this.#readyHead > 1024 && this.#readyHead * 2 > this.#ready.length) {
+          this.#ready = this.#ready.slice(this.#readyHead);
+          this.#readyHead = 0;
+        }
+        const queue = this.#lanes.get(lane)!;
+        this.#running++;
+        const done = () => {
+          this.#running--;
+          queue.shift();
+          if (queue.length > 0) this.#ready.push(lane); // next of this aggregate, in order
+          else this.#lanes.delete(lane);
+        };
+        const pending = this.#start(queue[0]);
+        if (pending) {
+          pending.then(() => {
+            done();
+            this.#pump();
+          });
+        } else done();
       }
-      const queue = this.#lanes.get(lane)!;
-      const h = queue[0];
-      this.#running++;
-      this.#run(h).finally(() => {
-        this.#running--;
-        queue.shift();
-        if (queue.length > 0) this.#ready.push(lane);
-        else this.#lanes.delete(lane);
-        this.#pump();
-      });
+    } finally {
+      this.#pumping = false;
     }
+  }
+
+  /**
+   * Starts one entry's handler. Returns undefined when it finished at once (a
+   * handler that returns no promise: no promise is made per entry), else a
+   * promise that resolves when it finished; it never rejects.
+   */
+  #start(h: Held): Promise<void> | undefined {
+    const event = h.event!;
+    if (event.headers.idempotencyKey || this.#tracing) return this.#run(h);
+    h.phase = "running";
+    const handler = this.#registry.resolve(event.event);
+    const ctx = new EntryContext(
+      h.deliveries,
+      this.#log,
+      event.headers.correlationId,
+      this.#handlerAbort.signal,
+    );
+    const started = this.#metrics ? performance.now() : 0;
+    let result: void | Promise<void>;
+    try {
+      result = handler(event, ctx);
+    } catch (err) {
+      this.#finish(h, started, false, err);
+      return undefined;
+    }
+    if (result instanceof Promise) {
+      return result.then(
+        () => this.#finish(h, started, true),
+        (err: unknown) => this.#finish(h, started, false, err),
+      );
+    }
+    this.#finish(h, started, true);
+    return undefined;
+  }
+
+  /** Records a handler's outcome: settle the success, or retry / dead-letter the failure. */
+  #finish(h: Held, started: number, ok: boolean, err?: unknown): void {
+    if (this.#metrics) {
+      this.#metrics.processingDuration.observe((performance.now() - started) / 1000);
+    }
+    if (!ok) {
+      this.#onHandlerError(h, err);
+      return;
+    }
+    const event = h.event!;
+    const targets = this.#router.targets(event.event);
+    this.#enqueueSettle({
+      held: h,
+      outcome: "acked",
+      eventType: event.event,
+      dedupKey: event.headers.idempotencyKey ? this.#dedupKey(h) : undefined,
+      targets,
+      fields: targets.length > 0 ? this.#forwardFields(event) : undefined,
+    });
   }
 
   /**
@@ -564,7 +663,6 @@ export class StreamConsumer {
    */
   async #run(h: Held): Promise<void> {
     const event = h.event!;
-    const log = this.#logFor(h);
     {
       const key = event.headers.idempotencyKey;
       let resolveKey: ((processed: boolean) => void) | undefined;
@@ -605,31 +703,21 @@ export class StreamConsumer {
       h.phase = "running";
       const started = performance.now();
       let ok = false;
+      let failure: unknown;
       try {
         const handler = this.#registry.resolve(event.event);
-        const ctx: HandlerContext = {
-          deliveries: h.deliveries,
-          logger: log,
-          signal: this.#handlerAbort.signal,
-        };
+        const ctx = new EntryContext(
+          h.deliveries,
+          this.#log,
+          event.headers.correlationId,
+          this.#handlerAbort.signal,
+        );
         await (this.#tracing ? this.#traced(this.#tracing, h, handler, ctx) : handler(event, ctx));
         ok = true;
       } catch (err) {
-        this.#onHandlerError(h, err);
-      } finally {
-        this.#metrics?.processingDuration.observe((performance.now() - started) / 1000);
+        failure = err;
       }
-      if (ok) {
-        const targets = this.#router.targets(event.event);
-        this.#enqueueSettle({
-          held: h,
-          outcome: "acked",
-          eventType: event.event,
-          dedupKey: key ? this.#dedupKey(h) : undefined,
-          targets,
-          fields: targets.length > 0 ? this.#forwardFields(event) : undefined,
-        });
-      }
+      this.#finish(h, started, ok, failure);
       if (key) {
         // On success the lock stays until the entry is settled (see #release).
         if (!ok) this.#unlockKey(h);

@@ -4,7 +4,7 @@
  * `test_starters` at INFO, others at DEBUG, and succeeds). Also the
  * diagnostic handlers of spec section 5, registered only when enabled.
  */
-import type { Logger } from "../log.ts";
+import { getLogger, type Logger } from "../log.ts";
 import { delay } from "../clock.ts";
 import type { StreamEvent } from "./entry.ts";
 import { globMatcher } from "./router.ts";
@@ -24,10 +24,14 @@ export type Handler = (event: StreamEvent, ctx: HandlerContext) => void | Promis
 
 const LOUD_EVENTS = new Set(["manual_test", "test_starters"]);
 
+/** The consumer's logger category, asked whether DEBUG lines are written at all. */
+const consumerLog = getLogger("consumer");
+
 /** The default handler: logs and succeeds. */
 export const defaultHandler: Handler = (event, { logger, deliveries }) => {
   const loud = LOUD_EVENTS.has(event.event);
-  if (!loud && !logger.isEnabledFor("debug")) return; // no work for a dropped line
+  // A dropped DEBUG line costs nothing: not even the entry's child logger.
+  if (!loud && !consumerLog.isEnabledFor("debug")) return;
   const props = {
     event: event.event,
     aggregateId: event.aggregateId,
