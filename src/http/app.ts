@@ -59,6 +59,12 @@ export const ROUTES = new Set([
   "/admin/dlq/replay",
 ]);
 
+/** Methods each route answers (HEAD goes with GET); other methods get 405. */
+const ALLOWED: Record<string, string> = {
+  "/trigger-test-event": "POST",
+  "/admin/dlq/replay": "POST",
+};
+
 /** Builds the Hono app. */
 export function createApp(deps: AppDeps): Hono<AppEnv> {
   const log = deps.logger ?? getLogger("http");
@@ -104,7 +110,15 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
   const openapi = openApiDocument(deps.version);
   app.get("/openapi.json", (c) => c.json(openapi));
 
-  app.notFound((c) => c.json({ error: "not_found", message: "No such route" }, 404));
+  app.notFound((c) => {
+    const path = c.req.path.length > 1 ? c.req.path.replace(/\/+$/, "") : c.req.path;
+    if (ROUTES.has(path) && (path !== "/metrics" || deps.http.metricsEnabled)) {
+      const allow = ALLOWED[path] ?? "GET, HEAD";
+      c.header("Allow", allow);
+      return jsonError(c, 405, "method_not_allowed", `Use ${allow} for ${path}`);
+    }
+    return c.json({ error: "not_found", message: "No such route" }, 404);
+  });
 
   app.onError((err, c) => {
     if (err instanceof CircuitOpenError) {

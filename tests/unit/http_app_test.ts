@@ -219,6 +219,20 @@ Deno.test("an unknown path answers 404 JSON not_found", async () => {
   assertMatch(res.headers.get("x-correlation-id") ?? "", UUID_RE);
 });
 
+Deno.test("a known path with the wrong method answers 405 JSON with Allow", async () => {
+  const h = harness();
+  const get = await h.request("/trigger-test-event");
+  assertEquals(get.status, 405);
+  assertEquals(get.headers.get("allow"), "POST");
+  assertEquals((await json(get)).error, "method_not_allowed");
+  const post = await h.request("/health/live", { method: "POST" });
+  assertEquals(post.status, 405);
+  assertEquals(post.headers.get("allow"), "GET, HEAD");
+  await post.body?.cancel();
+  const head = await h.request("/health/live", { method: "HEAD" });
+  assertEquals(head.status, 200, "HEAD goes with GET");
+});
+
 Deno.test("X-Correlation-ID is echoed when valid and replaced by a UUID when not", async () => {
   const h = harness();
   const valid = "Req-1.2_3:abc";
