@@ -603,13 +603,19 @@ export class StreamConsumer {
   }
 
   /**
-   * Starts one entry's handler. Returns undefined when it finished at once (a
-   * handler that returns no promise: no promise is made per entry), else a
-   * promise that resolves when it finished; it never rejects.
+   * Starts one entry. Returns undefined when it finished at once (a handler
+   * that returns no promise: no promise is made per entry), else a promise
+   * that resolves when it finished; it never rejects.
    */
-  #start(h: Held): Promise<void> | undefined {
+  #start(h: Held): Promise<unknown> | undefined {
+    if (h.event!.headers.idempotencyKey) return this.#runKeyed(h, h.event!.headers.idempotencyKey);
+    const r = this.#invoke(h);
+    return typeof r === "boolean" ? undefined : r;
+  }
+
+  /** Runs the handler (in a span when tracing); true when it succeeded. */
+  #invoke(h: Held): boolean | Promise<boolean> {
     const event = h.event!;
-    if (event.headers.idempotencyKey || this.#tracing) return this.#run(h);
     h.phase = "running";
     const handler = this.#registry.resolve(event.event);
     const ctx = new EntryContext(
@@ -621,10 +627,9 @@ export class StreamConsumer {
     const started = this.#metrics ? performance.now() : 0;
     let result: void | Promise<void>;
     try {
-      result = handler(event, ctx);
+      result = this.#tracing ? this.#traced(this.#tracing, h, handler, ctx) : handler(event, ctx);
     } catch (err) {
-      this.#finish(h, started, false, err);
-      return undefined;
+      return this.#finish(h, started, false, err);
     }
     if (result instanceof Promise) {
       return result.then(
@@ -632,18 +637,20 @@ export class StreamConsumer {
         (err: unknown) => this.#finish(h, started, false, err),
       );
     }
-    this.#finish(h, started, true);
-    return undefined;
+    return this.#finish(h, started, true);
   }
 
-  /** Records a handler's outcome: settle the success, or retry / dead-letter the failure. */
-  #finish(h: Held, started: number, ok: boolean, err?: unknown): void {
+  /**
+   * Records a handler's outcome: settle the success, or retry / dead-letter the
+   * failure. Returns `ok`.
+   */
+  #finish(h: Held, started: number, ok: boolean, err?: unknown): boolean {
     if (this.#metrics) {
       this.#metrics.processingDuration.observe((performance.now() - started) / 1000);
     }
     if (!ok) {
       this.#onHandlerError(h, err);
-      return;
+      return false;
     }
     const event = h.event!;
     const targets = this.#router.targets(event.event);
@@ -655,75 +662,45 @@ export class StreamConsumer {
       targets,
       fields: targets.length > 0 ? this.#forwardFields(event) : undefined,
     });
+    return true;
   }
 
   /**
-   * Runs one entry's handler. The handler's logger carries the entry's
-   * correlation id (a child logger, cheaper per entry than an implicit context).
+   * An entry with an idempotency key: runs only when no entry with the key was
+   * processed. The key stays locked in this process from the run until the
+   * entry settles (which writes the processed mark), so a second entry with the
+   * key waits for the first's outcome instead of racing it.
    */
-  async #run(h: Held): Promise<void> {
-    const event = h.event!;
-    {
-      const key = event.headers.idempotencyKey;
-      let resolveKey: ((processed: boolean) => void) | undefined;
-      if (key) {
-        const lockKey = `${h.stream}\u0000${key}`;
-        // Another entry with this key is running or processed and not yet settled
-        // (its mark is written by the settle): wait for its outcome.
-        for (
-          let earlier = this.#keysInProgress.get(lockKey);
-          earlier;
-          earlier = this.#keysInProgress.get(lockKey)
-        ) {
-          if (await earlier) {
-            this.#enqueueSettle({
-              held: h,
-              outcome: "duplicate",
-              eventType: event.event,
-              targets: [],
-            });
-            return;
-          }
-        }
-        const promise = new Promise<boolean>((r) => (resolveKey = r));
-        this.#keysInProgress.set(lockKey, promise);
-        h.keyLock = { key: lockKey, promise };
-        // Checked now, not when read: an entry with this key may have settled since.
-        if (await this.#processedBefore(h)) {
-          this.#enqueueSettle({
-            held: h,
-            outcome: "duplicate",
-            eventType: event.event,
-            targets: [],
-          });
-          resolveKey?.(true);
-          return;
-        }
-      }
-      h.phase = "running";
-      const started = performance.now();
-      let ok = false;
-      let failure: unknown;
-      try {
-        const handler = this.#registry.resolve(event.event);
-        const ctx = new EntryContext(
-          h.deliveries,
-          this.#log,
-          event.headers.correlationId,
-          this.#handlerAbort.signal,
-        );
-        await (this.#tracing ? this.#traced(this.#tracing, h, handler, ctx) : handler(event, ctx));
-        ok = true;
-      } catch (err) {
-        failure = err;
-      }
-      this.#finish(h, started, ok, failure);
-      if (key) {
-        // On success the lock stays until the entry is settled (see #release).
-        if (!ok) this.#unlockKey(h);
-        resolveKey?.(ok);
-      }
+  async #runKeyed(h: Held, key: string): Promise<void> {
+    const lockKey = `${h.stream}\u0000${key}`;
+    const duplicate = () =>
+      this.#enqueueSettle({
+        held: h,
+        outcome: "duplicate",
+        eventType: h.event!.event,
+        targets: [],
+      });
+    for (
+      let earlier = this.#keysInProgress.get(lockKey);
+      earlier;
+      earlier = this.#keysInProgress.get(lockKey)
+    ) {
+      if (await earlier) return duplicate();
     }
+    let resolveKey!: (processed: boolean) => void;
+    const promise = new Promise<boolean>((r) => (resolveKey = r));
+    this.#keysInProgress.set(lockKey, promise);
+    h.keyLock = { key: lockKey, promise };
+    // Checked now, not when read: an entry with this key may have settled since.
+    if (await this.#processedBefore(h)) {
+      duplicate();
+      resolveKey(true);
+      return;
+    }
+    const ok = await this.#invoke(h);
+    // On success the lock stays until the entry is settled (see #release).
+    if (!ok) this.#unlockKey(h);
+    resolveKey(ok);
   }
 
   /** The consumer's logger, carrying the entry's correlation id when it has one. */
