@@ -33,11 +33,10 @@ USER nonroot
 ENV SERVICE_PORT=8000
 EXPOSE 8000
 
-# The image has no shell or curl for a Docker HEALTHCHECK, and the service binary has no probe
-# mode. Health is checked from outside instead: Kubernetes probes GET /health/live (liveness),
-# /health/ready (readiness) and /health/live (startup), see deploy/k8s/deployment.yaml; Compose
-# or other orchestrators can poll the same endpoints.
-HEALTHCHECK NONE
+# The image has no shell or curl: the binary probes itself (`healthcheck` mode: GET /health/ready
+# on SERVICE_PORT, exit 0 when 200). Kubernetes uses its own HTTP probes instead (deploy/k8s).
+HEALTHCHECK --interval=10s --timeout=5s --start-period=20s --retries=3 \
+  CMD ["/app/redis-stream-service", "healthcheck"]
 
 # The service is PID 1 and handles SIGTERM itself (graceful shutdown within SHUTDOWN_TIMEOUT_MS).
 STOPSIGNAL SIGTERM

@@ -251,10 +251,28 @@ async function main(): Promise<number> {
   return await done.promise;
 }
 
+/**
+ * `main.ts healthcheck`: GET /health/ready on SERVICE_PORT of this host; exit 0
+ * when it answers 200, else 1. For Docker's HEALTHCHECK, since the distroless
+ * image has no shell or curl. Reads no other configuration.
+ */
+async function healthcheck(): Promise<number> {
+  const port = Number(Deno.env.get("SERVICE_PORT") ?? "8000");
+  try {
+    const res = await fetch(`http://127.0.0.1:${port}/health/ready`, {
+      signal: AbortSignal.timeout(3000),
+    });
+    await res.body?.cancel();
+    return res.status === 200 ? 0 : EXIT_FAILURE;
+  } catch {
+    return EXIT_FAILURE;
+  }
+}
+
 if (import.meta.main) {
   let code: number;
   try {
-    code = await main();
+    code = Deno.args[0] === "healthcheck" ? await healthcheck() : await main();
   } catch (err) {
     // Last resort: never a stack trace with secrets, always a non-zero exit.
     console.error(`Fatal: ${errorInfo(err).message}`);
