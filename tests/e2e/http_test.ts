@@ -247,15 +247,20 @@ Deno.test("POST /trigger-test-event publishes, is consumed, and answers errors c
     assertEquals(await xlen(client, STREAM), before, "rejected requests publish nothing");
   });
 
-  await t.step("answers 404 JSON to unknown paths", async () => {
-    const res = await call("404", "/no/such/route", { correlationId: "corr-404" });
-    assertEquals(res.status, 404, res.text);
-    assertEquals((res.json as Record<string, unknown>).error, "not_found");
-    const wrongMethod = await call("404: GET trigger", "/trigger-test-event");
-    assertEquals(wrongMethod.status, 404, wrongMethod.text);
-    await call("bad correlation id", "/health/live", { correlationId: "has spaces and ümlauts" });
-    await call("no correlation id", "/health/ready");
-  });
+  await t.step(
+    "answers 404 JSON to unknown paths, 405 to a known path's wrong method",
+    async () => {
+      const res = await call("404", "/no/such/route", { correlationId: "corr-404" });
+      assertEquals(res.status, 404, res.text);
+      assertEquals((res.json as Record<string, unknown>).error, "not_found");
+      const wrongMethod = await call("405: GET trigger", "/trigger-test-event");
+      assertEquals(wrongMethod.status, 405, wrongMethod.text);
+      assertEquals(wrongMethod.headers.get("allow"), "POST");
+      assertEquals((wrongMethod.json as Record<string, unknown>).error, "method_not_allowed");
+      await call("bad correlation id", "/health/live", { correlationId: "has spaces and ümlauts" });
+      await call("no correlation id", "/health/ready");
+    },
+  );
 
   await t.step(
     "puts X-Correlation-ID and security headers on every response, no stack traces",
