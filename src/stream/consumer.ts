@@ -91,6 +91,9 @@ interface SettleOp {
   fields?: Record<string, string>;
 }
 
+/** Most entries counted when Redis reports no lag (see #countAfter). */
+const LAG_COUNT_LIMIT = 10_000;
+
 /** Distinct `event` label values of the consumption metric, at most. */
 const MAX_EVENT_LABELS = 200;
 
@@ -1137,6 +1140,9 @@ export class StreamConsumer {
       }
       s.pending = Number(group?.pending ?? 0);
       s.lag = group?.lag === null || group?.lag === undefined ? null : Number(group.lag);
+      if (group && s.lag === null) {
+        s.lag = await this.#countAfter(stream, String(group["last-delivered-id"]));
+      }
       s.consumers = Number(group?.consumers ?? 0);
       s.lastDeliveredId = group ? String(group["last-delivered-id"]) : null;
       s.length = Number(length);
@@ -1151,6 +1157,24 @@ export class StreamConsumer {
     }
   }
   #statsSeen = new Set<string>();
+
+  /**
+   * Entries after `lastDelivered`, counted: the lag when Redis cannot say (it
+   * answers nil after deletions inside the stream). Counts at most LAG_COUNT_LIMIT.
+   */
+  async #countAfter(stream: string, lastDelivered: string): Promise<number> {
+    const entries = await this.#conn.exec((c) =>
+      c.sendCommand([
+        "XRANGE",
+        stream,
+        `(${lastDelivered}`,
+        "+",
+        "COUNT",
+        String(LAG_COUNT_LIMIT),
+      ])
+    ) as unknown[];
+    return entries.length;
+  }
 
   async #ensureGroup(stream: string): Promise<void> {
     try {

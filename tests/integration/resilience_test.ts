@@ -211,7 +211,6 @@ Deno.test("StreamConsumer after a reconnect recovers own pending entries it lost
   const redis = cleanup.use(await startRedis());
   const client = await redis.client();
   const gates = new Map([["a", gate()], ["b", gate()]]);
-  cleanup.add(() => gates.forEach((g) => g.open()));
   const calls = new Map<string, number[]>();
   const registry = new HandlerRegistry().fallback(async (e, { deliveries }) => {
     calls.set(e.id, [...(calls.get(e.id) ?? []), deliveries]);
@@ -222,6 +221,7 @@ Deno.test("StreamConsumer after a reconnect recovers own pending entries it lost
     STREAM_START_ID: "$",
     MAX_IN_FLIGHT: "2",
   }, registry);
+  cleanup.add(() => gates.forEach((g) => g.open())); // before the consumer's stop
   const slowA = await xadd(client, "s", wire("test.slow", "a"));
   const slowB = await xadd(client, "s", wire("test.slow", "b"));
   await waitFor(() => calls.has(slowA) && calls.has(slowB), { message: "both slow entries run" });
@@ -249,4 +249,28 @@ Deno.test("StreamConsumer after a reconnect recovers own pending entries it lost
   assertEquals(calls.get(slowA), [1], "the held entry's handler ran once");
   assertEquals(calls.get(slowB), [1]);
   assert(consumer.status().active);
+});
+
+Deno.test("StreamConsumer counts the lag itself when Redis reports none (deleted entries)", async () => {
+  await using cleanup = new Cleanup();
+  const redis = cleanup.use(await startRedis());
+  const client = await redis.client();
+  const hold = gate();
+  const registry = new HandlerRegistry().fallback(() => hold.promise);
+  // One slot, taken by a blocked handler: the rest stays undelivered.
+  const { consumer } = await startConsumer(cleanup, redis, {
+    STREAM_START_ID: "$",
+    MAX_IN_FLIGHT: "1",
+  }, registry);
+  cleanup.add(() => hold.open()); // runs before the consumer's stop (reverse order)
+  const ids: string[] = [];
+  for (let i = 0; i < 5; i++) ids.push(await xadd(client, "s", wire("test.lag", `a${i}`)));
+  await waitFor(() => consumer.inFlight === 1, { message: "first entry held" });
+  await client.sendCommand(["XDEL", "s", ids[2]]);
+  const info = await client.sendCommand(["XINFO", "GROUPS", "s"]) as unknown[][];
+  const lagIndex = info[0].indexOf("lag");
+  assertEquals(info[0][lagIndex + 1], null, "Redis itself reports no lag here");
+  await waitFor(() => consumer.status().streams[0].lag === 3, {
+    message: "lag counted: 3 undelivered entries left after the deletion",
+  });
 });
