@@ -7,44 +7,36 @@
  */
 
 import type { RedisClient } from "../tests/support/redis_server.ts";
+import {
+  type Fields,
+  groupInfo,
+  preload as preloadEntries,
+  xadd,
+} from "../tests/support/streams.ts";
 
 /** The fields of entry `seq` (wire format of spec section 5); `aggregates` distinct ids. */
-export function entryFields(seq: number, aggregates: number, sentAt?: number): string[] {
+export function entryFields(seq: number, aggregates: number, sentAt?: number): Fields {
   const payload = sentAt === undefined
     ? `{"seq":${seq},"amount":${seq % 997},"note":"bench entry"}`
     : `{"seq":${seq},"sentAt":${sentAt},"amount":${seq % 997},"note":"bench entry"}`;
-  return [
-    "event",
-    "bench.tick",
-    "aggregateId",
-    `agg-${seq % aggregates}`,
-    "timestamp",
-    new Date().toISOString(),
-    "payload",
+  return {
+    event: "bench.tick",
+    aggregateId: `agg-${seq % aggregates}`,
+    timestamp: new Date().toISOString(),
     payload,
-    "serviceName",
-    "bench",
-    "headers",
-    `{"correlationId":"bench-${seq}"}`,
-  ];
+    serviceName: "bench",
+    headers: `{"correlationId":"bench-${seq}"}`,
+  };
 }
 
-/** XADDs `count` entries to `stream`, pipelined in chunks. */
+/** XADDs `count` entries to `stream`, pipelined in chunks of 2000. */
 export async function preload(
   client: RedisClient,
   stream: string,
   count: number,
   aggregates: number,
 ): Promise<void> {
-  const chunk = 2_000;
-  for (let start = 0; start < count; start += chunk) {
-    const end = Math.min(count, start + chunk);
-    const replies: Promise<unknown>[] = [];
-    for (let i = start; i < end; i++) {
-      replies.push(client.sendCommand(["XADD", stream, "*", ...entryFields(i, aggregates)]));
-    }
-    await Promise.all(replies);
-  }
+  await preloadEntries(client, stream, count, (i) => entryFields(i, aggregates), 2_000);
 }
 
 /** What XINFO GROUPS says of one group. */
@@ -61,27 +53,9 @@ export async function groupState(
   stream: string,
   group: string,
 ): Promise<GroupState> {
-  let groups: unknown[][];
-  try {
-    groups = await client.sendCommand(["XINFO", "GROUPS", stream]) as unknown[][];
-  } catch (err) {
-    if (err instanceof Error && err.message.includes("no such key")) {
-      return { exists: false, pending: 0, lag: null, entriesRead: 0 };
-    }
-    throw err;
-  }
-  for (const flat of groups) {
-    const g: Record<string, unknown> = {};
-    for (let i = 0; i + 1 < flat.length; i += 2) g[String(flat[i])] = flat[i + 1];
-    if (g.name !== group) continue;
-    return {
-      exists: true,
-      pending: Number(g.pending),
-      lag: g.lag === null || g.lag === undefined ? null : Number(g.lag),
-      entriesRead: g["entries-read"] == null ? 0 : Number(g["entries-read"]),
-    };
-  }
-  return { exists: false, pending: 0, lag: null, entriesRead: 0 };
+  const g = await groupInfo(client, stream, group);
+  if (!g) return { exists: false, pending: 0, lag: null, entriesRead: 0 };
+  return { exists: true, pending: g.pending, lag: g.lag, entriesRead: g.entriesRead ?? 0 };
 }
 
 /** Outcome of {@linkcode measureDrain}. */
@@ -226,9 +200,7 @@ export async function measureLatency(opts: {
     while (sent < due) {
       const seq = sent++;
       sentAt[seq] = performance.now();
-      writes.push(
-        sender.sendCommand(["XADD", stream, "*", ...entryFields(seq, aggregates, Date.now())]),
-      );
+      writes.push(xadd(sender, stream, entryFields(seq, aggregates, Date.now())));
     }
     if (writes.length > 1_000) await Promise.all(writes.splice(0));
     await new Promise((r) => setTimeout(r, 1));

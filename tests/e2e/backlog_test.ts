@@ -14,14 +14,14 @@ import { startService } from "../support/service.ts";
 import { waitFor } from "../support/wait.ts";
 import {
   checkpoint,
-  drained,
   type Fields,
   groupInfo,
+  isDrained,
   preload,
   readStream,
-  serviceEnvFor,
   wireEntry,
-} from "./fixtures/black_box.ts";
+} from "../support/streams.ts";
+import { serviceEnvFor } from "./fixtures/black_box.ts";
 
 const STREAM = "backlog-events";
 const NAME = "backlog-e2e";
@@ -45,7 +45,7 @@ Deno.test("the service consumes a preloaded backlog of 2,000 entries and dead-le
     client,
     STREAM,
     COUNT,
-    (i) => MALFORMED[i] ?? wireEntry("order.created", { n: i }, { aggregateId: `agg-${i % 50}` }),
+    (i) => MALFORMED[i] ?? wireEntry("order.created", `agg-${i % 50}`, { n: i }),
   );
   assertEquals(ids.length, COUNT);
   const malformedIds = Object.keys(MALFORMED).map((i) => ids[Number(i)]).sort();
@@ -56,7 +56,7 @@ Deno.test("the service consumes a preloaded backlog of 2,000 entries and dead-le
     }),
   );
 
-  await waitFor(() => drained(client, STREAM, NAME), {
+  await waitFor(() => isDrained(client, STREAM, NAME), {
     timeoutMs: 30_000,
     intervalMs: 100,
     message: "the backlog to be drained (pending 0, lag 0)",

@@ -15,15 +15,15 @@ import { type RedisServer, startRedis } from "../support/redis_server.ts";
 import { type ServiceProcess, startService } from "../support/service.ts";
 import { waitFor } from "../support/wait.ts";
 import {
-  coverage,
-  groupState,
+  groupInfo,
   isDrained,
+  pendingEntries,
   preload,
-  readAll,
-  sourceIdOf,
+  readStream,
   wireEntry,
   xlen,
-} from "./fixtures/streams.ts";
+} from "../support/streams.ts";
+import { coverage, sourceIdOf } from "./fixtures/coverage.ts";
 
 const STREAM = "event-stream";
 const GROUP = "faults";
@@ -87,7 +87,7 @@ async function drainThroughKills(names: (k: number) => string): Promise<void> {
   console.log(
     `drained through ${KILLS} kills (last at ${outAtKill}) in ${Date.now() - started} ms`,
   );
-  const cov = coverage(await readAll(client, OUT), ids);
+  const cov = coverage(await readStream(client, OUT), ids);
   assertEquals(
     {
       total: cov.total,
@@ -157,7 +157,7 @@ Deno.test("service handles every entry and is ready again when Redis is SIGKILLe
     message: "pending 0 and lag 0 after Redis came back",
   });
   console.log(`Redis killed at ${killedAt.join(" and ")} forwarded entries`);
-  const cov = coverage(await readAll(client, OUT), ids);
+  const cov = coverage(await readStream(client, OUT), ids);
   assertEquals(
     {
       total: cov.total,
@@ -181,19 +181,6 @@ function sample(metrics: string, name: string, labels: Record<string, string>): 
   return 0;
 }
 
-/** Pending entries of the group as [id, consumer, idleMs, deliveries]. */
-async function pendingEntries(
-  client: Awaited<ReturnType<RedisServer["client"]>>,
-  stream = STREAM,
-): Promise<[string, string, number, number][]> {
-  return await client.sendCommand(["XPENDING", stream, GROUP, "-", "+", "1000"]) as [
-    string,
-    string,
-    number,
-    number,
-  ][];
-}
-
 Deno.test("failing handler is retried until it succeeds, or dead-lettered after MAX_DELIVERIES", async () => {
   await using cleanup = new Cleanup();
   const redis = cleanup.use(await startRedis());
@@ -210,13 +197,20 @@ Deno.test("failing handler is retried until it succeeds, or dead-lettered after 
     }),
   );
   // Fails on deliveries 1 and 2, succeeds on 3: acknowledged and forwarded, not dead-lettered.
-  const [flaky] = await preload(client, STREAM, 1, (i) => ({
-    ...wireEntry(i, { event: "diagnostic.fail", payload: { failTimes: 2 } }),
-  }));
-  await waitFor(async () => (await readAll(client, OUT)).some((e) => sourceIdOf(e) === flaky), {
+  const [flaky] = await preload(
+    client,
+    STREAM,
+    1,
+    () => wireEntry("diagnostic.fail", "agg-0", { failTimes: 2 }),
+  );
+  await waitFor(async () => (await readStream(client, OUT)).some((e) => sourceIdOf(e) === flaky), {
     message: `${flaky} to be forwarded after its third delivery`,
   });
-  assertEquals(await pendingEntries(client), [], "nothing pending after the success");
+  assertEquals(
+    await pendingEntries(client, STREAM, GROUP),
+    [],
+    "nothing pending after the success",
+  );
   await svc.waitForLine(`failed on delivery 1/3`);
   await svc.waitForLine(`failed on delivery 2/3`);
   assert(!svc.output().includes("failed on delivery 3/3"), "third delivery must succeed");
@@ -233,11 +227,14 @@ Deno.test("failing handler is retried until it succeeds, or dead-lettered after 
   );
 
   // Always fails: dead-lettered on delivery 3 (MAX_DELIVERIES), then acknowledged.
-  const [doomed] = await preload(client, STREAM, 1, (i) => ({
-    ...wireEntry(i + 1, { event: "diagnostic.fail", payload: {} }),
-  }));
+  const [doomed] = await preload(
+    client,
+    STREAM,
+    1,
+    () => wireEntry("diagnostic.fail", "agg-1", {}),
+  );
   const dlq = await waitFor(async () => {
-    const entries = await readAll(client, `${STREAM}:dlq`);
+    const entries = await readStream(client, `${STREAM}:dlq`);
     return entries.find((e) => e.fields.sourceId === doomed);
   }, { message: `${doomed} in the dead-letter stream` });
   assertEquals(dlq.fields.deliveries, "3");
@@ -246,11 +243,11 @@ Deno.test("failing handler is retried until it succeeds, or dead-lettered after 
   assertEquals(dlq.fields.payload, "{}");
   assertEquals(dlq.fields.consumer, "retrier");
   assertStringIncludes(dlq.fields.error, "diagnostic.fail");
-  await waitFor(async () => (await pendingEntries(client)).length === 0, {
+  await waitFor(async () => (await pendingEntries(client, STREAM, GROUP)).length === 0, {
     message: "the dead-lettered entry acknowledged",
   });
   assert(
-    !(await readAll(client, OUT)).some((e) => sourceIdOf(e) === doomed),
+    !(await readStream(client, OUT)).some((e) => sourceIdOf(e) === doomed),
     "a dead-lettered entry is not forwarded",
   );
 
@@ -259,7 +256,7 @@ Deno.test("failing handler is retried until it succeeds, or dead-lettered after 
     client,
     STREAM,
     1,
-    (i) => wireEntry(i + 2, { event: "manual_test" }),
+    () => wireEntry("manual_test", "agg-2", { n: 2 }),
   );
   await svc.waitForLine(new RegExp(`Received manual_test ${later}`));
   await waitFor(() => isDrained(client, STREAM, GROUP), {
@@ -288,7 +285,7 @@ Deno.test("idle entries of a ghost consumer are claimed and acknowledged within 
   const idleAt = Date.now() + 1_000;
   assertEquals(read[0][1].map(([id]) => id), ids);
   assertEquals(
-    (await pendingEntries(client)).map(([id, owner]) => [id, owner]),
+    (await pendingEntries(client, STREAM, GROUP)).map((p) => [p.id, p.consumer]),
     ids.map((id) => [id, "ghost"]),
   );
   cleanup.use(
@@ -301,7 +298,7 @@ Deno.test("idle entries of a ghost consumer are claimed and acknowledged within 
     message: "the ghost's entries claimed and acknowledged within 10 s of becoming idle",
   });
   console.log(`claimed and acknowledged ${Date.now() - idleAt} ms after they became idle`);
-  const cov = coverage(await readAll(client, OUT), ids);
+  const cov = coverage(await readStream(client, OUT), ids);
   assertEquals([cov.total, cov.distinct, cov.missingCount], [10, 10, 0]);
 });
 
@@ -329,11 +326,7 @@ Deno.test("two live instances never take each other's running entries (CLAIM_IDL
   // One at a time, so that both blocked readers get some.
   const ids: string[] = [];
   for (let i = 0; i < N; i++) {
-    const entry = wireEntry(i, {
-      event: "diagnostic.sleep",
-      aggregateId: `sleep-${i}`,
-      payload: { ms: 3000 },
-    });
+    const entry = wireEntry("diagnostic.sleep", `sleep-${i}`, { ms: 3000 });
     ids.push(...await preload(client, STREAM, 1, () => entry));
   }
   // While the handlers sleep, well past CLAIM_IDLE_MS, no entry may be delivered again.
@@ -341,9 +334,9 @@ Deno.test("two live instances never take each other's running entries (CLAIM_IDL
   let sawPending = 0;
   const owners = new Map<string, string>();
   await waitFor(async () => {
-    const pending = await pendingEntries(client);
+    const pending = await pendingEntries(client, STREAM, GROUP);
     sawPending = Math.max(sawPending, pending.length);
-    for (const [id, owner, , deliveries] of pending) {
+    for (const { id, consumer: owner, deliveries } of pending) {
       maxDeliveries = Math.max(maxDeliveries, deliveries);
       owners.set(id, owner);
     }
@@ -351,7 +344,7 @@ Deno.test("two live instances never take each other's running entries (CLAIM_IDL
   }, { timeoutMs: 30_000, intervalMs: 100, message: "all sleeping entries acknowledged" });
   assert(sawPending > 0, "the entries were seen pending while their handlers slept");
   assertEquals(maxDeliveries, 1, "no entry was delivered twice");
-  const cov = coverage(await readAll(client, OUT), ids);
+  const cov = coverage(await readStream(client, OUT), ids);
   assertEquals([cov.total, cov.distinct, cov.missingCount], [N, N, 0]);
   const claims = [a, b].flatMap((s) => s.lines.filter((l) => l.includes("Claimed")));
   assertEquals(claims, [], "no instance claimed entries of the other");
@@ -393,12 +386,15 @@ Deno.test("entries of one aggregate are forwarded in stream order under HANDLER_
   const client = await redis.client();
   // Random short sleeps let later entries of other aggregates overtake: order must hold per
   // aggregate only.
-  const ids = await preload(client, STREAM, N, (i) =>
-    wireEntry(i, {
-      event: "diagnostic.sleep",
-      aggregateId: `order-${Math.floor(Math.random() * AGGREGATES)}`,
-      payload: { ms: Math.floor(Math.random() * 6) },
-    }));
+  const ids = await preload(
+    client,
+    STREAM,
+    N,
+    () =>
+      wireEntry("diagnostic.sleep", `order-${Math.floor(Math.random() * AGGREGATES)}`, {
+        ms: Math.floor(Math.random() * 6),
+      }),
+  );
   cleanup.use(
     await startService({
       env: serviceEnv(redis, {
@@ -414,7 +410,7 @@ Deno.test("entries of one aggregate are forwarded in stream order under HANDLER_
     intervalMs: 100,
     message: "all entries acknowledged",
   });
-  const out = await readAll(client, OUT);
+  const out = await readStream(client, OUT);
   const cov = coverage(out, ids);
   assertEquals([cov.total, cov.distinct, cov.missingCount], [N, N, 0]);
   const position = new Map(ids.map((id, i) => [id, i]));
@@ -569,7 +565,7 @@ async function drainWithConsumers(
     message: `${stream}: pending 0 and lag 0`,
   });
   const elapsed = performance.now() - started;
-  const state = await groupState(client, stream, GROUP);
+  const state = await groupInfo(client, stream, GROUP);
   assertEquals(state?.consumers, processes * perProcess, "consumers in the group");
   const codes = await Promise.all(procs.map((p) => p.stop()));
   assertEquals(codes, procs.map(() => 0), "fixture processes stopped cleanly");
@@ -583,7 +579,7 @@ async function drainWithConsumers(
   assertEquals(runs.size, count, "every entry's handler ran");
   assert(ids.every((id) => runs.has(id)), "the handled ids are the preloaded ones");
   // …and it was acknowledged and forwarded once.
-  const cov = coverage(await readAll(client, target), ids);
+  const cov = coverage(await readStream(client, target), ids);
   assertEquals([cov.total, cov.distinct, cov.missingCount], [count, count, 0]);
   const checkpoint = await client.sendCommand(
     ["HKEYS", `${stream}:checkpoint:${GROUP}`],

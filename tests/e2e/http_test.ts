@@ -15,15 +15,8 @@ import { Cleanup } from "../support/cleanup.ts";
 import { startRedis } from "../support/redis_server.ts";
 import { type ServiceResponse, startService } from "../support/service.ts";
 import { waitFor } from "../support/wait.ts";
-import {
-  checkpoint,
-  groupInfo,
-  pendingSummary,
-  readStream,
-  serviceEnvFor,
-  STACK_TRACE_RE,
-  xlen,
-} from "./fixtures/black_box.ts";
+import { checkpoint, groupInfo, pendingSummary, readStream, xlen } from "../support/streams.ts";
+import { serviceEnvFor, STACK_TRACE_RE } from "./fixtures/black_box.ts";
 
 const STREAM = "http-events";
 const NAME = "http-e2e";

@@ -16,17 +16,16 @@ import { startService } from "../support/service.ts";
 import { waitFor } from "../support/wait.ts";
 import {
   checkpoint,
-  drained,
-  exitWithin,
   groupInfo,
+  isDrained,
   pendingSummary,
   preload,
   readStream,
-  serviceEnvFor,
   wireEntry,
   xadd,
   xlen,
-} from "./fixtures/black_box.ts";
+} from "../support/streams.ts";
+import { exitWithin, serviceEnvFor } from "./fixtures/black_box.ts";
 
 const STREAM = "outage-events";
 
@@ -40,7 +39,7 @@ async function waitConsumed(
   await waitFor(
     async () =>
       (await checkpoint(client, STREAM, group))[consumer] === id &&
-      await drained(client, STREAM, group),
+      await isDrained(client, STREAM, group),
     { timeoutMs: 15_000, message: `${id} to be acknowledged by ${consumer} (pending 0, lag 0)` },
   );
 }
@@ -80,7 +79,11 @@ Deno.test("the service reconnects, settles what was in flight and consumes new e
     }),
   );
   // An entry whose handler is still running while Redis goes away.
-  const inFlight = await xadd(client, STREAM, wireEntry("diagnostic.sleep", { ms: 1_500 }));
+  const inFlight = await xadd(
+    client,
+    STREAM,
+    wireEntry("diagnostic.sleep", "agg-1", { ms: 1_500 }),
+  );
   await waitFor(
     async () => (await pendingSummary(client, STREAM, name)).byConsumer[consumer] === 1,
     { message: "the slow entry to be delivered to the service" },
@@ -97,7 +100,12 @@ Deno.test("the service reconnects, settles what was in flight and consumes new e
   // reconnect.
   assertEquals((await readStream(client, STREAM)).map((e) => e.id), [inFlight]);
   await waitConsumed(client, name, consumer, inFlight);
-  const ids = await preload(client, STREAM, 20, (i) => wireEntry("order.created", { n: i + 1 }));
+  const ids = await preload(
+    client,
+    STREAM,
+    20,
+    (i) => wireEntry("order.created", "agg-1", { n: i + 1 }),
+  );
   await waitConsumed(client, name, consumer, ids[ids.length - 1]);
   assertEquals((await groupInfo(client, STREAM, name))?.entriesRead, 21);
   assertEquals(await xlen(client, `${STREAM}:dlq`), 0, "nothing dead-lettered");
@@ -114,7 +122,7 @@ Deno.test("the service creates its group again and consumes when Redis comes bac
       env: serviceEnvFor(redis, name, consumer, { STREAM, STREAM_START_ID: "0" }),
     }),
   );
-  const before = await xadd(client, STREAM, wireEntry("order.created", { n: 0 }));
+  const before = await xadd(client, STREAM, wireEntry("order.created", "agg-1", { n: 0 }));
   await waitConsumed(client, name, consumer, before);
   const created = svc.output().split("\n").filter((l) => l.includes("Created consumer group"));
   assertEquals(created.length, 1, "the group was created once at start");
@@ -133,7 +141,12 @@ Deno.test("the service creates its group again and consumes when Redis comes bac
     "the restarted server is empty",
   );
   await svc.waitReady(30_000);
-  const ids = await preload(client, STREAM, 10, (i) => wireEntry("order.created", { n: i + 1 }));
+  const ids = await preload(
+    client,
+    STREAM,
+    10,
+    (i) => wireEntry("order.created", "agg-1", { n: i + 1 }),
+  );
   await waitConsumed(client, name, consumer, ids[ids.length - 1]);
   assertEquals((await groupInfo(client, STREAM, name))?.entriesRead, 10);
 });

@@ -12,7 +12,7 @@ import { Cleanup } from "../support/cleanup.ts";
 import { probeRedis, type RedisClient, startRedis } from "../support/redis_server.ts";
 import { startService } from "../support/service.ts";
 import { freePort, waitFor } from "../support/wait.ts";
-import { isDrained, preload, wireEntry } from "./fixtures/streams.ts";
+import { isDrained, preload, wireEntry } from "../support/streams.ts";
 
 const MASTER_NAME = "mymaster";
 const STREAM = "event-stream";
@@ -151,7 +151,7 @@ Deno.test("service follows a Sentinel failover: ready and consuming within 30 s 
     masterClient,
     STREAM,
     1,
-    (i) => wireEntry(i, { event: "manual_test" }),
+    () => wireEntry("manual_test", "agg-0", { n: 0 }),
   );
   await svc.waitForLine(`Received manual_test ${before}`);
   // The replica has the group and the acknowledgement before the master dies.

@@ -17,17 +17,16 @@ import { startService } from "../support/service.ts";
 import { waitFor } from "../support/wait.ts";
 import {
   checkpoint,
-  drained,
-  exitWithin,
   groupInfo,
+  isDrained,
   pendingSummary,
   preload,
   readStream,
-  serviceEnvFor,
   wireEntry,
   xadd,
   xlen,
-} from "./fixtures/black_box.ts";
+} from "../support/streams.ts";
+import { exitWithin, serviceEnvFor } from "./fixtures/black_box.ts";
 
 const STREAM = "shutdown-events";
 
@@ -45,7 +44,7 @@ Deno.test("SIGTERM mid-backlog acknowledges what was in flight, exits 0, and a r
     client,
     STREAM,
     COUNT,
-    (i) => wireEntry("diagnostic.sleep", { ms: 3, n: i }, { aggregateId: `agg-${i % 8}` }),
+    (i) => wireEntry("diagnostic.sleep", `agg-${i % 8}`, { ms: 3, n: i }),
   );
   const env = serviceEnvFor(redis, name, consumer, {
     STREAM,
@@ -85,7 +84,7 @@ Deno.test("SIGTERM mid-backlog acknowledges what was in flight, exits 0, and a r
   assertEquals(await xlen(client, OUT), afterStop.entriesRead, "each acknowledged entry forwarded");
 
   const second = cleanup.use(await startService({ env }));
-  await waitFor(() => drained(client, STREAM, name), {
+  await waitFor(() => isDrained(client, STREAM, name), {
     timeoutMs: 30_000,
     intervalMs: 50,
     message: "the rest of the backlog to be drained after the restart",
@@ -116,7 +115,7 @@ Deno.test("SIGTERM exits 1 and leaves the entry pending when a handler outlives 
       }),
     }),
   );
-  const id = await xadd(client, STREAM, wireEntry("diagnostic.sleep", { ms: 20_000 }));
+  const id = await xadd(client, STREAM, wireEntry("diagnostic.sleep", "agg-1", { ms: 20_000 }));
   await waitFor(
     async () => (await pendingSummary(client, STREAM, name)).byConsumer[consumer] === 1,
     {
@@ -167,7 +166,7 @@ Deno.test("SIGTERM turns readiness 503 at once while HTTP answers and a slow han
       env: serviceEnvFor(redis, name, consumer, { STREAM, DIAGNOSTIC_EVENTS: "true" }),
     }),
   );
-  const id = await xadd(client, STREAM, wireEntry("diagnostic.sleep", { ms: 4_000 }));
+  const id = await xadd(client, STREAM, wireEntry("diagnostic.sleep", "agg-1", { ms: 4_000 }));
   await waitFor(
     async () => (await pendingSummary(client, STREAM, name)).byConsumer[consumer] === 1,
     {

@@ -15,7 +15,7 @@ import { Cleanup } from "../support/cleanup.ts";
 import { type RedisServer, startRedis } from "../support/redis_server.ts";
 import { startService } from "../support/service.ts";
 import { freePort, waitFor } from "../support/wait.ts";
-import { isDrained, readAll } from "./fixtures/streams.ts";
+import { isDrained, readStream } from "../support/streams.ts";
 
 const STREAM = "traced-stream";
 const GROUP = "tracing";
@@ -143,7 +143,7 @@ function serviceEnv(
 /** `headers` of the entry `id` of STREAM, parsed. */
 async function entryHeaders(redis: RedisServer, id: string): Promise<Record<string, string>> {
   const client = await redis.client();
-  const entry = (await readAll(client, STREAM)).find((e) => e.id === id);
+  const entry = (await readStream(client, STREAM)).find((e) => e.id === id);
   assert(entry !== undefined, `entry ${id} is in ${STREAM}`);
   return JSON.parse(entry.fields.headers) as Record<string, string>;
 }

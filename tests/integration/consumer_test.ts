@@ -11,20 +11,10 @@ import { assert, assertEquals } from "../support/assert.ts";
 import { Cleanup } from "../support/cleanup.ts";
 import { startRedis } from "../support/redis_server.ts";
 import { sleep, waitFor } from "../support/wait.ts";
+import { pendingEntries, readStream, wireEntry, xadd } from "../support/streams.ts";
 import { HandlerRegistry } from "../../src/stream/handlers.ts";
 import type { StreamEvent } from "../../src/stream/entry.ts";
-import {
-  createGroup,
-  gate,
-  GROUP,
-  pendingCount,
-  pendingEntries,
-  readAsGhost,
-  readStream,
-  startConsumer,
-  wire,
-  xadd,
-} from "./harness.ts";
+import { createGroup, gate, GROUP, pendingCount, readAsGhost, startConsumer } from "./harness.ts";
 
 Deno.test("StreamConsumer acknowledges handled entries and writes the checkpoint", async () => {
   await using cleanup = new Cleanup();
@@ -37,7 +27,9 @@ Deno.test("StreamConsumer acknowledges handled entries and writes the checkpoint
   const { consumer } = await startConsumer(cleanup, redis, {}, registry);
   const ids: string[] = [];
   for (let i = 0; i < 25; i++) {
-    ids.push(await xadd(client, "s", { ...wire("test.created", `a${i % 5}`, { i }), extra: "x" }));
+    ids.push(
+      await xadd(client, "s", { ...wireEntry("test.created", `a${i % 5}`, { i }), extra: "x" }),
+    );
   }
   await waitFor(() => seen.length >= 25, { message: "25 entries handled" });
   assertEquals(seen.map((e) => e.id).sort(), [...ids].sort());
@@ -64,16 +56,16 @@ Deno.test("StreamConsumer handles its own pending entries first when it restarts
   const client = await redis.client();
   await createGroup(client, "s");
   const held: string[] = [];
-  for (let i = 0; i < 5; i++) held.push(await xadd(client, "s", wire("test.held", `h${i}`)));
+  for (let i = 0; i < 5; i++) held.push(await xadd(client, "s", wireEntry("test.held", `h${i}`)));
   // The previous life of consumer c1 read them and died without acknowledging.
   assertEquals(await readAsGhost(client, "s", "c1", 5), held);
   // One more, read again and again: past MAX_DELIVERIES (5) it is dead-lettered unhandled.
-  const worn = await xadd(client, "s", wire("test.worn", "w"));
+  const worn = await xadd(client, "s", wireEntry("test.worn", "w"));
   assertEquals(await readAsGhost(client, "s", "c1", 1), [worn]);
   for (let i = 0; i < 5; i++) {
     await client.sendCommand(["XREADGROUP", "GROUP", GROUP, "c1", "STREAMS", "s", held[4]]);
   }
-  const later = await xadd(client, "s", wire("test.later", "l"));
+  const later = await xadd(client, "s", wireEntry("test.later", "l"));
 
   const deliveries = new Map<string, number>();
   const order: string[] = [];
@@ -108,7 +100,7 @@ Deno.test("StreamConsumer keeps stream order per aggregate and runs aggregates c
     for (let a = 0; a < AGGREGATES; a++) {
       // Some entries carry an idempotency key: they must keep their place too.
       const headers: Record<string, string> = n % 7 === 3 ? { idempotencyKey: `k-${a}-${n}` } : {};
-      adds.push(xadd(client, "s", wire("test.order", `agg-${a}`, { n }, headers)));
+      adds.push(xadd(client, "s", wireEntry("test.order", `agg-${a}`, { n }, headers)));
       aggs.push(`agg-${a}`);
     }
   }
@@ -153,7 +145,7 @@ Deno.test("StreamConsumer holds at most MAX_IN_FLIGHT entries while handlers are
   const redis = cleanup.use(await startRedis());
   const client = await redis.client();
   await createGroup(client, "s");
-  for (let i = 0; i < 60; i++) await xadd(client, "s", wire("test.slow", `a${i}`));
+  for (let i = 0; i < 60; i++) await xadd(client, "s", wireEntry("test.slow", `a${i}`));
   const g = gate();
   let maxSeen = 0;
   let handled = 0;
@@ -201,12 +193,12 @@ Deno.test("StreamConsumer runs the handler once for entries sharing an idempoten
   await createGroup(client, "s");
   // Same aggregate (a producer's retried publish) and different aggregates, in one batch each.
   const sameAgg = [
-    await xadd(client, "s", wire("test.idem", "order-1", { v: 1 }, { idempotencyKey: "k1" })),
-    await xadd(client, "s", wire("test.idem", "order-1", { v: 2 }, { idempotencyKey: "k1" })),
+    await xadd(client, "s", wireEntry("test.idem", "order-1", { v: 1 }, { idempotencyKey: "k1" })),
+    await xadd(client, "s", wireEntry("test.idem", "order-1", { v: 2 }, { idempotencyKey: "k1" })),
   ];
   const otherAgg = [
-    await xadd(client, "s", wire("test.idem", "x-1", { v: 3 }, { idempotencyKey: "k2" })),
-    await xadd(client, "s", wire("test.idem", "x-2", { v: 4 }, { idempotencyKey: "k2" })),
+    await xadd(client, "s", wireEntry("test.idem", "x-1", { v: 3 }, { idempotencyKey: "k2" })),
+    await xadd(client, "s", wireEntry("test.idem", "x-2", { v: 4 }, { idempotencyKey: "k2" })),
   ];
   const calls: string[] = [];
   const registry = new HandlerRegistry().on("test.idem", async (e) => {
@@ -223,12 +215,12 @@ Deno.test("StreamConsumer runs the handler once for entries sharing an idempoten
   const late = await xadd(
     client,
     "s",
-    wire("test.idem", "order-1", { v: 5 }, {
+    wireEntry("test.idem", "order-1", { v: 5 }, {
       idempotencyKey: "k1",
     }),
   );
   const acked = await waitFor(async () => {
-    const p = await pendingEntries(client, "s");
+    const p = await pendingEntries(client, "s", GROUP);
     const ck = await client.hGet(`s:checkpoint:${GROUP}`, "c1");
     return p.length === 0 && ck === late;
   }, { message: "late duplicate acknowledged" });
@@ -254,8 +246,8 @@ Deno.test("StreamConsumer consumes several streams with a checkpoint each", asyn
   const { consumer } = await startConsumer(cleanup, redis, { STREAM: "a,b" }, registry);
   const last: Record<string, string> = {};
   for (let i = 0; i < 10; i++) {
-    last.a = await xadd(client, "a", wire("test.multi", `x${i}`));
-    last.b = await xadd(client, "b", wire("test.multi", `x${i}`));
+    last.a = await xadd(client, "a", wireEntry("test.multi", `x${i}`));
+    last.b = await xadd(client, "b", wireEntry("test.multi", `x${i}`));
   }
   await waitFor(() => seen.length === 20, { message: "20 entries handled" });
   assertEquals(seen.filter((s) => s.startsWith("a/")).length, 10);
@@ -282,9 +274,9 @@ Deno.test("StreamConsumer skips a repeated idempotency key read before the first
   await createGroup(client, "s");
   // One batch: the key's first entry, fillers, the key again. With one handler at a time the
   // repeat runs long after the first entry settled, though both were read together.
-  const first = await xadd(client, "s", wire("test.idem", "a", {}, { idempotencyKey: "k" }));
-  for (let i = 0; i < 10; i++) await xadd(client, "s", wire("test.filler", `f${i}`));
-  const repeat = await xadd(client, "s", wire("test.idem", "b", {}, { idempotencyKey: "k" }));
+  const first = await xadd(client, "s", wireEntry("test.idem", "a", {}, { idempotencyKey: "k" }));
+  for (let i = 0; i < 10; i++) await xadd(client, "s", wireEntry("test.filler", `f${i}`));
+  const repeat = await xadd(client, "s", wireEntry("test.idem", "b", {}, { idempotencyKey: "k" }));
   const calls: string[] = [];
   const registry = new HandlerRegistry().fallback(async (e) => {
     calls.push(e.id);

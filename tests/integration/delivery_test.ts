@@ -13,6 +13,7 @@ import { assert, assertEquals, assertStringIncludes } from "../support/assert.ts
 import { Cleanup } from "../support/cleanup.ts";
 import { startRedis } from "../support/redis_server.ts";
 import { waitFor } from "../support/wait.ts";
+import { pendingEntries, readStream, wireEntry, xadd, xlen } from "../support/streams.ts";
 import { HandlerRegistry, registerDiagnosticHandlers } from "../../src/stream/handlers.ts";
 import { DELETE_IDLE_CONSUMER, SETTLE } from "../../src/stream/scripts.ts";
 import {
@@ -21,13 +22,8 @@ import {
   gate,
   GROUP,
   pendingCount,
-  pendingEntries,
   readAsGhost,
-  readStream,
   startConsumer,
-  wire,
-  xadd,
-  xlen,
 } from "./harness.ts";
 
 Deno.test("StreamConsumer dead-letters malformed entries at once and keeps consuming", async () => {
@@ -35,11 +31,11 @@ Deno.test("StreamConsumer dead-letters malformed entries at once and keeps consu
   const redis = cleanup.use(await startRedis());
   const client = await redis.client();
   await createGroup(client, "s");
-  const good = wire("test.ok", "a");
+  const good = wireEntry("test.ok", "a");
   const malformed: Record<string, string>[] = [
     { aggregateId: "a", payload: "{}", headers: good.headers }, // no event
-    { ...wire("test.bad", "a"), payload: "not json{" },
-    { ...wire("test.big", "a"), payload: JSON.stringify({ big: "x".repeat(1_100_000) }) },
+    { ...wireEntry("test.bad", "a"), payload: "not json{" },
+    { ...wireEntry("test.big", "a"), payload: JSON.stringify({ big: "x".repeat(1_100_000) }) },
   ];
   const ids: string[] = [];
   for (const fields of malformed) ids.push(await xadd(client, "s", fields));
@@ -92,15 +88,15 @@ Deno.test("StreamConsumer retries a failing handler and dead-letters it after MA
       throw err;
     }
   });
-  const twice = await xadd(client, "s", wire("diagnostic.fail", "a", { failTimes: 2 }));
-  const always = await xadd(client, "s", wire("diagnostic.fail", "b", {}));
+  const twice = await xadd(client, "s", wireEntry("diagnostic.fail", "a", { failTimes: 2 }));
+  const always = await xadd(client, "s", wireEntry("diagnostic.fail", "b", {}));
   await startConsumer(cleanup, redis, { MAX_DELIVERIES: "3", CLAIM_IDLE_MS: "300" }, registry);
 
   const dead = await waitFor(async () => {
     const entries = await readStream(client, "s:dlq");
     return entries.length > 0 ? entries : undefined;
   }, { message: "a dead letter" });
-  const after = await xadd(client, "s", wire("test.after", "b"));
+  const after = await xadd(client, "s", wireEntry("test.after", "b"));
   await waitFor(() => runs.get(after)?.[0]?.ok, { message: "a later entry handled" });
   await waitFor(async () => await pendingCount(client, "s") === 0, { message: "XPENDING 0" });
 
@@ -131,7 +127,10 @@ Deno.test("StreamConsumer forwards entries to every ROUTES target once", async (
   await createGroup(client, "s");
   const sources = new Map<string, Record<string, string>>();
   for (let i = 0; i < 10; i++) {
-    const fields = { ...wire(i % 2 ? "order.created" : "user.updated", `a${i}`, { i }), x: `${i}` };
+    const fields = {
+      ...wireEntry(i % 2 ? "order.created" : "user.updated", `a${i}`, { i }),
+      x: `${i}`,
+    };
     sources.set(await xadd(client, "s", fields), fields);
   }
   const { connection } = await startConsumer(cleanup, redis, {
@@ -158,7 +157,7 @@ Deno.test("StreamConsumer forwards entries to every ROUTES target once", async (
 
   // SETTLE run twice for one entry (a second consumer settling it after a claim):
   // only the run whose XACK takes effect forwards it and marks it.
-  const id = await xadd(client, "t", wire("order.created", "z"));
+  const id = await xadd(client, "t", wireEntry("order.created", "z"));
   await createGroup(client, "t", "g2");
   await readAsGhost(client, "t", "manual", 1, "g2");
   const keys = ["t", "t:checkpoint:g2", "routed", "t:dedup:g2:k"];
@@ -203,7 +202,7 @@ Deno.test("StreamConsumer forwards an entry handled by two consumers after a cla
     ROUTES: "*=>out",
     CLAIM_IDLE_MS: "600000",
   }, stalled);
-  const id = await xadd(client, "s", wire("test.twice", "a"));
+  const id = await xadd(client, "s", wireEntry("test.twice", "a"));
   await waitFor(() => runs.length === 1, { message: "c1 runs the handler" });
   const free = new HandlerRegistry().fallback((_e, ctx) => {
     runs.push(`c2:${ctx.deliveries}`);
@@ -230,7 +229,7 @@ Deno.test("StreamConsumer claims the idle entries of a dead consumer", async () 
   const redis = cleanup.use(await startRedis());
   const client = await redis.client();
   await createGroup(client, "s");
-  for (let i = 0; i < 10; i++) await xadd(client, "s", wire("test.ghosted", `a${i}`));
+  for (let i = 0; i < 10; i++) await xadd(client, "s", wireEntry("test.ghosted", `a${i}`));
   const held = await readAsGhost(client, "s", "ghost", 10);
   assertEquals(held.length, 10);
   const deliveries = new Map<string, number>();
@@ -259,7 +258,7 @@ Deno.test("StreamConsumer does not claim an entry whose handler still runs elsew
       await g.promise;
     });
   await startConsumer(cleanup, redis, { CLAIM_IDLE_MS: "300" }, registry("c1"));
-  const id = await xadd(client, "s", wire("test.gated", "a"));
+  const id = await xadd(client, "s", wireEntry("test.gated", "a"));
   await waitFor(() => invocations.length === 1, { message: "c1 runs the handler" });
   await startConsumer(
     cleanup,
@@ -278,7 +277,7 @@ Deno.test("StreamConsumer does not claim an entry whose handler still runs elsew
   await waitFor(async () => await xautoclaimCalls() >= before + 16, {
     message: "16 claim rounds",
   });
-  const [pending] = await pendingEntries(client, "s");
+  const [pending] = await pendingEntries(client, "s", GROUP);
   assertEquals({ id: pending.id, consumer: pending.consumer, deliveries: pending.deliveries }, {
     id,
     consumer: "c1",
@@ -295,7 +294,7 @@ Deno.test("StreamConsumer cleans up pending entries that were deleted from the s
   const client = await redis.client();
   await createGroup(client, "s");
   // Held by a dead "ghost" (claim path) and by this consumer's previous life (own pending path).
-  for (let i = 0; i < 6; i++) await xadd(client, "s", wire("test.gone", `a${i}`));
+  for (let i = 0; i < 6; i++) await xadd(client, "s", wireEntry("test.gone", `a${i}`));
   const ghosted = await readAsGhost(client, "s", "ghost", 3);
   const own = await readAsGhost(client, "s", "c1", 3);
   assertEquals(await client.sendCommand(["XDEL", "s", ...ghosted, ...own]), 6);
@@ -306,7 +305,7 @@ Deno.test("StreamConsumer cleans up pending entries that were deleted from the s
   });
   const { consumer } = await startConsumer(cleanup, redis, { CLAIM_IDLE_MS: "300" }, registry);
   await waitFor(async () => await pendingCount(client, "s") === 0, { message: "XPENDING 0" });
-  const later = await xadd(client, "s", wire("test.after", "b"));
+  const later = await xadd(client, "s", wireEntry("test.after", "b"));
   await waitFor(() => handled.includes(later), { message: "a later entry handled" });
   assertEquals(handled, [later]);
   assertEquals(await xlen(client, "s:dlq"), 0);
@@ -329,7 +328,7 @@ Deno.test("StreamConsumer removes idle consumers that hold nothing", async () =>
   // The script behind it never removes a consumer with pending entries (another group, which
   // the running consumer does not claim from).
   await createGroup(client, "s", "other");
-  await xadd(client, "s", wire("test.held", "a"));
+  await xadd(client, "s", wireEntry("test.held", "a"));
   await readAsGhost(client, "s", "holder", 1, "other");
   await client.sendCommand(["XGROUP", "CREATECONSUMER", "s", "other", "empty"]);
   const holder = await connection.exec((c) =>

@@ -1,8 +1,10 @@
 /**
  * Shared setup of the consumer integration tests: runs a `StreamConsumer` in this process against
  * a real redis-server (config from an env map, its own `ConnectionManager`), registers its stop
- * and the connection's close in a `Cleanup`, and offers small Redis readers (pending count,
- * stream contents, consumer list, group info) plus a wire-format entry builder.
+ * and the connection's close in a `Cleanup`, and offers the few Redis helpers that default to the
+ * tests' group `itest` (pending count, consumer list, group creation, a "ghost" reader) and a
+ * gate for handlers. Wire-format entries, XADD, XRANGE, XLEN, XPENDING entries and XINFO GROUPS
+ * are in `tests/support/streams.ts`.
  *
  * @module
  */
@@ -10,12 +12,12 @@
 import { type Config, loadConfig } from "../../src/config.ts";
 import { ConnectionManager } from "../../src/redis/connection.ts";
 import { StreamConsumer } from "../../src/stream/consumer.ts";
-import { isoInZone, toFields } from "../../src/stream/entry.ts";
 import { HandlerRegistry } from "../../src/stream/handlers.ts";
 import { Router } from "../../src/stream/router.ts";
 import { setupLogging } from "../../src/log.ts";
 import type { Cleanup } from "../support/cleanup.ts";
 import type { RedisClient, RedisServer } from "../support/redis_server.ts";
+import { pairs, pendingSummary } from "../support/streams.ts";
 
 // `TEST_LOG=DEBUG deno test …` shows the service's log lines while debugging a test.
 const testLog = Deno.env.get("TEST_LOG")?.toUpperCase();
@@ -81,33 +83,6 @@ export async function startConsumer(
   return { config, connection, consumer, registry, stop };
 }
 
-/** Fields of a well-formed entry (wire format, spec section 5). */
-export function wire(
-  event: string,
-  aggregateId: string,
-  payload: Record<string, unknown> = {},
-  headers: Record<string, string> = {},
-): Record<string, string> {
-  return toFields({
-    event,
-    aggregateId,
-    payload,
-    headers: { correlationId: crypto.randomUUID(), ...headers },
-    serviceName: "itest",
-    timestamp: isoInZone(new Date(), "UTC"),
-  });
-}
-
-/** XADD `fields` to `stream` (id `*` unless given); returns the id. */
-export async function xadd(
-  client: RedisClient,
-  stream: string,
-  fields: Record<string, string>,
-  id = "*",
-): Promise<string> {
-  return String(await client.sendCommand(["XADD", stream, id, ...Object.entries(fields).flat()]));
-}
-
 /** Number of entries pending in `group` of `stream` (0 when the stream or group is missing). */
 export async function pendingCount(
   client: RedisClient,
@@ -115,48 +90,10 @@ export async function pendingCount(
   group = GROUP,
 ): Promise<number> {
   try {
-    const reply = await client.sendCommand(["XPENDING", stream, group]) as unknown[];
-    return Number(reply[0]);
+    return (await pendingSummary(client, stream, group)).total;
   } catch {
     return 0;
   }
-}
-
-/** Pending entries (id, consumer, idle ms, deliveries) of `group`, oldest first. */
-export async function pendingEntries(
-  client: RedisClient,
-  stream: string,
-  group = GROUP,
-): Promise<{ id: string; consumer: string; idleMs: number; deliveries: number }[]> {
-  const reply = await client.sendCommand(["XPENDING", stream, group, "-", "+", "10000"]) as [
-    string,
-    string,
-    number,
-    number,
-  ][];
-  return reply.map(([id, consumer, idleMs, deliveries]) => ({
-    id,
-    consumer,
-    idleMs: Number(idleMs),
-    deliveries: Number(deliveries),
-  }));
-}
-
-/** One entry read back. */
-export interface Entry {
-  id: string;
-  fields: Record<string, string>;
-}
-
-/** Every entry of `stream` in order. */
-export async function readStream(client: RedisClient, stream: string): Promise<Entry[]> {
-  const reply = await client.sendCommand(["XRANGE", stream, "-", "+"]) as [string, string[]][];
-  return reply.map(([id, flat]) => ({ id, fields: toRecord(flat) }));
-}
-
-/** Stream length (0 when missing). */
-export async function xlen(client: RedisClient, stream: string): Promise<number> {
-  return Number(await client.sendCommand(["XLEN", stream]));
 }
 
 /** Consumers of `group` as XINFO CONSUMERS reports them. */
@@ -167,19 +104,9 @@ export async function consumers(
 ): Promise<{ name: string; pending: number; idle: number }[]> {
   const reply = await client.sendCommand(["XINFO", "CONSUMERS", stream, group]) as unknown[][];
   return reply.map((raw) => {
-    const c = toRecord(raw.map(String));
+    const c = pairs(raw.map(String));
     return { name: c.name, pending: Number(c.pending), idle: Number(c.idle) };
   });
-}
-
-/** Names of the groups of `stream` ([] when the stream is missing). */
-export async function groupNames(client: RedisClient, stream: string): Promise<string[]> {
-  try {
-    const reply = await client.sendCommand(["XINFO", "GROUPS", stream]) as unknown[][];
-    return reply.map((raw) => toRecord(raw.map(String)).name);
-  } catch {
-    return [];
-  }
 }
 
 /**
@@ -222,11 +149,4 @@ export function gate(): { promise: Promise<void>; open: () => void } {
   let open!: () => void;
   const promise = new Promise<void>((r) => (open = r));
   return { promise, open };
-}
-
-/** `[k1, v1, k2, v2, …]` as an object. */
-export function toRecord(flat: string[]): Record<string, string> {
-  const out: Record<string, string> = {};
-  for (let i = 0; i + 1 < flat.length; i += 2) out[flat[i]] = flat[i + 1];
-  return out;
 }

@@ -10,11 +10,12 @@
 import { assert, assertEquals, assertMatch } from "../support/assert.ts";
 import { Cleanup } from "../support/cleanup.ts";
 import { type RedisServer, startRedis } from "../support/redis_server.ts";
+import { readStream, wireEntry, xadd, xlen } from "../support/streams.ts";
 import { ConnectionManager } from "../../src/redis/connection.ts";
 import { parseEntry } from "../../src/stream/entry.ts";
 import { Publisher } from "../../src/stream/publisher.ts";
 import { DEAD_LETTER_FIELDS, StreamAdmin } from "../../src/stream/admin.ts";
-import { createGroup, readAsGhost, readStream, testConfig, wire, xadd, xlen } from "./harness.ts";
+import { createGroup, readAsGhost, testConfig } from "./harness.ts";
 
 async function connect(cleanup: Cleanup, redis: RedisServer): Promise<ConnectionManager> {
   const connection = new ConnectionManager({ redis: testConfig(redis).redis, clientName: "t" });
@@ -119,10 +120,10 @@ Deno.test("StreamAdmin.report() gives length, groups, consumers, pending, lag an
   const admin = new StreamAdmin({ connection, dlqFor: (s) => `${s}:dlq` });
   await createGroup(client, "r", "g");
   const ids: string[] = [];
-  for (let i = 0; i < 3; i++) ids.push(await xadd(client, "r", wire("test.r", "a")));
+  for (let i = 0; i < 3; i++) ids.push(await xadd(client, "r", wireEntry("test.r", "a")));
   assertEquals(await readAsGhost(client, "r", "worker", 2, "g"), ids.slice(0, 2));
-  await xadd(client, "r:dlq", { ...wire("test.r", "a"), error: "boom" });
-  await xadd(client, "r:dlq", { ...wire("test.r", "a"), error: "boom" });
+  await xadd(client, "r:dlq", { ...wireEntry("test.r", "a"), error: "boom" });
+  await xadd(client, "r:dlq", { ...wireEntry("test.r", "a"), error: "boom" });
 
   const report = await admin.report("r");
   assertEquals(report.stream, "r");
@@ -152,7 +153,7 @@ Deno.test("StreamAdmin.replay() moves dead letters back without their DLQ fields
   const connection = await connect(cleanup, redis);
   const admin = new StreamAdmin({ connection, dlqFor: () => "dlq" });
   const dead = (source: string, i: number) => {
-    const original = { ...wire("test.replay", `a${i}`, { i }), custom: `c${i}` };
+    const original = { ...wireEntry("test.replay", `a${i}`, { i }), custom: `c${i}` };
     const letter = {
       ...original,
       error: "boom",

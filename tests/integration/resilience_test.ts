@@ -11,19 +11,9 @@ import { assert, assertEquals } from "../support/assert.ts";
 import { Cleanup } from "../support/cleanup.ts";
 import { startRedis } from "../support/redis_server.ts";
 import { sleep, waitFor } from "../support/wait.ts";
+import { groups, pendingEntries, readStream, wireEntry, xadd, xlen } from "../support/streams.ts";
 import { HandlerRegistry } from "../../src/stream/handlers.ts";
-import {
-  gate,
-  GROUP,
-  groupNames,
-  pendingCount,
-  pendingEntries,
-  readStream,
-  startConsumer,
-  wire,
-  xadd,
-  xlen,
-} from "./harness.ts";
+import { gate, GROUP, pendingCount, startConsumer } from "./harness.ts";
 
 Deno.test("StreamConsumer creates the group again when it disappears (NOGROUP)", async () => {
   await using cleanup = new Cleanup();
@@ -34,7 +24,7 @@ Deno.test("StreamConsumer creates the group again when it disappears (NOGROUP)",
     handled.push(e.id);
   });
   const { consumer } = await startConsumer(cleanup, redis, { STREAM_START_ID: "$" }, registry);
-  const first = await xadd(client, "s", wire("test.a", "a"));
+  const first = await xadd(client, "s", wireEntry("test.a", "a"));
   await waitFor(() => handled.includes(first), { message: "first entry handled" });
 
   const losses: [string, string[]][] = [
@@ -43,10 +33,10 @@ Deno.test("StreamConsumer creates the group again when it disappears (NOGROUP)",
   ];
   for (const [what, command] of losses) {
     await client.sendCommand(command);
-    await waitFor(async () => (await groupNames(client, "s")).includes(GROUP), {
+    await waitFor(async () => (await groups(client, "s")).some((g) => g.name === GROUP), {
       message: `group created again after ${what}`,
     });
-    const next = await xadd(client, "s", wire("test.a", "a"));
+    const next = await xadd(client, "s", wireEntry("test.a", "a"));
     await waitFor(() => handled.includes(next), { message: `entry after ${what} handled` });
     await waitFor(async () => await pendingCount(client, "s") === 0, { message: "XPENDING 0" });
   }
@@ -61,9 +51,11 @@ Deno.test("StreamConsumer trims entries older than STREAM_RETENTION_MS", async (
   // 500 entries an hour old (5 macro nodes of 100, so MINID ~ can drop whole nodes), one new.
   const old = Date.now() - 3_600_000;
   const adds: Promise<string>[] = [];
-  for (let i = 0; i < 500; i++) adds.push(xadd(client, "s", wire("test.old", "a"), `${old + i}-0`));
+  for (let i = 0; i < 500; i++) {
+    adds.push(xadd(client, "s", wireEntry("test.old", "a"), `${old + i}-0`));
+  }
   await Promise.all(adds);
-  const fresh = await xadd(client, "s", wire("test.new", "a"));
+  const fresh = await xadd(client, "s", wireEntry("test.new", "a"));
   const handled = new Set<string>();
   const registry = new HandlerRegistry().fallback((e) => {
     handled.add(e.id);
@@ -90,7 +82,7 @@ Deno.test("StreamConsumer reconnects and consumes again after Redis restarts", a
     handled.push(e.id);
   });
   const { connection, consumer } = await startConsumer(cleanup, redis, {}, registry);
-  const before = await xadd(client, "s", wire("test.before", "a"));
+  const before = await xadd(client, "s", wireEntry("test.before", "a"));
   await waitFor(() => handled.includes(before), { message: "entry before the kill handled" });
 
   await redis.kill();
@@ -101,7 +93,7 @@ Deno.test("StreamConsumer reconnects and consumes again after Redis restarts", a
     message: "reconnected and active",
   });
   const after: string[] = [];
-  for (let i = 0; i < 5; i++) after.push(await xadd(client, "s", wire("test.after", `b${i}`)));
+  for (let i = 0; i < 5; i++) after.push(await xadd(client, "s", wireEntry("test.after", `b${i}`)));
   await waitFor(() => after.every((id) => handled.includes(id)), {
     message: "entries after the restart handled",
   });
@@ -122,11 +114,11 @@ Deno.test("StreamConsumer.stop() stops reading, lets running handlers finish and
   });
   const { consumer } = await startConsumer(cleanup, redis, {}, registry);
   const ids: string[] = [];
-  for (let i = 0; i < 5; i++) ids.push(await xadd(client, "s", wire("test.stop", `a${i}`)));
+  for (let i = 0; i < 5; i++) ids.push(await xadd(client, "s", wireEntry("test.stop", `a${i}`)));
   await waitFor(() => started.length === 5, { message: "5 handlers running" });
   const stopping = consumer.stop(Date.now() + 10_000);
   await waitFor(() => !consumer.status().active, { message: "reading stopped" });
-  const afterStop = await xadd(client, "s", wire("test.stop", "late"));
+  const afterStop = await xadd(client, "s", wireEntry("test.stop", "late"));
   g.open();
   assertEquals(await stopping, true);
   assertEquals(finished.sort(), [...ids].sort());
@@ -148,11 +140,11 @@ Deno.test("StreamConsumer.stop() gives up at the deadline and leaves the entry p
     throw new Error("aborted by shutdown");
   });
   const { consumer } = await startConsumer(cleanup, redis, {}, registry);
-  const id = await xadd(client, "s", wire("test.stuck", "a"));
+  const id = await xadd(client, "s", wireEntry("test.stuck", "a"));
   await waitFor(() => running, { message: "handler running" });
   assertEquals(await consumer.stop(Date.now() + 300), false);
   await waitFor(() => aborted, { message: "handler signal aborted" });
-  const pending = await pendingEntries(client, "s");
+  const pending = await pendingEntries(client, "s", GROUP);
   assertEquals(pending.map((p) => [p.id, p.consumer]), [[id, "c1"]]);
   assertEquals(await xlen(client, "s:dlq"), 0);
 });
@@ -169,7 +161,7 @@ Deno.test("StreamConsumer.stop() leaves an entry failing during shutdown pending
     throw new Error("fails while the service stops");
   });
   const { consumer } = await startConsumer(cleanup, redis, { CLAIM_IDLE_MS: "300" }, registry);
-  const id = await xadd(client, "s", wire("test.failing", "a"));
+  const id = await xadd(client, "s", wireEntry("test.failing", "a"));
   await waitFor(() => running, { message: "handler running" });
   assertEquals(
     await consumer.stop(Date.now() + 5_000),
@@ -177,7 +169,7 @@ Deno.test("StreamConsumer.stop() leaves an entry failing during shutdown pending
     "stop() waited for a retry that never comes",
   );
   assertEquals(consumer.inFlight, 0);
-  const pending = await pendingEntries(client, "s");
+  const pending = await pendingEntries(client, "s", GROUP);
   assertEquals(pending.map((p) => [p.id, p.consumer, p.deliveries]), [[id, "c1", 1]]);
   assertEquals(await xlen(client, "s:dlq"), 0);
 });
@@ -195,14 +187,14 @@ Deno.test("StreamConsumer leaves an entry pending when its handler ends after st
     done = true;
   });
   const { consumer, connection } = await startConsumer(cleanup, redis, {}, registry);
-  const id = await xadd(client, "s", wire("test.slow", "a"));
+  const id = await xadd(client, "s", wireEntry("test.slow", "a"));
   await waitFor(() => running, { message: "handler running" });
   assertEquals(await consumer.stop(Date.now() + 100), false);
   await connection.close();
   // (Before the fix, settling then retried without end on microtasks: this wait hung.)
   await waitFor(() => done, { message: "handler done" });
   await waitFor(() => consumer.inFlight === 0, { message: "entry released" });
-  const pending = await pendingEntries(client, "s");
+  const pending = await pendingEntries(client, "s", GROUP);
   assertEquals(pending.map((p) => [p.id, p.consumer]), [[id, "c1"]]);
 });
 
@@ -222,12 +214,12 @@ Deno.test("StreamConsumer after a reconnect recovers own pending entries it lost
     MAX_IN_FLIGHT: "2",
   }, registry);
   cleanup.add(() => gates.forEach((g) => g.open())); // before the consumer's stop
-  const slowA = await xadd(client, "s", wire("test.slow", "a"));
-  const slowB = await xadd(client, "s", wire("test.slow", "b"));
+  const slowA = await xadd(client, "s", wireEntry("test.slow", "a"));
+  const slowB = await xadd(client, "s", wireEntry("test.slow", "b"));
   await waitFor(() => calls.has(slowA) && calls.has(slowB), { message: "both slow entries run" });
   // An entry delivered to this consumer whose reply never reached the process
   // (as when a connection drops mid-reply): pending for c1, held by nobody.
-  const lost = await xadd(client, "s", wire("test.lost", "c"));
+  const lost = await xadd(client, "s", wireEntry("test.lost", "c"));
   await client.sendCommand(["XREADGROUP", "GROUP", GROUP, "c1", "STREAMS", "s", ">"]);
 
   const before = connection.generation;
@@ -238,7 +230,7 @@ Deno.test("StreamConsumer after a reconnect recovers own pending entries it lost
   gates.get("b")!.open(); // a slot frees; slowA is still held
   await waitFor(() => calls.has(lost), { message: "lost entry recovered after the reconnect" });
   assertEquals(calls.get(lost), [2], "the lost entry's second delivery, counted by Redis");
-  const pending = await pendingEntries(client, "s");
+  const pending = await pendingEntries(client, "s", GROUP);
   assertEquals(
     pending.filter((p) => p.id === slowA).map((p) => p.deliveries),
     [1],
@@ -264,7 +256,7 @@ Deno.test("StreamConsumer counts the lag itself when Redis reports none (deleted
   }, registry);
   cleanup.add(() => hold.open()); // runs before the consumer's stop (reverse order)
   const ids: string[] = [];
-  for (let i = 0; i < 5; i++) ids.push(await xadd(client, "s", wire("test.lag", `a${i}`)));
+  for (let i = 0; i < 5; i++) ids.push(await xadd(client, "s", wireEntry("test.lag", `a${i}`)));
   await waitFor(() => consumer.inFlight === 1, { message: "first entry held" });
   await client.sendCommand(["XDEL", "s", ids[2]]);
   const info = await client.sendCommand(["XINFO", "GROUPS", "s"]) as unknown[][];

@@ -1,0 +1,234 @@
+/**
+ * Redis stream helpers shared by the integration tests, the end-to-end tests and the benchmark:
+ * entries in the service's wire format (spec section 5), XADD of one entry or of many
+ * (pipelined), and the Redis-side views that tests assert on: XRANGE, XLEN, XINFO GROUPS,
+ * XPENDING and the checkpoint hash. They only talk to Redis, through a client of
+ * `redis_server.ts`; nothing here knows about the service process.
+ *
+ * @module
+ */
+
+import type { RedisClient } from "./redis_server.ts";
+
+/** Fields of one stream entry, by name. */
+export type Fields = Record<string, string>;
+
+/** One entry as read back from a stream. */
+export interface StreamEntry {
+  id: string;
+  fields: Fields;
+}
+
+/** A Redis reply `[k1, v1, k2, v2, …]` as an object (a trailing odd element is ignored). */
+export function pairs<T>(flat: readonly T[]): Record<string, T> {
+  const out: Record<string, T> = {};
+  for (let i = 0; i + 1 < flat.length; i += 2) out[String(flat[i])] = flat[i + 1];
+  return out;
+}
+
+/**
+ * A well-formed entry in the wire format of spec section 5, fields in this order: `event`,
+ * `aggregateId` (default `"agg-1"`), `timestamp` (now, ISO 8601 UTC), `payload` (JSON of
+ * `payload`, default `{}`), `serviceName` (`"test-producer"`) and `headers` (JSON of a random
+ * `correlationId` with `headers` on top, default `{}`).
+ */
+export function wireEntry(
+  event: string,
+  aggregateId = "agg-1",
+  payload: Record<string, unknown> = {},
+  headers: Record<string, string> = {},
+): Fields {
+  return {
+    event,
+    aggregateId,
+    timestamp: new Date().toISOString(),
+    payload: JSON.stringify(payload),
+    serviceName: "test-producer",
+    headers: JSON.stringify({ correlationId: crypto.randomUUID(), ...headers }),
+  };
+}
+
+/**
+ * Entry `i` of a numbered series (the default of {@linkcode preload}): event `"test.event"`,
+ * aggregateId `agg-<i mod 100>`, payload `{ n: i }`, correlationId `corr-<i>`.
+ */
+export function numberedEntry(i: number): Fields {
+  return wireEntry("test.event", `agg-${i % 100}`, { n: i }, { correlationId: `corr-${i}` });
+}
+
+/** XADD of `fields` to `stream` with id `id` (default `"*"`: Redis picks it); returns the id. */
+export async function xadd(
+  client: RedisClient,
+  stream: string,
+  fields: Fields,
+  id = "*",
+): Promise<string> {
+  return String(await client.sendCommand(["XADD", stream, id, ...Object.entries(fields).flat()]));
+}
+
+/**
+ * Appends `count` entries to `stream`, entry `i` built by `make(i)` (default
+ * {@linkcode numberedEntry}), with XADDs pipelined on `client` in chunks of `chunk` (default
+ * 1000); returns their ids in order.
+ */
+export async function preload(
+  client: RedisClient,
+  stream: string,
+  count: number,
+  make: (i: number) => Fields = numberedEntry,
+  chunk = 1000,
+): Promise<string[]> {
+  const ids: string[] = [];
+  for (let start = 0; start < count; start += chunk) {
+    const batch: Promise<string>[] = [];
+    for (let i = start; i < Math.min(count, start + chunk); i++) {
+      batch.push(xadd(client, stream, make(i)));
+    }
+    ids.push(...await Promise.all(batch));
+  }
+  return ids;
+}
+
+/** XLEN of `stream` (0 when it does not exist). */
+export async function xlen(client: RedisClient, stream: string): Promise<number> {
+  return Number(await client.sendCommand(["XLEN", stream]));
+}
+
+/** Every entry of `stream` (XRANGE in pages of 5000), oldest first; [] when it does not exist. */
+export async function readStream(client: RedisClient, stream: string): Promise<StreamEntry[]> {
+  const page = 5000;
+  const out: StreamEntry[] = [];
+  let start = "-";
+  while (true) {
+    const reply = await client.sendCommand(
+      ["XRANGE", stream, start, "+", "COUNT", String(page)],
+    ) as [string, string[]][];
+    for (const [id, flat] of reply) out.push({ id, fields: pairs(flat) });
+    if (reply.length < page) return out;
+    start = `(${reply[reply.length - 1][0]}`;
+  }
+}
+
+/** A consumer group as XINFO GROUPS reports it. */
+export interface GroupInfo {
+  name: string;
+  /** Consumers the group knows. */
+  consumers: number;
+  /** Entries delivered and not acknowledged yet (the PEL). */
+  pending: number;
+  lastDeliveredId: string;
+  /** Entries the group has read; null when Redis cannot tell. */
+  entriesRead: number | null;
+  /** Entries not read yet; null when Redis cannot tell (e.g. after deletions). */
+  lag: number | null;
+}
+
+/**
+ * Every consumer group of `stream` (XINFO GROUPS); [] when the stream does not exist. Other
+ * errors (Redis down, …) reject.
+ */
+export async function groups(client: RedisClient, stream: string): Promise<GroupInfo[]> {
+  let reply: unknown[][];
+  try {
+    reply = await client.sendCommand(["XINFO", "GROUPS", stream]) as unknown[][];
+  } catch (err) {
+    if (err instanceof Error && /no such key/i.test(err.message)) return [];
+    throw err;
+  }
+  const num = (v: unknown) => v === null || v === undefined ? null : Number(v);
+  return reply.map((raw) => {
+    const g = pairs(raw);
+    return {
+      name: String(g.name),
+      consumers: Number(g.consumers),
+      pending: Number(g.pending),
+      lastDeliveredId: String(g["last-delivered-id"]),
+      entriesRead: num(g["entries-read"]),
+      lag: num(g.lag),
+    };
+  });
+}
+
+/** The group `group` of `stream`, or undefined when the stream or the group does not exist. */
+export async function groupInfo(
+  client: RedisClient,
+  stream: string,
+  group: string,
+): Promise<GroupInfo | undefined> {
+  return (await groups(client, stream)).find((g) => g.name === group);
+}
+
+/** True when the group exists, has nothing pending and nothing left to read (lag 0). */
+export async function isDrained(
+  client: RedisClient,
+  stream: string,
+  group: string,
+): Promise<boolean> {
+  const g = await groupInfo(client, stream, group);
+  return g !== undefined && g.pending === 0 && g.lag === 0;
+}
+
+/**
+ * The XPENDING summary of `group`: entries pending in `total`, and per consumer in
+ * `byConsumer`. Rejects when the stream or the group does not exist.
+ */
+export async function pendingSummary(
+  client: RedisClient,
+  stream: string,
+  group: string,
+): Promise<{ total: number; byConsumer: Record<string, number> }> {
+  const reply = await client.sendCommand(["XPENDING", stream, group]) as [
+    number,
+    string | null,
+    string | null,
+    [string, string][] | null,
+  ];
+  const byConsumer: Record<string, number> = {};
+  for (const [name, n] of reply[3] ?? []) byConsumer[name] = Number(n);
+  return { total: Number(reply[0]), byConsumer };
+}
+
+/** One pending entry of a group (XPENDING extended form). */
+export interface PendingEntry {
+  id: string;
+  /** Consumer that holds it. */
+  consumer: string;
+  /** Milliseconds since its last delivery. */
+  idleMs: number;
+  /** Times it was delivered. */
+  deliveries: number;
+}
+
+/**
+ * The first `count` (default 10000) pending entries of `group`, oldest first. Rejects when the
+ * stream or the group does not exist.
+ */
+export async function pendingEntries(
+  client: RedisClient,
+  stream: string,
+  group: string,
+  count = 10_000,
+): Promise<PendingEntry[]> {
+  const reply = await client.sendCommand(
+    ["XPENDING", stream, group, "-", "+", String(count)],
+  ) as [string, string, number, number][];
+  return reply.map(([id, consumer, idleMs, deliveries]) => ({
+    id,
+    consumer,
+    idleMs: Number(idleMs),
+    deliveries: Number(deliveries),
+  }));
+}
+
+/**
+ * The checkpoint hash `<stream>:checkpoint:<group>` (spec section 5): the last acknowledged id
+ * per consumer name, and `<consumer>:at`; {} when missing.
+ */
+export async function checkpoint(
+  client: RedisClient,
+  stream: string,
+  group: string,
+): Promise<Fields> {
+  const flat = await client.sendCommand(["HGETALL", `${stream}:checkpoint:${group}`]) as string[];
+  return pairs(flat);
+}
