@@ -39,6 +39,7 @@ import {
 } from "./entry.ts";
 import type { Handler, HandlerContext, HandlerRegistry } from "./handlers.ts";
 import type { Tracing } from "../tracing.ts";
+import { LaneScheduler } from "./lanes.ts";
 import type { Router } from "./router.ts";
 import { CLAIM_OWN, DELETE_IDLE_CONSUMER, DELIVERY_COUNTS, SETTLE } from "./scripts.ts";
 
@@ -177,11 +178,8 @@ export class StreamConsumer {
 
   readonly #singleStream: boolean;
   #held = new Map<string, Held>();
-  #lanes = new Map<string, Held[]>();
-  #ready: string[] = [];
-  #readyHead = 0;
-  #running = 0;
-  #pumping = false;
+  /** Entries of one (stream, aggregateId) in order; HANDLER_CONCURRENCY at once. */
+  readonly #lanes: LaneScheduler<Held>;
   #settleQueue = new Map<string, SettleOp[]>();
   #settling?: Promise<void>;
   #keysInProgress = new Map<string, Promise<boolean>>();
@@ -206,6 +204,10 @@ export class StreamConsumer {
     this.#log = options.logger ?? getLogger("consumer");
     this.#statsIntervalMs = options.statsIntervalMs ?? 2000;
     this.#singleStream = this.#cfg.streams.length === 1;
+    this.#lanes = new LaneScheduler({
+      concurrency: this.#cfg.handlerConcurrency,
+      start: (h) => this.#start(h),
+    });
     if (options.tracing?.enabled) this.#tracing = options.tracing;
     for (const stream of this.#cfg.streams) {
       this.#stats.set(stream, {
@@ -562,47 +564,7 @@ export class StreamConsumer {
 
   #enqueue(h: Held): void {
     h.phase = "queued";
-    const lane = this.#keyOf(h.stream, h.event!.aggregateId);
-    const queue = this.#lanes.get(lane);
-    if (queue) queue.push(h);
-    else {
-      this.#lanes.set(lane, [h]);
-      this.#ready.push(lane);
-    }
-    this.#pump();
-  }
-
-  #pump(): void {
-    if (this.#pumping) return; // a synchronous handler finishing inside the loop below
-    this.#pumping = true;
-    try {
-      while (
-        this.#running < this.#cfg.handlerConcurrency && this.#readyHead < this.#ready.length
-      ) {
-        const lane = this.#ready[this.#readyHead++];
-        if (this.#readyHead > 1024 && this.#readyHead * 2 > this.#ready.length) {
-          this.#ready = this.#ready.slice(this.#readyHead);
-          this.#readyHead = 0;
-        }
-        const queue = this.#lanes.get(lane)!;
-        this.#running++;
-        const done = () => {
-          this.#running--;
-          queue.shift();
-          if (queue.length > 0) this.#ready.push(lane); // next of this aggregate, in order
-          else this.#lanes.delete(lane);
-        };
-        const pending = this.#start(queue[0]);
-        if (pending) {
-          pending.then(() => {
-            done();
-            this.#pump();
-          });
-        } else done();
-      }
-    } finally {
-      this.#pumping = false;
-    }
+    this.#lanes.push(this.#keyOf(h.stream, h.event!.aggregateId), h);
   }
 
   /**
