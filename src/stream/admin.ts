@@ -5,6 +5,7 @@
  * entry is re-added without its dead-letter fields and deleted from the DLQ).
  */
 import type { ConnectionManager } from "../redis/connection.ts";
+import { pairs } from "./group_ops.ts";
 import { LuaScript } from "./scripts.ts";
 
 /** Fields the dead-letter copy adds; removed on replay. */
@@ -65,12 +66,6 @@ export interface StreamReport {
     lastDeliveredId: string;
   }[];
   deadLetter: { stream: string; length: number };
-}
-
-function pairs(flat: unknown[]): Record<string, unknown> {
-  const out: Record<string, unknown> = {};
-  for (let i = 0; i + 1 < flat.length; i += 2) out[String(flat[i])] = flat[i + 1];
-  return out;
 }
 
 /** Options of `StreamAdmin`. */

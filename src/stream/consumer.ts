@@ -41,7 +41,8 @@ import type { Handler, HandlerContext, HandlerRegistry } from "./handlers.ts";
 import type { Tracing } from "../tracing.ts";
 import { LaneScheduler } from "./lanes.ts";
 import type { Router } from "./router.ts";
-import { CLAIM_OWN, DELETE_IDLE_CONSUMER, DELIVERY_COUNTS, SETTLE } from "./scripts.ts";
+import { ensureGroup, readGroupFigures, removeIdleConsumers, trimOlderThan } from "./group_ops.ts";
+import { CLAIM_OWN, DELIVERY_COUNTS, SETTLE } from "./scripts.ts";
 
 /** Per-stream figures for /health, /admin and the gauges. */
 export interface StreamStats {
@@ -91,9 +92,6 @@ interface SettleOp {
   targets: readonly string[];
   fields?: Record<string, string>;
 }
-
-/** Most entries counted when Redis reports no lag (see #countAfter). */
-const LAG_COUNT_LIMIT = 10_000;
 
 /** Distinct `event` label values of the consumption metric, at most. */
 const MAX_EVENT_LABELS = 200;
@@ -1043,40 +1041,32 @@ export class StreamConsumer {
   }
 
   async #removeDeadConsumers(): Promise<void> {
-    const limit = this.#cfg.claimIdleMs * 10;
     for (const stream of this.#cfg.streams) {
-      const info = await this.#conn.exec((c) =>
-        c.sendCommand(["XINFO", "CONSUMERS", stream, this.#cfg.group])
-      ) as unknown[][];
-      for (const raw of info) {
-        const c = pairs(raw);
-        const name = String(c.name);
-        if (name === this.#cfg.consumer) continue;
-        if (Number(c.pending) === 0 && Number(c.idle) > limit) {
-          const removed = await this.#conn.exec((cl) =>
-            DELETE_IDLE_CONSUMER.run(cl, [stream], [this.#cfg.group, name])
-          );
-          if (Number(removed) === 1) {
-            this.#log.info("Removed consumer {name} of {stream}: idle {idleMs} ms", {
-              name,
-              stream,
-              idleMs: Number(c.idle),
-            });
-          }
-        }
+      const removed = await removeIdleConsumers(
+        this.#conn,
+        stream,
+        this.#cfg.group,
+        this.#cfg.consumer,
+        this.#cfg.claimIdleMs * 10,
+      );
+      for (const { name, idleMs } of removed) {
+        this.#log.info("Removed consumer {name} of {stream}: idle {idleMs} ms", {
+          name,
+          stream,
+          idleMs,
+        });
       }
     }
   }
 
   async #trim(): Promise<void> {
-    const minId = `${Math.max(0, Date.now() - this.#cfg.retentionMs)}-0`;
     for (const stream of this.#cfg.streams) {
-      const n = await this.#conn.exec((c) => c.sendCommand(["XTRIM", stream, "MINID", "~", minId]));
-      if (Number(n) > 0) {
-        this.#log.debug("Trimmed {count} entries of {stream} older than {minId}", {
-          count: Number(n),
+      const count = await trimOlderThan(this.#conn, stream, this.#cfg.retentionMs);
+      if (count > 0) {
+        this.#log.debug("Trimmed {count} entries of {stream} older than {retentionMs} ms", {
+          count,
           stream,
-          minId,
+          retentionMs: this.#cfg.retentionMs,
         });
       }
     }
@@ -1085,33 +1075,20 @@ export class StreamConsumer {
   async #refreshStats(): Promise<void> {
     for (const stream of this.#cfg.streams) {
       const s = this.#stats.get(stream)!;
-      const [groups, length, dlqLength] = await this.#conn.exec(async (c) => {
-        return await Promise.all([
-          c.sendCommand(["XINFO", "GROUPS", stream]).catch((err: unknown) => {
-            if (err instanceof Error && err.message.includes("no such key")) return [];
-            throw err;
-          }),
-          c.sendCommand(["XLEN", stream]),
-          c.sendCommand(["XLEN", s.dlqStream]),
-        ]);
-      }) as unknown as [unknown[][], number, number];
-      const group = groups.map(pairs).find((g) => g.name === this.#cfg.group);
-      if (!group) {
-        // Redis lost the group (restart without persistence): recreate it.
-        await this.#ensureGroup(stream);
-      }
-      s.pending = Number(group?.pending ?? 0);
-      s.lag = group?.lag === null || group?.lag === undefined ? null : Number(group.lag);
-      if (group && s.lag === null) {
-        s.lag = await this.#countAfter(stream, String(group["last-delivered-id"]));
-      }
-      s.consumers = Number(group?.consumers ?? 0);
-      s.lastDeliveredId = group ? String(group["last-delivered-id"]) : null;
-      s.length = Number(length);
+      const f = await readGroupFigures(this.#conn, stream, this.#cfg.group, s.dlqStream);
+      // Redis lost the group (restart without persistence): create it again.
+      if (!f.exists) await this.#ensureGroup(stream);
       // The first reading is the baseline, not growth.
-      if (this.#statsSeen.has(stream) && Number(dlqLength) > s.dlqLength) s.dlqGrewAt = Date.now();
+      if (this.#statsSeen.has(stream) && f.dlqLength > s.dlqLength) s.dlqGrewAt = Date.now();
       this.#statsSeen.add(stream);
-      s.dlqLength = Number(dlqLength);
+      Object.assign(s, {
+        pending: f.pending,
+        lag: f.lag,
+        consumers: f.consumers,
+        lastDeliveredId: f.lastDeliveredId,
+        length: f.length,
+        dlqLength: f.dlqLength,
+      });
       const labels = { stream, group: this.#cfg.group };
       this.#metrics?.pendingMessages.set(labels, s.pending);
       if (s.lag !== null) this.#metrics?.consumerLag.set(labels, s.lag);
@@ -1120,36 +1097,13 @@ export class StreamConsumer {
   }
   #statsSeen = new Set<string>();
 
-  /**
-   * Entries after `lastDelivered`, counted: the lag when Redis cannot say (it
-   * answers nil after deletions inside the stream). Counts at most LAG_COUNT_LIMIT.
-   */
-  async #countAfter(stream: string, lastDelivered: string): Promise<number> {
-    const entries = await this.#conn.exec((c) =>
-      c.sendCommand([
-        "XRANGE",
-        stream,
-        `(${lastDelivered}`,
-        "+",
-        "COUNT",
-        String(LAG_COUNT_LIMIT),
-      ])
-    ) as unknown[];
-    return entries.length;
-  }
-
   async #ensureGroup(stream: string): Promise<void> {
-    try {
-      await this.#conn.exec((c) =>
-        c.sendCommand(["XGROUP", "CREATE", stream, this.#cfg.group, this.#cfg.startId, "MKSTREAM"])
-      );
+    if (await ensureGroup(this.#conn, stream, this.#cfg.group, this.#cfg.startId)) {
       this.#log.info("Created consumer group {group} on {stream} at {startId}", {
         group: this.#cfg.group,
         stream,
         startId: this.#cfg.startId,
       });
-    } catch (err) {
-      if (!(err instanceof Error && err.message.startsWith("BUSYGROUP"))) throw err;
     }
   }
 
@@ -1196,12 +1150,6 @@ export class StreamConsumer {
 function toRecord(flat: string[]): EntryFields {
   const out: EntryFields = {};
   for (let i = 0; i + 1 < flat.length; i += 2) out[flat[i]] = flat[i + 1];
-  return out;
-}
-
-function pairs(flat: unknown[]): Record<string, unknown> {
-  const out: Record<string, unknown> = {};
-  for (let i = 0; i + 1 < flat.length; i += 2) out[String(flat[i])] = flat[i + 1];
   return out;
 }
 
