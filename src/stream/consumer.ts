@@ -26,7 +26,6 @@ import { exponentialBackoff } from "../redis/backoff.ts";
 import {
   classifyError,
   type ConnectionManager,
-  isServerReplyError,
   NotConnectedError,
   type RedisClient,
 } from "../redis/connection.ts";
@@ -191,6 +190,8 @@ export class StreamConsumer {
   #lastMessage?: Date;
   #stats = new Map<string, StreamStats>();
   #eventLabels = new Set<string>();
+  /** Streams whose stats were read once (the first reading is a baseline, not growth). */
+  #statsSeen = new Set<string>();
 
   constructor(options: StreamConsumerOptions) {
     this.#config = options.config;
@@ -855,8 +856,10 @@ export class StreamConsumer {
             error: msg,
           });
         }
-        if (isServerReplyError(err) && !/^(READONLY|LOADING|MASTERDOWN)/.test(msg)) {
-          // A script error will not heal by retrying; the entries stay pending and are redelivered.
+        if (classifyError(err) === "reply") {
+          // Redis answered with an error (a script error): retrying will not heal it. The
+          // entries stay pending and are redelivered. Connection trouble (including READONLY
+          // or LOADING replies) is retried below.
           this.#log.error("Giving up acknowledging {count} entries: {error}", {
             count: ops.length,
             error: msg,
@@ -1095,7 +1098,6 @@ export class StreamConsumer {
       this.#metrics?.dlqLength.set({ stream }, s.dlqLength);
     }
   }
-  #statsSeen = new Set<string>();
 
   async #ensureGroup(stream: string): Promise<void> {
     if (await ensureGroup(this.#conn, stream, this.#cfg.group, this.#cfg.startId)) {
