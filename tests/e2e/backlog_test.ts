@@ -10,7 +10,7 @@
 import { assert, assertEquals } from "../support/assert.ts";
 import { Cleanup } from "../support/cleanup.ts";
 import { startRedis } from "../support/redis_server.ts";
-import { startService } from "../support/service.ts";
+import { serviceEnvFor, startService } from "../support/service.ts";
 import { waitFor } from "../support/wait.ts";
 import {
   checkpoint,
@@ -21,7 +21,6 @@ import {
   readStream,
   wireEntry,
 } from "../support/streams.ts";
-import { serviceEnvFor } from "./fixtures/black_box.ts";
 
 const STREAM = "backlog-events";
 const NAME = "backlog-e2e";

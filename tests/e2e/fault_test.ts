@@ -15,15 +15,18 @@ import { type RedisServer, startRedis } from "../support/redis_server.ts";
 import { type ServiceProcess, startService } from "../support/service.ts";
 import { waitFor } from "../support/wait.ts";
 import {
+  createGroup,
   groupInfo,
   isDrained,
   pendingEntries,
   preload,
+  readAsGhost,
   readStream,
   wireEntry,
   xlen,
 } from "../support/streams.ts";
-import { coverage, sourceIdOf } from "./fixtures/coverage.ts";
+import { coverage, sourceIdOf } from "../support/coverage.ts";
+import { ConsumersProcess } from "../support/consumers_process.ts";
 
 const STREAM = "event-stream";
 const GROUP = "faults";
@@ -268,22 +271,12 @@ Deno.test("idle entries of a ghost consumer are claimed and acknowledged within 
   await using cleanup = new Cleanup();
   const redis = cleanup.use(await startRedis());
   const client = await redis.client();
-  await client.sendCommand(["XGROUP", "CREATE", STREAM, GROUP, "0", "MKSTREAM"]);
+  await createGroup(client, STREAM, GROUP);
   const ids = await preload(client, STREAM, 10);
   // The ghost reads them and never acknowledges.
-  const read = await client.sendCommand([
-    "XREADGROUP",
-    "GROUP",
-    GROUP,
-    "ghost",
-    "COUNT",
-    "10",
-    "STREAMS",
-    STREAM,
-    ">",
-  ]) as [string, [string, string[]][]][];
+  const read = await readAsGhost(client, STREAM, GROUP, "ghost", 10);
   const idleAt = Date.now() + 1_000;
-  assertEquals(read[0][1].map(([id]) => id), ids);
+  assertEquals(read, ids);
   assertEquals(
     (await pendingEntries(client, STREAM, GROUP)).map((p) => [p.id, p.consumer]),
     ids.map((id) => [id, "ghost"]),
@@ -431,99 +424,6 @@ Deno.test("entries of one aggregate are forwarded in stream order under HANDLER_
   assert(overtakes > 0, "entries of different aggregates were forwarded out of stream order");
   console.log(`${overtakes} cross-aggregate overtakes, 0 same-aggregate ones`);
 });
-
-/** A `tests/e2e/fixtures/consumers.ts` process (see there for its protocol). */
-class ConsumersProcess implements AsyncDisposable {
-  readonly lines: string[] = [];
-  readonly #child: Deno.ChildProcess;
-  readonly #pumps: Promise<void>;
-  readonly #exitSignal = new AbortController();
-  readonly exited: Promise<Deno.CommandStatus>;
-
-  constructor(env: Record<string, string>) {
-    const base: Record<string, string> = {
-      PATH: Deno.env.get("PATH") ?? "/usr/bin:/bin",
-      HOME: Deno.env.get("HOME") ?? "/tmp",
-      NO_COLOR: "1",
-      DENO_NO_UPDATE_CHECK: "1",
-    };
-    const denoDir = Deno.env.get("DENO_DIR");
-    if (denoDir) base.DENO_DIR = denoDir;
-    this.#child = new Deno.Command(Deno.execPath(), {
-      args: [
-        "run",
-        "--allow-net",
-        "--allow-env",
-        "--allow-read",
-        "--allow-sys",
-        "--config",
-        new URL("../../deno.json", import.meta.url).pathname,
-        new URL("./fixtures/consumers.ts", import.meta.url).pathname,
-      ],
-      clearEnv: true,
-      env: { ...base, ...env },
-      stdin: "piped",
-      stdout: "piped",
-      stderr: "piped",
-    }).spawn();
-    this.#pumps = Promise.all([this.#child.stdout, this.#child.stderr].map(async (stream) => {
-      const decoder = new TextDecoderStream();
-      let rest = "";
-      for await (const text of stream.pipeThrough(decoder)) {
-        rest += text;
-        const parts = rest.split("\n");
-        rest = parts.pop()!;
-        this.lines.push(...parts);
-      }
-      if (rest) this.lines.push(rest);
-    })).then(() => {});
-    this.exited = this.#child.status.then(async (status) => {
-      await this.#pumps;
-      this.#exitSignal.abort(new Error(`consumers fixture exited with ${status.code}`));
-      return status;
-    });
-  }
-
-  async waitForLine(line: string, timeoutMs: number): Promise<void> {
-    try {
-      await waitFor(() => this.lines.includes(line), {
-        timeoutMs,
-        message: `"${line}" from the consumers fixture`,
-        signal: this.#exitSignal.signal,
-      });
-    } catch (err) {
-      throw new Error(`${err}\n--- fixture output ---\n${this.lines.join("\n")}`);
-    }
-  }
-
-  /** Lets the consumers start (the fixture waits for one line on stdin). */
-  async go(): Promise<void> {
-    const writer = this.#child.stdin.getWriter();
-    await writer.write(new TextEncoder().encode("go\n"));
-    await writer.close();
-  }
-
-  /** SIGTERM (SIGKILL after 15 s); resolves with the exit code. */
-  async stop(): Promise<number> {
-    const kill = (sig: Deno.Signal) => {
-      try {
-        this.#child.kill(sig);
-      } catch { /* already gone */ }
-    };
-    kill("SIGTERM");
-    const timer = setTimeout(() => kill("SIGKILL"), 15_000);
-    try {
-      return (await this.exited).code;
-    } finally {
-      clearTimeout(timer);
-      await this.#child.stdin.close().catch(() => {});
-    }
-  }
-
-  async [Symbol.asyncDispose](): Promise<void> {
-    await this.stop();
-  }
-}
 
 /**
  * Drains `count` preloaded entries of `stream` with `processes` fixture processes of

@@ -13,10 +13,14 @@
 import { assert, assertEquals, assertMatch } from "../support/assert.ts";
 import { Cleanup } from "../support/cleanup.ts";
 import { startRedis } from "../support/redis_server.ts";
-import { type ServiceResponse, startService } from "../support/service.ts";
+import {
+  serviceEnvFor,
+  type ServiceResponse,
+  STACK_TRACE_RE,
+  startService,
+} from "../support/service.ts";
 import { waitFor } from "../support/wait.ts";
 import { checkpoint, groupInfo, pendingSummary, readStream, xlen } from "../support/streams.ts";
-import { serviceEnvFor, STACK_TRACE_RE } from "./fixtures/black_box.ts";
 
 const STREAM = "http-events";
 const NAME = "http-e2e";

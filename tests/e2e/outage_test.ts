@@ -11,8 +11,12 @@
 import { assert, assertEquals } from "../support/assert.ts";
 import { Cleanup } from "../support/cleanup.ts";
 import { type RedisClient, startRedis } from "../support/redis_server.ts";
-import type { ServiceProcess } from "../support/service.ts";
-import { startService } from "../support/service.ts";
+import {
+  exitWithin,
+  serviceEnvFor,
+  type ServiceProcess,
+  startService,
+} from "../support/service.ts";
 import { waitFor } from "../support/wait.ts";
 import {
   checkpoint,
@@ -25,7 +29,6 @@ import {
   xadd,
   xlen,
 } from "../support/streams.ts";
-import { exitWithin, serviceEnvFor } from "./fixtures/black_box.ts";
 
 const STREAM = "outage-events";
 

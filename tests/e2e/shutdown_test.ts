@@ -13,7 +13,7 @@
 import { assert, assertEquals, assertMatch } from "../support/assert.ts";
 import { Cleanup } from "../support/cleanup.ts";
 import { startRedis } from "../support/redis_server.ts";
-import { startService } from "../support/service.ts";
+import { exitWithin, serviceEnvFor, startService } from "../support/service.ts";
 import { waitFor } from "../support/wait.ts";
 import {
   checkpoint,
@@ -26,7 +26,6 @@ import {
   xadd,
   xlen,
 } from "../support/streams.ts";
-import { exitWithin, serviceEnvFor } from "./fixtures/black_box.ts";
 
 const STREAM = "shutdown-events";
 

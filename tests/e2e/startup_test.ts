@@ -11,9 +11,8 @@
 import { assert, assertEquals, assertMatch, assertStringIncludes } from "../support/assert.ts";
 import { Cleanup } from "../support/cleanup.ts";
 import { startRedis } from "../support/redis_server.ts";
-import { runService, startService } from "../support/service.ts";
+import { exitWithin, runService, serviceEnvFor, startService } from "../support/service.ts";
 import { freePort, waitFor } from "../support/wait.ts";
-import { exitWithin, serviceEnvFor } from "./fixtures/black_box.ts";
 
 const ISO_RE = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$/;
 

@@ -10,11 +10,19 @@
 import { assert, assertEquals } from "../support/assert.ts";
 import { Cleanup } from "../support/cleanup.ts";
 import { startRedis } from "../support/redis_server.ts";
-import { sleep, waitFor } from "../support/wait.ts";
-import { pendingEntries, readStream, wireEntry, xadd } from "../support/streams.ts";
+import { gate, sleep, waitFor } from "../support/wait.ts";
+import {
+  createGroup,
+  pendingCount,
+  pendingEntries,
+  readAsGhost,
+  readStream,
+  wireEntry,
+  xadd,
+} from "../support/streams.ts";
+import { GROUP, startConsumer } from "../support/in_process_consumer.ts";
 import { HandlerRegistry } from "../../src/stream/handlers.ts";
 import type { StreamEvent } from "../../src/stream/entry.ts";
-import { createGroup, gate, GROUP, pendingCount, readAsGhost, startConsumer } from "./harness.ts";
 
 Deno.test("StreamConsumer acknowledges handled entries and writes the checkpoint", async () => {
   await using cleanup = new Cleanup();
@@ -39,7 +47,9 @@ Deno.test("StreamConsumer acknowledges handled entries and writes the checkpoint
   assertEquals(first.payload, { i: 0 });
   assertEquals(first.stream, "s");
   assertEquals(first.fields.extra, "x");
-  await waitFor(async () => await pendingCount(client, "s") === 0, { message: "XPENDING 0" });
+  await waitFor(async () => await pendingCount(client, "s", GROUP) === 0, {
+    message: "XPENDING 0",
+  });
   const checkpoint = await waitFor(async () => {
     const h = await client.hGetAll(`s:checkpoint:${GROUP}`);
     return h.c1 === ids[ids.length - 1] ? h : undefined;
@@ -54,14 +64,14 @@ Deno.test("StreamConsumer handles its own pending entries first when it restarts
   await using cleanup = new Cleanup();
   const redis = cleanup.use(await startRedis());
   const client = await redis.client();
-  await createGroup(client, "s");
+  await createGroup(client, "s", GROUP);
   const held: string[] = [];
   for (let i = 0; i < 5; i++) held.push(await xadd(client, "s", wireEntry("test.held", `h${i}`)));
   // The previous life of consumer c1 read them and died without acknowledging.
-  assertEquals(await readAsGhost(client, "s", "c1", 5), held);
+  assertEquals(await readAsGhost(client, "s", GROUP, "c1", 5), held);
   // One more, read again and again: past MAX_DELIVERIES (5) it is dead-lettered unhandled.
   const worn = await xadd(client, "s", wireEntry("test.worn", "w"));
-  assertEquals(await readAsGhost(client, "s", "c1", 1), [worn]);
+  assertEquals(await readAsGhost(client, "s", GROUP, "c1", 1), [worn]);
   for (let i = 0; i < 5; i++) {
     await client.sendCommand(["XREADGROUP", "GROUP", GROUP, "c1", "STREAMS", "s", held[4]]);
   }
@@ -79,7 +89,9 @@ Deno.test("StreamConsumer handles its own pending entries first when it restarts
   for (const id of held) assert(deliveries.get(id)! >= 2, `deliveries of ${id}`);
   assertEquals(deliveries.get(later), 1);
   assertEquals(order.slice(0, 5).sort(), [...held].sort(), "pending ones first");
-  await waitFor(async () => await pendingCount(client, "s") === 0, { message: "XPENDING 0" });
+  await waitFor(async () => await pendingCount(client, "s", GROUP) === 0, {
+    message: "XPENDING 0",
+  });
   assert(!deliveries.has(worn), "an entry past MAX_DELIVERIES ran its handler");
   const [dead] = await readStream(client, "s:dlq");
   assertEquals(dead.fields.sourceId, worn);
@@ -90,7 +102,7 @@ Deno.test("StreamConsumer keeps stream order per aggregate and runs aggregates c
   await using cleanup = new Cleanup();
   const redis = cleanup.use(await startRedis());
   const client = await redis.client();
-  await createGroup(client, "s");
+  await createGroup(client, "s", GROUP);
   const AGGREGATES = 20;
   const PER = 50;
   const expected = new Map<string, string[]>();
@@ -137,14 +149,16 @@ Deno.test("StreamConsumer keeps stream order per aggregate and runs aggregates c
   assert(!overlapSameAggregate, "two entries of one aggregate ran at once");
   assert(maxRunning > 1, `max concurrency ${maxRunning}`);
   assert(maxRunning <= 16, `max concurrency ${maxRunning} over HANDLER_CONCURRENCY`);
-  await waitFor(async () => await pendingCount(client, "s") === 0, { message: "XPENDING 0" });
+  await waitFor(async () => await pendingCount(client, "s", GROUP) === 0, {
+    message: "XPENDING 0",
+  });
 });
 
 Deno.test("StreamConsumer holds at most MAX_IN_FLIGHT entries while handlers are blocked", async () => {
   await using cleanup = new Cleanup();
   const redis = cleanup.use(await startRedis());
   const client = await redis.client();
-  await createGroup(client, "s");
+  await createGroup(client, "s", GROUP);
   for (let i = 0; i < 60; i++) await xadd(client, "s", wireEntry("test.slow", `a${i}`));
   const g = gate();
   let maxSeen = 0;
@@ -178,10 +192,15 @@ Deno.test("StreamConsumer holds at most MAX_IN_FLIGHT entries while handlers are
   });
   assertEquals(started, 10, "no handler beyond MAX_IN_FLIGHT started");
   assertEquals(consumer.inFlight, 10);
-  assert((await pendingCount(client, "s")) <= 10, "Redis holds at most 10 delivered entries");
+  assert(
+    (await pendingCount(client, "s", GROUP)) <= 10,
+    "Redis holds at most 10 delivered entries",
+  );
   g.open();
   await waitFor(() => handled === 60, { message: "all 60 handled" });
-  await waitFor(async () => await pendingCount(client, "s") === 0, { message: "XPENDING 0" });
+  await waitFor(async () => await pendingCount(client, "s", GROUP) === 0, {
+    message: "XPENDING 0",
+  });
   assert(maxSeen <= 10, `inFlight reached ${maxSeen}`);
   assertEquals(consumer.inFlight, 0);
 });
@@ -190,7 +209,7 @@ Deno.test("StreamConsumer runs the handler once for entries sharing an idempoten
   await using cleanup = new Cleanup();
   const redis = cleanup.use(await startRedis());
   const client = await redis.client();
-  await createGroup(client, "s");
+  await createGroup(client, "s", GROUP);
   // Same aggregate (a producer's retried publish) and different aggregates, in one batch each.
   const sameAgg = [
     await xadd(client, "s", wireEntry("test.idem", "order-1", { v: 1 }, { idempotencyKey: "k1" })),
@@ -207,7 +226,7 @@ Deno.test("StreamConsumer runs the handler once for entries sharing an idempoten
   });
   await startConsumer(cleanup, redis, { DEDUP_TTL_S: "600" }, registry);
   await waitFor(async () =>
-    await pendingCount(client, "s") === 0 &&
+    await pendingCount(client, "s", GROUP) === 0 &&
     await client.hGet(`s:checkpoint:${GROUP}`, "c1") === otherAgg[1], {
     message: "all four acknowledged",
   });
@@ -257,7 +276,7 @@ Deno.test("StreamConsumer consumes several streams with a checkpoint each", asyn
       async () => await client.hGet(`${stream}:checkpoint:${GROUP}`, "c1") === last[stream],
       { message: `checkpoint of ${stream}` },
     );
-    assertEquals(await pendingCount(client, stream), 0);
+    assertEquals(await pendingCount(client, stream, GROUP), 0);
   }
   const stats = await waitFor(() => {
     const s = consumer.status().streams;
@@ -271,7 +290,7 @@ Deno.test("StreamConsumer skips a repeated idempotency key read before the first
   await using cleanup = new Cleanup();
   const redis = cleanup.use(await startRedis());
   const client = await redis.client();
-  await createGroup(client, "s");
+  await createGroup(client, "s", GROUP);
   // One batch: the key's first entry, fillers, the key again. With one handler at a time the
   // repeat runs long after the first entry settled, though both were read together.
   const first = await xadd(client, "s", wireEntry("test.idem", "a", {}, { idempotencyKey: "k" }));
@@ -284,7 +303,7 @@ Deno.test("StreamConsumer skips a repeated idempotency key read before the first
   });
   await startConsumer(cleanup, redis, { HANDLER_CONCURRENCY: "1" }, registry);
   await waitFor(async () =>
-    await pendingCount(client, "s") === 0 &&
+    await pendingCount(client, "s", GROUP) === 0 &&
     await client.hGet(`s:checkpoint:${GROUP}`, "c1") === repeat, {
     message: "all acknowledged",
   });

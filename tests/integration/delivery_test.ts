@@ -12,25 +12,27 @@
 import { assert, assertEquals, assertStringIncludes } from "../support/assert.ts";
 import { Cleanup } from "../support/cleanup.ts";
 import { startRedis } from "../support/redis_server.ts";
-import { waitFor } from "../support/wait.ts";
-import { pendingEntries, readStream, wireEntry, xadd, xlen } from "../support/streams.ts";
-import { HandlerRegistry, registerDiagnosticHandlers } from "../../src/stream/handlers.ts";
-import { DELETE_IDLE_CONSUMER, SETTLE } from "../../src/stream/scripts.ts";
+import { gate, waitFor } from "../support/wait.ts";
 import {
   consumers,
   createGroup,
-  gate,
-  GROUP,
   pendingCount,
+  pendingEntries,
   readAsGhost,
-  startConsumer,
-} from "./harness.ts";
+  readStream,
+  wireEntry,
+  xadd,
+  xlen,
+} from "../support/streams.ts";
+import { GROUP, startConsumer } from "../support/in_process_consumer.ts";
+import { HandlerRegistry, registerDiagnosticHandlers } from "../../src/stream/handlers.ts";
+import { DELETE_IDLE_CONSUMER, SETTLE } from "../../src/stream/scripts.ts";
 
 Deno.test("StreamConsumer dead-letters malformed entries at once and keeps consuming", async () => {
   await using cleanup = new Cleanup();
   const redis = cleanup.use(await startRedis());
   const client = await redis.client();
-  await createGroup(client, "s");
+  await createGroup(client, "s", GROUP);
   const good = wireEntry("test.ok", "a");
   const malformed: Record<string, string>[] = [
     { aggregateId: "a", payload: "{}", headers: good.headers }, // no event
@@ -51,7 +53,9 @@ Deno.test("StreamConsumer dead-letters malformed entries at once and keeps consu
   const later = await xadd(client, "s", good);
   await waitFor(() => handled.includes(later), { message: "a later good entry handled" });
   assertEquals(handled, [later]);
-  await waitFor(async () => await pendingCount(client, "s") === 0, { message: "XPENDING 0" });
+  await waitFor(async () => await pendingCount(client, "s", GROUP) === 0, {
+    message: "XPENDING 0",
+  });
 
   const bySource = new Map(dlq.map((e) => [e.fields.sourceId, e.fields]));
   malformed.forEach((original, i) => {
@@ -73,7 +77,7 @@ Deno.test("StreamConsumer retries a failing handler and dead-letters it after MA
   await using cleanup = new Cleanup();
   const redis = cleanup.use(await startRedis());
   const client = await redis.client();
-  await createGroup(client, "s");
+  await createGroup(client, "s", GROUP);
   const diagnostics = new HandlerRegistry();
   registerDiagnosticHandlers(diagnostics);
   const runs = new Map<string, { deliveries: number; ok: boolean }[]>();
@@ -98,7 +102,9 @@ Deno.test("StreamConsumer retries a failing handler and dead-letters it after MA
   }, { message: "a dead letter" });
   const after = await xadd(client, "s", wireEntry("test.after", "b"));
   await waitFor(() => runs.get(after)?.[0]?.ok, { message: "a later entry handled" });
-  await waitFor(async () => await pendingCount(client, "s") === 0, { message: "XPENDING 0" });
+  await waitFor(async () => await pendingCount(client, "s", GROUP) === 0, {
+    message: "XPENDING 0",
+  });
 
   assertEquals(runs.get(twice), [
     { deliveries: 1, ok: false },
@@ -124,7 +130,7 @@ Deno.test("StreamConsumer forwards entries to every ROUTES target once", async (
   await using cleanup = new Cleanup();
   const redis = cleanup.use(await startRedis());
   const client = await redis.client();
-  await createGroup(client, "s");
+  await createGroup(client, "s", GROUP);
   const sources = new Map<string, Record<string, string>>();
   for (let i = 0; i < 10; i++) {
     const fields = {
@@ -137,7 +143,9 @@ Deno.test("StreamConsumer forwards entries to every ROUTES target once", async (
     ROUTES: "order.*=>orders,*=>audit",
   });
   await waitFor(async () => await xlen(client, "audit") === 10, { message: "10 in audit" });
-  await waitFor(async () => await pendingCount(client, "s") === 0, { message: "XPENDING 0" });
+  await waitFor(async () => await pendingCount(client, "s", GROUP) === 0, {
+    message: "XPENDING 0",
+  });
   const audit = await readStream(client, "audit");
   const orders = await readStream(client, "orders");
   assertEquals(orders.length, 5);
@@ -159,7 +167,7 @@ Deno.test("StreamConsumer forwards entries to every ROUTES target once", async (
   // only the run whose XACK takes effect forwards it and marks it.
   const id = await xadd(client, "t", wireEntry("order.created", "z"));
   await createGroup(client, "t", "g2");
-  await readAsGhost(client, "t", "manual", 1, "g2");
+  await readAsGhost(client, "t", "g2", "manual", 1);
   const keys = ["t", "t:checkpoint:g2", "routed", "t:dedup:g2:k"];
   const args = [
     "g2",
@@ -189,7 +197,7 @@ Deno.test("StreamConsumer forwards an entry handled by two consumers after a cla
   await using cleanup = new Cleanup();
   const redis = cleanup.use(await startRedis());
   const client = await redis.client();
-  await createGroup(client, "s");
+  await createGroup(client, "s", GROUP);
   const g = gate();
   const runs: string[] = [];
   // c1 stalls in its handler and, with a very long CLAIM_IDLE_MS, keeps nothing alive in time:
@@ -213,7 +221,9 @@ Deno.test("StreamConsumer forwards an entry handled by two consumers after a cla
     CONSUMER_NAME: "c2",
   }, free);
   await waitFor(async () => await xlen(client, "out") === 1, { message: "c2 forwards it" });
-  await waitFor(async () => await pendingCount(client, "s") === 0, { message: "XPENDING 0" });
+  await waitFor(async () => await pendingCount(client, "s", GROUP) === 0, {
+    message: "XPENDING 0",
+  });
   g.open();
   await waitFor(() => c1.consumer.inFlight === 0, { message: "c1 settled its run" });
   assertEquals(runs, ["c1", "c2:2"]);
@@ -228,16 +238,16 @@ Deno.test("StreamConsumer claims the idle entries of a dead consumer", async () 
   await using cleanup = new Cleanup();
   const redis = cleanup.use(await startRedis());
   const client = await redis.client();
-  await createGroup(client, "s");
+  await createGroup(client, "s", GROUP);
   for (let i = 0; i < 10; i++) await xadd(client, "s", wireEntry("test.ghosted", `a${i}`));
-  const held = await readAsGhost(client, "s", "ghost", 10);
+  const held = await readAsGhost(client, "s", GROUP, "ghost", 10);
   assertEquals(held.length, 10);
   const deliveries = new Map<string, number>();
   const registry = new HandlerRegistry().fallback((e, ctx) => {
     deliveries.set(e.id, ctx.deliveries);
   });
   await startConsumer(cleanup, redis, { CLAIM_IDLE_MS: "300" }, registry);
-  await waitFor(async () => await pendingCount(client, "s") === 0, {
+  await waitFor(async () => await pendingCount(client, "s", GROUP) === 0, {
     message: "the ghost's entries acknowledged",
     timeoutMs: 10_000,
   });
@@ -249,7 +259,7 @@ Deno.test("StreamConsumer does not claim an entry whose handler still runs elsew
   await using cleanup = new Cleanup();
   const redis = cleanup.use(await startRedis());
   const client = await redis.client();
-  await createGroup(client, "s");
+  await createGroup(client, "s", GROUP);
   const g = gate();
   const invocations: { consumer: string; deliveries: number }[] = [];
   const registry = (consumer: string) =>
@@ -284,7 +294,9 @@ Deno.test("StreamConsumer does not claim an entry whose handler still runs elsew
     deliveries: 1,
   });
   g.open();
-  await waitFor(async () => await pendingCount(client, "s") === 0, { message: "XPENDING 0" });
+  await waitFor(async () => await pendingCount(client, "s", GROUP) === 0, {
+    message: "XPENDING 0",
+  });
   assertEquals(invocations, [{ consumer: "c1", deliveries: 1 }]);
 });
 
@@ -292,19 +304,21 @@ Deno.test("StreamConsumer cleans up pending entries that were deleted from the s
   await using cleanup = new Cleanup();
   const redis = cleanup.use(await startRedis());
   const client = await redis.client();
-  await createGroup(client, "s");
+  await createGroup(client, "s", GROUP);
   // Held by a dead "ghost" (claim path) and by this consumer's previous life (own pending path).
   for (let i = 0; i < 6; i++) await xadd(client, "s", wireEntry("test.gone", `a${i}`));
-  const ghosted = await readAsGhost(client, "s", "ghost", 3);
-  const own = await readAsGhost(client, "s", "c1", 3);
+  const ghosted = await readAsGhost(client, "s", GROUP, "ghost", 3);
+  const own = await readAsGhost(client, "s", GROUP, "c1", 3);
   assertEquals(await client.sendCommand(["XDEL", "s", ...ghosted, ...own]), 6);
-  assertEquals(await pendingCount(client, "s"), 6);
+  assertEquals(await pendingCount(client, "s", GROUP), 6);
   const handled: string[] = [];
   const registry = new HandlerRegistry().fallback((e) => {
     handled.push(e.id);
   });
   const { consumer } = await startConsumer(cleanup, redis, { CLAIM_IDLE_MS: "300" }, registry);
-  await waitFor(async () => await pendingCount(client, "s") === 0, { message: "XPENDING 0" });
+  await waitFor(async () => await pendingCount(client, "s", GROUP) === 0, {
+    message: "XPENDING 0",
+  });
   const later = await xadd(client, "s", wireEntry("test.after", "b"));
   await waitFor(() => handled.includes(later), { message: "a later entry handled" });
   assertEquals(handled, [later]);
@@ -316,20 +330,23 @@ Deno.test("StreamConsumer removes idle consumers that hold nothing", async () =>
   await using cleanup = new Cleanup();
   const redis = cleanup.use(await startRedis());
   const client = await redis.client();
-  await createGroup(client, "s");
+  await createGroup(client, "s", GROUP);
   await client.sendCommand(["XGROUP", "CREATECONSUMER", "s", GROUP, "ghost"]);
   // CLAIM_IDLE_MS 100: consumers idle over 1 s are removed, checked every second.
   const { connection } = await startConsumer(cleanup, redis, { CLAIM_IDLE_MS: "100" });
-  await waitFor(async () => !(await consumers(client, "s")).some((c) => c.name === "ghost"), {
-    message: "ghost removed",
-  });
-  assertEquals((await consumers(client, "s")).map((c) => c.name), ["c1"]);
+  await waitFor(
+    async () => !(await consumers(client, "s", GROUP)).some((c) => c.name === "ghost"),
+    {
+      message: "ghost removed",
+    },
+  );
+  assertEquals((await consumers(client, "s", GROUP)).map((c) => c.name), ["c1"]);
 
   // The script behind it never removes a consumer with pending entries (another group, which
   // the running consumer does not claim from).
   await createGroup(client, "s", "other");
   await xadd(client, "s", wireEntry("test.held", "a"));
-  await readAsGhost(client, "s", "holder", 1, "other");
+  await readAsGhost(client, "s", "other", "holder", 1);
   await client.sendCommand(["XGROUP", "CREATECONSUMER", "s", "other", "empty"]);
   const holder = await connection.exec((c) =>
     DELETE_IDLE_CONSUMER.run(c, ["s"], ["other", "holder"])

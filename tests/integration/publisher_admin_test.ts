@@ -10,12 +10,12 @@
 import { assert, assertEquals, assertMatch } from "../support/assert.ts";
 import { Cleanup } from "../support/cleanup.ts";
 import { type RedisServer, startRedis } from "../support/redis_server.ts";
-import { readStream, wireEntry, xadd, xlen } from "../support/streams.ts";
+import { createGroup, readAsGhost, readStream, wireEntry, xadd, xlen } from "../support/streams.ts";
+import { testConfig } from "../support/in_process_consumer.ts";
 import { ConnectionManager } from "../../src/redis/connection.ts";
 import { parseEntry } from "../../src/stream/entry.ts";
 import { Publisher } from "../../src/stream/publisher.ts";
 import { DEAD_LETTER_FIELDS, StreamAdmin } from "../../src/stream/admin.ts";
-import { createGroup, readAsGhost, testConfig } from "./harness.ts";
 
 async function connect(cleanup: Cleanup, redis: RedisServer): Promise<ConnectionManager> {
   const connection = new ConnectionManager({ redis: testConfig(redis).redis, clientName: "t" });
@@ -121,7 +121,7 @@ Deno.test("StreamAdmin.report() gives length, groups, consumers, pending, lag an
   await createGroup(client, "r", "g");
   const ids: string[] = [];
   for (let i = 0; i < 3; i++) ids.push(await xadd(client, "r", wireEntry("test.r", "a")));
-  assertEquals(await readAsGhost(client, "r", "worker", 2, "g"), ids.slice(0, 2));
+  assertEquals(await readAsGhost(client, "r", "g", "worker", 2), ids.slice(0, 2));
   await xadd(client, "r:dlq", { ...wireEntry("test.r", "a"), error: "boom" });
   await xadd(client, "r:dlq", { ...wireEntry("test.r", "a"), error: "boom" });
 

@@ -10,10 +10,18 @@
 import { assert, assertEquals } from "../support/assert.ts";
 import { Cleanup } from "../support/cleanup.ts";
 import { startRedis } from "../support/redis_server.ts";
-import { sleep, waitFor } from "../support/wait.ts";
-import { groups, pendingEntries, readStream, wireEntry, xadd, xlen } from "../support/streams.ts";
+import { gate, sleep, waitFor } from "../support/wait.ts";
+import {
+  groups,
+  pendingCount,
+  pendingEntries,
+  readStream,
+  wireEntry,
+  xadd,
+  xlen,
+} from "../support/streams.ts";
+import { GROUP, startConsumer } from "../support/in_process_consumer.ts";
 import { HandlerRegistry } from "../../src/stream/handlers.ts";
-import { gate, GROUP, pendingCount, startConsumer } from "./harness.ts";
 
 Deno.test("StreamConsumer creates the group again when it disappears (NOGROUP)", async () => {
   await using cleanup = new Cleanup();
@@ -38,7 +46,9 @@ Deno.test("StreamConsumer creates the group again when it disappears (NOGROUP)",
     });
     const next = await xadd(client, "s", wireEntry("test.a", "a"));
     await waitFor(() => handled.includes(next), { message: `entry after ${what} handled` });
-    await waitFor(async () => await pendingCount(client, "s") === 0, { message: "XPENDING 0" });
+    await waitFor(async () => await pendingCount(client, "s", GROUP) === 0, {
+      message: "XPENDING 0",
+    });
   }
   assertEquals(handled.length, 3, "each entry handled once");
   assert(consumer.status().active);
@@ -70,7 +80,9 @@ Deno.test("StreamConsumer trims entries older than STREAM_RETENTION_MS", async (
   assertEquals(entries[entries.length - 1].id, fresh, "the new entry is kept");
   // Old entries may be trimmed before they are read; the new one is handled in any case.
   await waitFor(() => handled.has(fresh), { message: "the new entry handled" });
-  await waitFor(async () => await pendingCount(client, "s") === 0, { message: "XPENDING 0" });
+  await waitFor(async () => await pendingCount(client, "s", GROUP) === 0, {
+    message: "XPENDING 0",
+  });
 });
 
 Deno.test("StreamConsumer reconnects and consumes again after Redis restarts", async () => {
@@ -97,7 +109,9 @@ Deno.test("StreamConsumer reconnects and consumes again after Redis restarts", a
   await waitFor(() => after.every((id) => handled.includes(id)), {
     message: "entries after the restart handled",
   });
-  await waitFor(async () => await pendingCount(client, "s") === 0, { message: "XPENDING 0" });
+  await waitFor(async () => await pendingCount(client, "s", GROUP) === 0, {
+    message: "XPENDING 0",
+  });
 });
 
 Deno.test("StreamConsumer.stop() stops reading, lets running handlers finish and acknowledges them", async () => {
@@ -122,7 +136,7 @@ Deno.test("StreamConsumer.stop() stops reading, lets running handlers finish and
   g.open();
   assertEquals(await stopping, true);
   assertEquals(finished.sort(), [...ids].sort());
-  assertEquals(await pendingCount(client, "s"), 0);
+  assertEquals(await pendingCount(client, "s", GROUP), 0);
   assertEquals(await client.hGet(`s:checkpoint:${GROUP}`, "c1"), ids[4]);
   assert(!started.includes(afterStop), "an entry added after stop() was read");
 });
@@ -237,7 +251,7 @@ Deno.test("StreamConsumer after a reconnect recovers own pending entries it lost
     "the held entry's counter is untouched by the recovery",
   );
   gates.get("a")!.open();
-  await waitFor(async () => await pendingCount(client, "s") === 0, { message: "all acked" });
+  await waitFor(async () => await pendingCount(client, "s", GROUP) === 0, { message: "all acked" });
   assertEquals(calls.get(slowA), [1], "the held entry's handler ran once");
   assertEquals(calls.get(slowB), [1]);
   assert(consumer.status().active);

@@ -2,11 +2,13 @@
  * Runs the service (`main.ts`) as a child process for black-box tests: with a clean environment,
  * on a free HTTP port, its stdout and stderr read line by line as they come (so the pipes never
  * fill), and helpers to wait for a log line or for readiness, to call its HTTP API, to send
- * signals and to stop it. `runService` runs it to completion (configuration-error tests).
+ * signals, to stop it and to wait for it to exit by itself. `runService` runs it to completion
+ * (configuration-error tests).
  *
  * @module
  */
 
+import type { RedisServer } from "./redis_server.ts";
 import { freePort, waitFor } from "./wait.ts";
 
 /** Absolute path of the repository root (this file is `<root>/tests/support/service.ts`). */
@@ -67,6 +69,26 @@ export function serviceEnv(env: Record<string, string>, port?: number): Record<s
   if (denoDir) base.DENO_DIR = denoDir;
   if (port !== undefined) base.SERVICE_PORT = String(port);
   return { ...base, ...env };
+}
+
+/**
+ * The variables of a service for the test Redis `redis`: its address, `SERVICE_NAME`,
+ * `CONSUMER_NAME` and `LOG_LEVEL=INFO` (so a long drain does not log one line per entry), then
+ * `extra` on top. Pass the result as `env` of {@linkcode startService}.
+ */
+export function serviceEnvFor(
+  redis: RedisServer,
+  name: string,
+  consumer: string,
+  extra: Record<string, string> = {},
+): Record<string, string> {
+  return {
+    ...redis.env(),
+    SERVICE_NAME: name,
+    CONSUMER_NAME: consumer,
+    LOG_LEVEL: "INFO",
+    ...extra,
+  };
 }
 
 function serviceCommand(env: Record<string, string>, cwd: string): Deno.Command {
@@ -359,6 +381,25 @@ export async function runService(
     clearTimeout(timer);
   }
 }
+
+/**
+ * The exit status of `svc` once it exited by itself, or a rejection (with its output) when it is
+ * still running after `timeoutMs` (default 40000): a hung shutdown fails the test, not the run.
+ */
+export async function exitWithin(svc: ServiceProcess, timeoutMs = 40_000): Promise<ExitStatus> {
+  try {
+    return await waitFor(() => svc.status, {
+      timeoutMs,
+      intervalMs: 20,
+      message: `service pid ${svc.pid} to exit`,
+    });
+  } catch (err) {
+    throw new Error(`${err instanceof Error ? err.message : err}\n${svc.output()}`, { cause: err });
+  }
+}
+
+/** Matches what a stack trace line looks like (`at fn (file.ts:12:3)`), for leak checks. */
+export const STACK_TRACE_RE = /\bat\s+\S*.*\.(ts|js|mjs):\d+/;
 
 /**
  * Parses the JSON log lines of `output` (a string with one line per entry, or an array of

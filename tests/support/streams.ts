@@ -1,7 +1,8 @@
 /**
  * Redis stream helpers shared by the integration tests, the end-to-end tests and the benchmark:
  * entries in the service's wire format (spec section 5), XADD of one entry or of many
- * (pipelined), and the Redis-side views that tests assert on: XRANGE, XLEN, XINFO GROUPS,
+ * (pipelined), consumer-group set-up (XGROUP CREATE, a "ghost" reader that never acknowledges),
+ * and the Redis-side views that tests assert on: XRANGE, XLEN, XINFO GROUPS, XINFO CONSUMERS,
  * XPENDING and the checkpoint hash. They only talk to Redis, through a client of
  * `redis_server.ts`; nothing here knows about the service process.
  *
@@ -109,6 +110,41 @@ export async function readStream(client: RedisClient, stream: string): Promise<S
   }
 }
 
+/** XGROUP CREATE `group` on `stream` at `startId` (default 0), with MKSTREAM. */
+export async function createGroup(
+  client: RedisClient,
+  stream: string,
+  group: string,
+  startId = "0",
+): Promise<void> {
+  await client.sendCommand(["XGROUP", "CREATE", stream, group, startId, "MKSTREAM"]);
+}
+
+/**
+ * Reads up to `count` new entries of `stream` in `group` as consumer `name` without
+ * acknowledging them (a "ghost" consumer that dies holding them); returns their ids.
+ */
+export async function readAsGhost(
+  client: RedisClient,
+  stream: string,
+  group: string,
+  name: string,
+  count: number,
+): Promise<string[]> {
+  const reply = await client.sendCommand([
+    "XREADGROUP",
+    "GROUP",
+    group,
+    name,
+    "COUNT",
+    String(count),
+    "STREAMS",
+    stream,
+    ">",
+  ]) as [string, [string, string[]][]][] | null;
+  return (reply?.[0]?.[1] ?? []).map(([id]) => id);
+}
+
 /** A consumer group as XINFO GROUPS reports it. */
 export interface GroupInfo {
   name: string;
@@ -186,6 +222,41 @@ export async function pendingSummary(
   const byConsumer: Record<string, number> = {};
   for (const [name, n] of reply[3] ?? []) byConsumer[name] = Number(n);
   return { total: Number(reply[0]), byConsumer };
+}
+
+/** Number of entries pending in `group` of `stream`; 0 when the stream or group is missing. */
+export async function pendingCount(
+  client: RedisClient,
+  stream: string,
+  group: string,
+): Promise<number> {
+  try {
+    return (await pendingSummary(client, stream, group)).total;
+  } catch {
+    return 0;
+  }
+}
+
+/** One consumer of a group as XINFO CONSUMERS reports it. */
+export interface ConsumerInfo {
+  name: string;
+  /** Entries it holds (delivered, not acknowledged). */
+  pending: number;
+  /** Milliseconds since its last attempted interaction. */
+  idle: number;
+}
+
+/** Consumers of `group` of `stream` (XINFO CONSUMERS). Rejects when either is missing. */
+export async function consumers(
+  client: RedisClient,
+  stream: string,
+  group: string,
+): Promise<ConsumerInfo[]> {
+  const reply = await client.sendCommand(["XINFO", "CONSUMERS", stream, group]) as unknown[][];
+  return reply.map((raw) => {
+    const c = pairs(raw.map(String));
+    return { name: c.name, pending: Number(c.pending), idle: Number(c.idle) };
+  });
 }
 
 /** One pending entry of a group (XPENDING extended form). */

@@ -1,6 +1,7 @@
 /**
  * Waiting helpers for tests: poll a condition with a deadline instead of sleeping "long enough",
- * sleep cancellably, and pick a free TCP port (never 6379, the port of a developer's own Redis).
+ * sleep cancellably, a gate that a test opens when it wants (for handlers to await instead of
+ * sleeping), and pick a free TCP port (never 6379, the port of a developer's own Redis).
  *
  * @module
  */
@@ -155,4 +156,22 @@ export function freePort(): number {
     return port;
   }
   throw new Error("Could not find a free port in 100 attempts");
+}
+
+/** A gate: a promise the test opens when it wants (see {@linkcode gate}). */
+export interface Gate {
+  /** Resolves once {@linkcode Gate.open} was called. */
+  promise: Promise<void>;
+  /** Opens the gate (idempotent). */
+  open: () => void;
+}
+
+/**
+ * A gate for handlers to await, so that a test decides when they finish instead of racing a
+ * sleep against a budget: the handler awaits `promise`, the test calls `open()`.
+ */
+export function gate(): Gate {
+  let open!: () => void;
+  const promise = new Promise<void>((r) => (open = r));
+  return { promise, open };
 }

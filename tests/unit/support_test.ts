@@ -1,6 +1,6 @@
 /**
  * Self-test of the pure parts of the test support (`tests/support/`): assertions,
- * waitFor/freePort, Cleanup and jsonLines. The redis-server lifecycle is tested in
+ * waitFor/gate/freePort, Cleanup and jsonLines. The redis-server lifecycle is tested in
  * `tests/integration/redis_server_test.ts`; startService is exercised by the e2e tests.
  *
  * @module
@@ -18,7 +18,7 @@ import {
 } from "../support/assert.ts";
 import { Cleanup } from "../support/cleanup.ts";
 import { jsonLines } from "../support/service.ts";
-import { freePort, waitFor } from "../support/wait.ts";
+import { freePort, gate, waitFor } from "../support/wait.ts";
 
 Deno.test("assertEquals() accepts deep-equal values and shows a diff otherwise", () => {
   assertEquals({ a: [1, { b: new Date(0) }], m: new Map([["k", new Set([1])]]) }, {
@@ -103,6 +103,18 @@ Deno.test("waitFor() stops early with the abort reason, after one last probe", a
   controller.abort(new Error("process exited"));
   await assertRejects(() => waitFor(() => false, { signal: controller.signal }), Error, "exited");
   assertEquals(await waitFor(() => "late line", { signal: controller.signal }), "late line");
+});
+
+Deno.test("gate() resolves its promise only once the test opens it", async () => {
+  const g = gate();
+  let passed = false;
+  const waiter = g.promise.then(() => (passed = true));
+  for (let i = 0; i < 10; i++) await Promise.resolve(); // let any settled promise run on
+  assertEquals(passed, false, "passed a shut gate");
+  g.open();
+  g.open(); // idempotent
+  await waiter;
+  assertEquals(passed, true);
 });
 
 Deno.test("freePort() returns distinct bindable ports, never 6379", () => {
