@@ -10,7 +10,7 @@
 import { assert, assertEquals } from "../support/assert.ts";
 import { Cleanup } from "../support/cleanup.ts";
 import { startRedis } from "../support/redis_server.ts";
-import { gate, sleep, waitFor } from "../support/wait.ts";
+import { gate, waitFor } from "../support/wait.ts";
 import {
   groups,
   pendingCount,
@@ -124,7 +124,10 @@ Deno.test("StreamConsumer.stop() stops reading, lets running handlers finish and
     await g.promise;
     finished.push(e.id);
   });
-  const { consumer } = await startConsumer(cleanup, redis, {}, registry);
+  // MAX_IN_FLIGHT 5: once the 5 handlers run, the reader waits for room, not in an XREADGROUP,
+  // so no read that began before stop() can return the entry added after it.
+  const { consumer } = await startConsumer(cleanup, redis, { MAX_IN_FLIGHT: "5" }, registry);
+  cleanup.add(() => g.open()); // runs before the consumer's stop (reverse order)
   const ids: string[] = [];
   for (let i = 0; i < 5; i++) ids.push(await xadd(client, "s", wireEntry("test.stop", `a${i}`)));
   await waitFor(() => started.length === 5, { message: "5 handlers running" });
@@ -166,20 +169,21 @@ Deno.test("StreamConsumer.stop() leaves an entry failing during shutdown pending
   const redis = cleanup.use(await startRedis());
   const client = await redis.client();
   let running = false;
-  // A handler that works for a while and then fails: it fails after stop() stopped the loops.
+  // A handler that fails when the test opens the gate: after stop() began.
+  const fail = gate();
   const registry = new HandlerRegistry().fallback(async () => {
     running = true;
-    await sleep(300);
+    await fail.promise;
     throw new Error("fails while the service stops");
   });
   const { consumer } = await startConsumer(cleanup, redis, { CLAIM_IDLE_MS: "300" }, registry);
+  cleanup.add(() => fail.open()); // runs before the consumer's stop (reverse order)
   const id = await xadd(client, "s", wireEntry("test.failing", "a"));
   await waitFor(() => running, { message: "handler running" });
-  assertEquals(
-    await consumer.stop(Date.now() + 5_000),
-    true,
-    "stop() waited for a retry that never comes",
-  );
+  const stopping = consumer.stop(Date.now() + 10_000);
+  await waitFor(() => !consumer.status().active, { message: "reading stopped" });
+  fail.open();
+  assertEquals(await stopping, true, "stop() waited for a retry that never comes");
   assertEquals(consumer.inFlight, 0);
   const pending = await pendingEntries(client, "s", GROUP);
   assertEquals(pending.map((p) => [p.id, p.consumer, p.deliveries]), [[id, "c1", 1]]);
@@ -192,17 +196,21 @@ Deno.test("StreamConsumer leaves an entry pending when its handler ends after st
   const client = await redis.client();
   let running = false;
   let done = false;
-  // Ignores the abort signal and finishes after stop() gave up and the connection closed.
+  // Ignores the abort signal and finishes when the test opens the gate: after stop() gave up
+  // and the connection closed.
+  const finish = gate();
   const registry = new HandlerRegistry().fallback(async () => {
     running = true;
-    await sleep(400);
+    await finish.promise;
     done = true;
   });
   const { consumer, connection } = await startConsumer(cleanup, redis, {}, registry);
+  cleanup.add(() => finish.open()); // runs before the consumer's stop (reverse order)
   const id = await xadd(client, "s", wireEntry("test.slow", "a"));
   await waitFor(() => running, { message: "handler running" });
-  assertEquals(await consumer.stop(Date.now() + 100), false);
+  assertEquals(await consumer.stop(Date.now() + 100), false, "stop() gives up at its deadline");
   await connection.close();
+  finish.open();
   // (Before the fix, settling then retried without end on microtasks: this wait hung.)
   await waitFor(() => done, { message: "handler done" });
   await waitFor(() => consumer.inFlight === 0, { message: "entry released" });
