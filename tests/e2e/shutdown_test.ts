@@ -165,7 +165,10 @@ Deno.test("SIGTERM turns readiness 503 at once while HTTP answers and a slow han
       env: serviceEnvFor(redis, name, consumer, { STREAM, DIAGNOSTIC_EVENTS: "true" }),
     }),
   );
-  const id = await xadd(client, STREAM, wireEntry("diagnostic.sleep", "agg-1", { ms: 4_000 }));
+  // The checks below must run while the handler still sleeps. Each has its own deadline and
+  // together they take at most 6 s (2 + 2 + 1 + 1): sleeping 10 s, the handler outlasts them
+  // however slow the machine, and a check that is late fails by its own timeout instead.
+  const id = await xadd(client, STREAM, wireEntry("diagnostic.sleep", "agg-1", { ms: 10_000 }));
   await waitFor(
     async () => (await pendingSummary(client, STREAM, name)).byConsumer[consumer] === 1,
     {
@@ -181,9 +184,9 @@ Deno.test("SIGTERM turns readiness 503 at once while HTTP answers and a slow han
   assertEquals((ready.json as Record<string, unknown>).reason, "shutting_down");
   // Orchestrators often signal twice: the second one must not cut the drain short.
   svc.signal("SIGTERM");
-  await svc.waitForLine(/while shutting down; still draining/);
-  assertEquals((await svc.request("/health-check")).status, 503);
-  const live = await svc.request("/health/live");
+  await svc.waitForLine(/while shutting down; still draining/, 2_000);
+  assertEquals((await svc.request("/health-check", { timeoutMs: 1_000 })).status, 503);
+  const live = await svc.request("/health/live", { timeoutMs: 1_000 });
   assertEquals([live.status, live.text], [200, "OK"]);
   // All of that while the handler still ran: the entry is not acknowledged yet.
   assertEquals(svc.status, undefined, "the process is still draining");
