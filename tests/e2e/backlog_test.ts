@@ -1,5 +1,5 @@
 /**
- * End-to-end test of a preloaded backlog (spec sections 3 and 5), with the real `main.ts`
+ * End-to-end test of a preloaded backlog (README: Stream entries, Delivery guarantees), with the real `main.ts`
  * process and a real redis-server: 2,000 entries written before the service starts with
  * `STREAM_START_ID=0` are all consumed (pending 0, lag 0, checkpoint at the last entry), and the
  * malformed ones among them end in the dead-letter stream with their error and source.
@@ -27,7 +27,7 @@ const NAME = "backlog-e2e";
 const CONSUMER = "backlog-1";
 const COUNT = 2_000;
 
-/** Malformed entries by position in the backlog (spec section 5: missing fields, bad JSON). */
+/** Malformed entries by position in the backlog (README: Stream entries: missing fields, bad JSON). */
 const MALFORMED: Record<number, Fields> = {
   100: { aggregateId: "a", payload: "{}" }, // no event
   400: { event: "order.created", payload: "{not json" },

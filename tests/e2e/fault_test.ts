@@ -1,5 +1,5 @@
 /**
- * Fault-injection end-to-end tests of the delivery guarantees (spec section 5), with real
+ * Fault-injection end-to-end tests of the delivery guarantees (README: Delivery guarantees), with real
  * processes: the service (`main.ts`) killed with SIGKILL mid-drain and restarted, Redis killed
  * and restarted under load, failing handlers, a ghost consumer's idle entries, two live
  * instances sharing slow entries, 100 consumers in one group, a consumer catching up after

@@ -1,5 +1,5 @@
 /**
- * End-to-end tests of structured logs and HTTP security (spec sections 2, 4 and 7) with real
+ * End-to-end tests of structured logs and HTTP security (README: Logs and Security) with real
  * service processes on a password-protected redis-server: with `LOG_FORMAT=json` every stdout
  * line is a JSON object with the contract's fields; the correlation id of a trigger request
  * travels into the entry's headers and into the consumer's log lines for that entry; the API key
@@ -25,7 +25,7 @@ function trigger(
   return svc.request("/trigger-test-event", { method: "POST", headers });
 }
 
-/** Every stdout line is a JSON object with the fields of spec section 7. */
+/** Every stdout line is a JSON object with the fields of README: Logs. */
 function assertJsonLogLines(svc: ServiceProcess, service: string): Record<string, unknown>[] {
   const lines = svc.lines.filter((l) => l.trim() !== "");
   assert(lines.length > 0, "no output on stdout");

@@ -1,5 +1,5 @@
 /**
- * End-to-end test of `/metrics` (spec section 8) against a real service process and a real
+ * End-to-end test of `/metrics` (README: Metrics) against a real service process and a real
  * redis-server: after a known workload (triggers, valid entries, malformed entries, failing
  * diagnostic entries that are retried and dead-lettered) the exposition passes a strict
  * Prometheus text-format parser, every family of the contract is there with its type, the
@@ -24,7 +24,7 @@ const STREAM = "metrics-stream";
 const GROUP = "metrics-svc";
 const TRIGGERS = 5;
 
-/** The route patterns of spec section 4; anything else must be labelled `other`. */
+/** The route patterns of README: HTTP API; anything else must be labelled `other`. */
 const ROUTE_PATTERNS = new Set([
   "/health/live",
   "/health/ready",
@@ -38,7 +38,7 @@ const ROUTE_PATTERNS = new Set([
   "other",
 ]);
 
-/** Families of spec section 8 and their types. */
+/** Families of README: Metrics and their types. */
 const CONTRACT_FAMILIES: [string, MetricType, string[]][] = [
   ["http_requests_total", "counter", ["method", "route", "status"]],
   ["http_request_duration_seconds", "histogram", ["route"]],

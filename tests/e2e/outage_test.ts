@@ -1,5 +1,5 @@
 /**
- * End-to-end tests of Redis outages after a successful start (spec section 3), with the real
+ * End-to-end tests of Redis outages after a successful start (README: Delivery guarantees), with the real
  * `main.ts` process and a real redis-server killed with SIGKILL and started again: readiness and
  * /health go 503 while liveness stays 200, the service reconnects by itself and consumes entries
  * added afterwards; when Redis comes back empty (no persistence), the consumer group is created

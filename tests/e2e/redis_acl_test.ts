@@ -1,5 +1,5 @@
 /**
- * End-to-end tests of Redis ACL authentication (spec sections 2 and 6) against a real
+ * End-to-end tests of Redis ACL authentication (README: Configuration and Security) against a real
  * redis-server whose default user is disabled and whose only user is `svc`: with
  * `REDIS_USER`/`REDIS_PW` the service authenticates as that user, becomes ready, consumes and
  * publishes; with a wrong password it exits 1 saying why. In both cases, with

@@ -1,5 +1,5 @@
 /**
- * End-to-end tests of Redis over TLS (spec sections 2 and 6): certificates are made with
+ * End-to-end tests of Redis over TLS (README: Configuration and Security): certificates are made with
  * `openssl` at test time (a CA, a server certificate for 127.0.0.1/localhost, a client
  * certificate, and an unrelated second CA); a real redis-server listens with TLS on one port
  * (its plaintext port serves only the test's own client and readiness probe) and the service is

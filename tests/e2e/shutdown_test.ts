@@ -1,5 +1,5 @@
 /**
- * End-to-end tests of graceful shutdown (spec section 3), with the real `main.ts` process and a
+ * End-to-end tests of graceful shutdown (README: Start-up, shutdown and exit codes), with the real `main.ts` process and a
  * real redis-server: SIGTERM in the middle of a 5,000-entry backlog finishes and acknowledges
  * what was in flight (nothing left pending, checkpoint written, exit 0, reason and duration
  * logged) and a second start consumes the rest, each entry exactly once; a handler that outlives

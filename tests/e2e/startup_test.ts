@@ -1,5 +1,5 @@
 /**
- * End-to-end tests of start-up (spec sections 2 and 3), with the real `main.ts` process: exit 78
+ * End-to-end tests of start-up (README: Configuration; Start-up, shutdown and exit codes), with the real `main.ts` process: exit 78
  * naming each bad variable (secrets never printed, nothing logged or listening before the
  * configuration is valid), exit 1 after the configured attempts when Redis never answers (live
  * 200 and ready 503 meanwhile), exit 0 on SIGINT during those attempts, and a normal start

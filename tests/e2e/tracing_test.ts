@@ -1,5 +1,5 @@
 /**
- * End-to-end tests of traces (`TRACE_ENABLED`, spec section 2): the service runs as a child
+ * End-to-end tests of traces (`TRACE_ENABLED`, README: Traces): the service runs as a child
  * process with Deno's built-in OpenTelemetry exporter (`OTEL_DENO=true`) sending OTLP/HTTP JSON
  * to a small receiver in this test. They prove that a caller's trace continues through the
  * HTTP server span, the PRODUCER span of the publish (whose `traceparent` lands in the entry's

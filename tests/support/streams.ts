@@ -1,6 +1,6 @@
 /**
  * Redis stream helpers shared by the integration tests, the end-to-end tests and the benchmark:
- * entries in the service's wire format (spec section 5), XADD of one entry or of many
+ * entries in the service's wire format (README: Stream entries), XADD of one entry or of many
  * (pipelined), consumer-group set-up (XGROUP CREATE, a "ghost" reader that never acknowledges),
  * and the Redis-side views that tests assert on: XRANGE, XLEN, XINFO GROUPS, XINFO CONSUMERS,
  * XPENDING and the checkpoint hash. They only talk to Redis, through a client of
@@ -28,7 +28,7 @@ export function pairs<T>(flat: readonly T[]): Record<string, T> {
 }
 
 /**
- * A well-formed entry in the wire format of spec section 5, fields in this order: `event`,
+ * A well-formed entry in the wire format of README: Stream entries, fields in this order: `event`,
  * `aggregateId` (default `"agg-1"`), `timestamp` (now, ISO 8601 UTC), `payload` (JSON of
  * `payload`, default `{}`), `serviceName` (`"test-producer"`) and `headers` (JSON of a random
  * `correlationId` with `headers` on top, default `{}`).
@@ -292,7 +292,7 @@ export async function pendingEntries(
 }
 
 /**
- * The checkpoint hash `<stream>:checkpoint:<group>` (spec section 5): the last acknowledged id
+ * The checkpoint hash `<stream>:checkpoint:<group>` (README: Delivery guarantees): the last acknowledged id
  * per consumer name, and `<consumer>:at`; {} when missing.
  */
 export async function checkpoint(

@@ -1,6 +1,6 @@
 /**
  * Unit tests of src/stream/entry.ts: `parseEntry` on well-formed and
- * malformed entries (wire format of spec section 5), the `aggregateId`
+ * malformed entries (wire format in README: Stream entries), the `aggregateId`
  * default, `toFields` round trip, `isoInZone` offsets (UTC, DST zones and
  * half-hour zones) and `compareIds`.
  */

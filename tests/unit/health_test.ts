@@ -1,6 +1,6 @@
 /**
  * Unit tests of src/http/health.ts: `readiness` reasons in priority order and
- * `evaluateHealth` (healthy / degraded / unhealthy rules of spec section 4,
+ * `evaluateHealth` (healthy / degraded / unhealthy rules of README: HTTP API,
  * 200/503 mapping, the DLQ 5-minute window and the documented body shape).
  */
 import { evaluateHealth, type HealthSnapshot, readiness } from "../../src/http/health.ts";
@@ -141,7 +141,7 @@ Deno.test("evaluateHealth() is unhealthy (503) when Redis is down, the breaker o
   );
 });
 
-Deno.test("evaluateHealth() body has the shape of spec section 4", () => {
+Deno.test("evaluateHealth() body has the documented shape (README: HTTP API)", () => {
   const { body } = evaluateHealth(snapshot());
   assertEquals(body.status, "healthy");
   assertEquals(body.timestamp, "2025-01-28T10:00:00.000Z");

@@ -1,5 +1,5 @@
 /**
- * Unit tests of src/log.ts: the line formats of spec section 7 (`text` shape
+ * Unit tests of src/log.ts: the line formats of README: Logs (`text` shape
  * and `json` fields, correlation id from `withContext`), redaction of
  * secret-looking keys (nested too, in properties and in message placeholders),
  * scrubbing of configured secret values anywhere in a line, errors without
