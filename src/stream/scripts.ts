@@ -1,10 +1,8 @@
 /**
- * Lua scripts that make the delivery guarantees atomic (spec section 5):
- * settling a batch (XACK, and only where XACK returned 1: forward to ROUTES
- * targets or copy to the dead-letter stream, write the idempotency mark, move
- * the checkpoint), refreshing or re-claiming entries only while this consumer
- * still owns them, removing idle consumers only without pending entries, and
- * publishing once per idempotency key.
+ * Lua scripts that make the delivery guarantees atomic: refreshing or
+ * re-claiming entries only while this consumer still owns them, removing idle consumers only without pending entries, and
+ * publishing once per idempotency key. (The settle script lives beside its
+ * argument encoding in `consumer/settle_codec.ts`.)
  *
  * Every key a script touches is passed in KEYS, so on Redis Cluster they must
  * share a hash slot: name streams with a common hash tag, e.g. `{orders}.in`
@@ -42,7 +40,8 @@ export class LuaScript {
   }
 }
 
-const ID_COMPARE = `
+/** Lua `newer(a, b)`: true when entry id `a` is greater than `b` (or `b` is not an id). */
+export const ID_COMPARE = `
 local function newer(a, b)
   local ams, aseq = string.match(a, "^(%d+)-(%d+)$")
   local bms, bseq = string.match(b, "^(%d+)-(%d+)$")
@@ -53,58 +52,6 @@ local function newer(a, b)
   return aseq > bseq
 end
 `;
-
-/**
- * Settles a batch of entries of one stream.
- * KEYS: stream, checkpoint hash, then every other key ops refer to (by index).
- * ARGV: group, consumer, now (ISO), dedup TTL s, plain ids joined by commas (bare
- *   acknowledgements, the common case; may be empty), then per other op:
- *   id, dedupKeyIndex (0 for none), targetCount, targetKeyIndex…, fieldCount, field…
- * Returns the XACK reply per plain id, then per op (1 when this call acknowledged it).
- */
-export const SETTLE = new LuaScript(`${ID_COMPARE}
-local stream, ckey = KEYS[1], KEYS[2]
-local group, consumer, now, ttl = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
-local results = {}
-local best = nil
-for id in string.gmatch(ARGV[5], '[^,]+') do
-  local acked = redis.call('XACK', stream, group, id)
-  if acked == 1 and (best == nil or newer(id, best)) then best = id end
-  results[#results + 1] = acked
-end
-local i = 6
-while i <= #ARGV do
-  local id = ARGV[i]
-  local dedup = tonumber(ARGV[i + 1])
-  local nt = tonumber(ARGV[i + 2])
-  local tstart = i + 3
-  local nf = tonumber(ARGV[tstart + nt])
-  local fstart = tstart + nt + 1
-  local acked = redis.call('XACK', stream, group, id)
-  if acked == 1 then
-    if nt > 0 and nf > 0 then
-      local fields = {}
-      for j = 0, nf - 1 do fields[j + 1] = ARGV[fstart + j] end
-      for t = 0, nt - 1 do
-        redis.call('XADD', KEYS[tonumber(ARGV[tstart + t])], '*', unpack(fields))
-      end
-    end
-    if dedup > 0 then redis.call('SET', KEYS[dedup], id, 'EX', ttl) end
-    if best == nil or newer(id, best) then best = id end
-  end
-  results[#results + 1] = acked
-  i = fstart + nf
-end
-if best then
-  local cur = redis.call('HGET', ckey, consumer)
-  if (not cur) or newer(best, cur) then
-    redis.call('HSET', ckey, consumer, best, consumer .. ':at', now)
-  else
-    redis.call('HSET', ckey, consumer .. ':at', now)
-  end
-end
-return results
-`);
 
 /**
  * Claims entries only where this consumer still owns them.

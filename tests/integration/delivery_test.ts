@@ -15,7 +15,8 @@ import { startRedis } from "../support/redis_server.ts";
 import { waitFor } from "../support/wait.ts";
 import { pendingEntries, readStream, wireEntry, xadd, xlen } from "../support/streams.ts";
 import { HandlerRegistry, registerDiagnosticHandlers } from "../../src/stream/handlers.ts";
-import { DELETE_IDLE_CONSUMER, SETTLE } from "../../src/stream/scripts.ts";
+import { DELETE_IDLE_CONSUMER } from "../../src/stream/scripts.ts";
+import { SETTLE } from "../../src/stream/consumer/settle_codec.ts";
 import {
   consumers,
   createGroup,

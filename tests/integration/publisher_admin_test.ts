@@ -14,7 +14,8 @@ import { readStream, wireEntry, xadd, xlen } from "../support/streams.ts";
 import { ConnectionManager } from "../../src/redis/connection.ts";
 import { parseEntry } from "../../src/stream/entry.ts";
 import { Publisher } from "../../src/stream/publisher.ts";
-import { DEAD_LETTER_FIELDS, StreamAdmin } from "../../src/stream/admin.ts";
+import { StreamAdmin } from "../../src/stream/admin.ts";
+import { DEAD_LETTER_FIELDS } from "../../src/stream/keys.ts";
 import { createGroup, readAsGhost, testConfig } from "./harness.ts";
 
 async function connect(cleanup: Cleanup, redis: RedisServer): Promise<ConnectionManager> {
