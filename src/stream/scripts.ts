@@ -122,3 +122,34 @@ local text = cjson.encode(rec)
 redis.call('SET', KEYS[1], text, 'EX', ARGV[1])
 return {1, text}
 `);
+
+/**
+ * Claims entries of OTHER consumers idle at least `minIdle` ms (XAUTOCLAIM
+ * would also claim this consumer's own entries, raising the delivery counters
+ * of entries whose handlers still run here after a long pause).
+ * KEYS: stream. ARGV: group, consumer, minIdle, count, start (XPENDING range start).
+ * Returns {next start or "" when done, {{id, deliveries, fields}…}, {deleted id…}}:
+ * entries gone from the stream are dropped from the pending list (XCLAIM does
+ * that) and reported as deleted.
+ */
+export const CLAIM_IDLE = new LuaScript(`
+local key, group, consumer = KEYS[1], ARGV[1], ARGV[2]
+local minIdle, count, start = ARGV[3], tonumber(ARGV[4]), ARGV[5]
+local rows = redis.call('XPENDING', key, group, 'IDLE', minIdle, start, '+', count)
+local claimed, deleted = {}, {}
+for _, r in ipairs(rows) do
+  local id = r[1]
+  if r[2] ~= consumer then
+    local exists = #redis.call('XRANGE', key, id, id) == 1
+    local c = redis.call('XCLAIM', key, group, consumer, minIdle, id)
+    if not exists then
+      deleted[#deleted + 1] = id
+    elseif #c == 1 and c[1] and c[1][2] then
+      claimed[#claimed + 1] = {id, r[4] + 1, c[1][2]}
+    end
+  end
+end
+local nextStart = ''
+if #rows == count then nextStart = '(' .. rows[#rows][1] end
+return {nextStart, claimed, deleted}
+`);

@@ -17,6 +17,8 @@ export interface StreamStats {
   dlqLength: number;
   /** When the dead-letter stream was last seen growing (epoch ms). */
   dlqGrewAt?: number;
+  /** When a settle of this stream last failed and left an entry pending (epoch ms). */
+  settleFailedAt?: number;
 }
 
 /** What /health reads of the consumer. */

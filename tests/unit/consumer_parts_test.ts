@@ -26,57 +26,72 @@ const batch = {
 };
 
 Deno.test("encodeSettle() joins bare acknowledgements into one argument", () => {
-  const ops = [{ id: "1-0", targets: [] }, { id: "2-0", targets: [] }];
+  const ops = [{ id: "1-0" }, { id: "2-0" }];
   const { keys, args, order } = encodeSettle(batch, ops);
   assertEquals(keys, ["s", "s:checkpoint:g"]);
-  assertEquals(args, ["g", "c1", batch.now, "60", "1-0,2-0"]);
+  assertEquals(args, ["g", "c1", batch.now, "60", "1000", "1-0,2-0"]);
   assertEquals(order, ops);
 });
 
 Deno.test("encodeSettle() puts copies and marks after the bare acks, keys once each by index", () => {
-  const plain = { id: "3-0", targets: [] };
-  const routed = { id: "1-0", targets: ["out", "audit"], fields: { event: "e", payload: "{}" } };
-  const keyed = { id: "2-0", dedupKey: "s:dedup:g:k", targets: ["out"], fields: { event: "e" } };
-  const { keys, args, order } = encodeSettle(batch, [routed, plain, keyed]);
-  assertEquals(keys, ["s", "s:checkpoint:g", "out", "audit", "s:dedup:g:k"]);
-  assertEquals(args, [
-    "g",
-    "c1",
-    batch.now,
-    "60",
-    "3-0",
-    // routed: id, no mark, 2 targets (KEYS 3 and 4), 4 field strings
-    "1-0",
-    "0",
-    "2",
-    "3",
-    "4",
-    "4",
-    "event",
-    "e",
-    "payload",
-    "{}",
-    // keyed: id, mark KEYS[5], 1 target (KEYS 3), 2 field strings
-    "2-0",
-    "5",
-    "1",
-    "3",
-    "2",
-    "event",
-    "e",
+  const plain = { id: "3-0" };
+  const routed = {
+    id: "1-0",
+    copy: { kind: "forward" as const, targets: ["out", "audit"], headers: "{}" },
+  };
+  const keyed = {
+    id: "2-0",
+    dedupKey: "s:dedup:g:k",
+    copy: { kind: "forward" as const, targets: ["out"], headers: '{"a":"b"}' },
+  };
+  const dead = {
+    id: "4-0",
+    copy: { kind: "dead_letter" as const, target: "s:dlq", fields: ["error", "x"] },
+  };
+  const marked = { id: "5-0", dedupKey: "s:dedup:g:k2" };
+  const { keys, args, order } = encodeSettle(batch, [routed, plain, keyed, dead, marked]);
+  assertEquals(keys, [
+    "s",
+    "s:checkpoint:g",
+    "out",
+    "audit",
+    "s:dedup:g:k",
+    "s:dlq",
+    "s:dedup:g:k2",
   ]);
-  assertEquals(order, [plain, routed, keyed]);
+  assertEquals(args.slice(5), [
+    "3-0",
+    // routed: id, kind, no mark, 2 targets (KEYS 3 and 4), 1 extra: the headers
+    ..."1-0 f 0 2 3 4 1".split(" "),
+    "{}",
+    // keyed: id, kind, mark KEYS[5], 1 target (KEYS 3), the headers
+    ..."2-0 f 5 1 3 1".split(" "),
+    '{"a":"b"}',
+    // dead: id, kind, no mark, 1 target (KEYS 6), 2 extras: the dead-letter fields
+    ..."4-0 d 0 1 6 2 error x".split(" "),
+    // marked: id, kind m, mark KEYS[7], no target, no extra
+    ..."5-0 m 7 0 0".split(" "),
+  ]);
+  assertEquals(order, [plain, routed, keyed, dead, marked]);
 });
 
 Deno.test("encodeSettle() of no bare acknowledgements sends an empty id list", () => {
-  const { args } = encodeSettle(batch, [{ id: "1-0", dedupKey: "m", targets: [] }]);
-  assertEquals(args.slice(4), ["", "1-0", "3", "0", "0"]);
+  const { args } = encodeSettle(batch, [{ id: "1-0", dedupKey: "m" }]);
+  assertEquals(args.slice(5), ["", "1-0", "m", "3", "0", "0"]);
 });
 
-Deno.test("decodeSettle() maps replies to acknowledged flags and rejects a wrong length", () => {
-  assertEquals(decodeSettle([1, 0, "1"], 3), [true, false, true]);
-  assertThrows(() => decodeSettle([1], 2), TypeError, "1 results for 2 entries");
+Deno.test("decodeSettle() maps each result and the checkpoint flag", () => {
+  assertEquals(decodeSettle([1, 0, 2, "target_type", 1], 4), {
+    results: ["settled", "not_ours", "gone", { failed: "target_type" }],
+    checkpointWritten: true,
+  });
+  assertEquals(decodeSettle([1, 0], 1).checkpointWritten, false);
+});
+
+Deno.test("decodeSettle() rejects a reply of the wrong length or an unknown result", () => {
+  assertThrows(() => decodeSettle([1], 1), TypeError, "1 results for 1 entries");
   assertThrows(() => decodeSettle(null, 1), TypeError);
+  assertThrows(() => decodeSettle(["surprise", 1], 1), TypeError, "surprise");
 });
 
 Deno.test("onFailure() retries with a growing delay below MAX_DELIVERIES", () => {
@@ -124,8 +139,8 @@ Deno.test("overDeliveryLimit() names the limit only past it", () => {
   );
 });
 
-Deno.test("deadLetterFields() keeps every field and adds the dead-letter fields in order", () => {
-  const fields = deadLetterFields({ event: "e", payload: "{}" }, {
+Deno.test("deadLetterFields() lists the dead-letter fields in order, the error bounded", () => {
+  const fields = deadLetterFields({
     error: "x".repeat(MAX_DEAD_LETTER_ERROR + 10),
     sourceStream: "s",
     sourceId: "1-0",
@@ -133,20 +148,20 @@ Deno.test("deadLetterFields() keeps every field and adds the dead-letter fields 
     consumer: "c1",
     failedAt: "2026-01-01T00:00:00.000Z",
   });
-  assertEquals(Object.keys(fields), ["event", "payload", ...DEAD_LETTER_FIELDS]);
-  assertEquals(fields.error.length, MAX_DEAD_LETTER_ERROR);
-  assertEquals(fields.deliveries, "3");
-  assertEquals(
-    deadLetterFields(null, {
-      error: "gone",
-      sourceStream: "s",
-      sourceId: "1-0",
-      deliveries: 1,
-      consumer: "c",
-      failedAt: "t",
-    }).sourceId,
+  assertEquals(fields.filter((_, i) => i % 2 === 0), [...DEAD_LETTER_FIELDS]);
+  assertEquals(fields[1].length, MAX_DEAD_LETTER_ERROR);
+  assertEquals(fields.slice(2), [
+    "sourceStream",
+    "s",
+    "sourceId",
     "1-0",
-  );
+    "deliveries",
+    "3",
+    "consumer",
+    "c1",
+    "failedAt",
+    "2026-01-01T00:00:00.000Z",
+  ]);
 });
 
 Deno.test("schedule() derives every interval from CLAIM_IDLE_MS and the retention", () => {

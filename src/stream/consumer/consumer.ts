@@ -12,7 +12,8 @@
  * - `StatsBoard`: the per-stream figures that `status()` reports.
  */
 import { delay } from "../../clock.ts";
-import { getLogger, type Logger } from "../../log.ts";
+import { errorInfo, getLogger, type Logger } from "../../log.ts";
+import { exponentialBackoff } from "../../redis/backoff.ts";
 import type { Metrics } from "../../metrics.ts";
 import type { ConnectionManager } from "../../redis/connection.ts";
 import type { Tracing } from "../../tracing.ts";
@@ -68,6 +69,9 @@ export class StreamConsumer {
     const metrics = options.metrics;
     const stopping = this.#stop.signal;
     const times = schedule(s);
+    // Every consumed stream has a dead-letter series from the start, at 0, so that an
+    // alert on its increase catches the first dead letter.
+    for (const stream of s.streams) metrics?.deadLetters.inc({ stream }, 0);
     const common = { connection, group: s.group, consumer: s.consumer, logger, stopping };
 
     const inFlight = this.#inFlight = new InFlight({
@@ -154,12 +158,36 @@ export class StreamConsumer {
     return this.#inFlight.size;
   }
 
-  /** Creates the groups and starts the loops. Resolves once the first read is under way. */
+  /**
+   * Creates the groups and starts the loops. A failure to create a group (a
+   * key of another type in the way, a LOADING Redis, a lost connection) is
+   * retried with backoff until it succeeds or `stop()` is called, logged at
+   * WARN: start-up heals without a restart once the cause is gone. Resolves
+   * once the loops run (or at once when stopped meanwhile).
+   */
   async start(): Promise<void> {
     if (this.#started) throw new Error("Consumer already started");
     this.#started = true;
-    await this.#groups.ensureAll();
-    await this.#housekeeping.refreshStats().catch(() => {});
+    const stopping = this.#stop.signal;
+    for (let attempt = 1; !stopping.aborted; attempt++) {
+      try {
+        await this.#groups.ensureAll();
+        break;
+      } catch (err) {
+        const wait = exponentialBackoff(attempt, { minMs: 200, maxMs: 5000 });
+        this.#log.warn(
+          "Creating the consumer groups failed (attempt {attempt}): {error}; retrying in {delayMs} ms",
+          { attempt, error: errorInfo(err).message, delayMs: wait },
+        );
+        await delay(wait, stopping);
+      }
+    }
+    if (stopping.aborted) return;
+    await this.#housekeeping.refreshStats().catch((err) =>
+      this.#log.warn("Reading the stream figures failed: {error}", {
+        error: errorInfo(err).message,
+      })
+    );
     this.#loops.push(this.#reader.run(), ...this.#housekeeping.start());
     this.#log.info("Consuming {streams} as {consumer} in group {group}", {
       streams: this.#s.streams.join(","),

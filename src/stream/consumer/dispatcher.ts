@@ -11,7 +11,13 @@ import { errorInfo, type Logger } from "../../log.ts";
 import type { Metrics } from "../../metrics.ts";
 import type { ConnectionManager } from "../../redis/connection.ts";
 import type { Tracing } from "../../tracing.ts";
-import { isoInZone, MalformedEntryError, parseEntry, type StreamEvent } from "../entry.ts";
+import {
+  isoInZone,
+  MalformedEntryError,
+  MAX_ENTRY_FIELDS,
+  parseEntry,
+  type StreamEvent,
+} from "../entry.ts";
 import type { Handler, HandlerContext, HandlerRegistry } from "../handlers.ts";
 import type { KeySchema } from "../keys.ts";
 import { LaneScheduler } from "../lanes.ts";
@@ -79,13 +85,15 @@ export class Dispatcher {
           id: h.id,
           stream: h.stream,
         });
-        o.settler.enqueue({
-          held: h,
-          id: h.id,
-          outcome: "deleted",
-          eventType: "unknown",
-          targets: [],
-        });
+        o.settler.enqueue({ held: h, id: h.id, outcome: "deleted", eventType: "unknown" });
+        continue;
+      }
+      if (h.fieldCount > MAX_ENTRY_FIELDS) {
+        this.#deadLetter(
+          h,
+          `malformed entry: ${h.fieldCount} fields, over the ${MAX_ENTRY_FIELDS} field limit`,
+          h.fields.event ?? "unknown",
+        );
         continue;
       }
       try {
@@ -123,7 +131,6 @@ export class Dispatcher {
         id: h.id,
         outcome: "duplicate",
         eventType: h.event!.event,
-        targets: [],
       });
     }
   }
@@ -172,8 +179,9 @@ export class Dispatcher {
       outcome: "acked",
       eventType: event.event,
       dedupKey: event.headers.idempotencyKey ? o.gate.markKey(h) : undefined,
-      targets,
-      fields: targets.length > 0 ? forwardFields(event) : undefined,
+      copy: targets.length > 0
+        ? { kind: "forward", targets, headers: forwardHeaders(event) }
+        : undefined,
     });
     return true;
   }
@@ -281,23 +289,25 @@ export class Dispatcher {
       id: h.id,
       outcome: "dead_lettered",
       eventType,
-      targets: [o.keys.dlq(h.stream)],
-      fields: deadLetterFields(h.fields, {
-        error,
-        sourceStream: h.stream,
-        sourceId: h.id,
-        deliveries: h.deliveries,
-        consumer: o.consumer,
-        failedAt: isoInZone(new Date(), "UTC"),
-      }),
+      copy: {
+        kind: "dead_letter",
+        target: o.keys.dlq(h.stream),
+        fields: deadLetterFields({
+          error,
+          sourceStream: h.stream,
+          sourceId: h.id,
+          deliveries: h.deliveries,
+          consumer: o.consumer,
+          failedAt: isoInZone(new Date(), "UTC"),
+        }),
+      },
     });
   }
 }
 
-/** The fields of a forwarded copy: every field, `sourceStream` and `sourceId` added to the headers. */
-function forwardFields(event: StreamEvent): Record<string, string> {
-  const headers = { ...event.headers, sourceStream: event.stream, sourceId: event.id };
-  return { ...event.fields, headers: JSON.stringify(headers) };
+/** The `headers` of a forwarded copy: the entry's, with `sourceStream` and `sourceId` added. */
+function forwardHeaders(event: StreamEvent): string {
+  return JSON.stringify({ ...event.headers, sourceStream: event.stream, sourceId: event.id });
 }
 
 /** The consumer's logger, carrying the entry's correlation id when it has one. */

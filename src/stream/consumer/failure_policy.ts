@@ -4,7 +4,7 @@
  * Redis' counters, so the decision survives restarts.
  */
 import { exponentialBackoff } from "../../redis/backoff.ts";
-import type { DeadLetterField } from "../keys.ts";
+import { DEAD_LETTER_FIELDS, type DeadLetterField } from "../keys.ts";
 
 /** What to do with a failed delivery. */
 export type FailureDecision =
@@ -71,19 +71,15 @@ export interface DeadLetterInfo {
 /** Longest `error` text kept in a dead-letter copy. */
 export const MAX_DEAD_LETTER_ERROR = 4096;
 
-/** The fields of a dead-letter copy: every original field, then the `DEAD_LETTER_FIELDS`. */
-export function deadLetterFields(
-  original: Readonly<Record<string, string>> | null,
-  info: DeadLetterInfo,
-): Record<string, string> {
-  const fields: Record<string, DeadLetterField | string> = {
-    ...(original ?? {}),
+/** The dead-letter fields, flat and in `DEAD_LETTER_FIELDS` order, appended to the entry's own. */
+export function deadLetterFields(info: DeadLetterInfo): string[] {
+  const values: Record<DeadLetterField, string> = {
     error: info.error.slice(0, MAX_DEAD_LETTER_ERROR),
     sourceStream: info.sourceStream,
     sourceId: info.sourceId,
     deliveries: String(info.deliveries),
     consumer: info.consumer,
     failedAt: info.failedAt,
-  } satisfies Record<DeadLetterField, string>;
-  return fields;
+  };
+  return DEAD_LETTER_FIELDS.flatMap((name) => [name, values[name]]);
 }

@@ -9,13 +9,13 @@
 import { CircuitOpenError } from "../../redis/breaker.ts";
 import { delay } from "../../clock.ts";
 import { errorInfo, type Logger } from "../../log.ts";
+import { errorReason, LogThrottle } from "../../log_throttle.ts";
 import type { Metrics } from "../../metrics.ts";
 import { type ConnectionManager, NotConnectedError } from "../../redis/connection.ts";
 import { readGroupFigures, removeIdleConsumers, trimOlderThan } from "../group_ops.ts";
-import { CLAIM_OWN } from "../scripts.ts";
+import { CLAIM_IDLE, CLAIM_OWN } from "../scripts.ts";
 import { type Groups, isNoGroup } from "./groups.ts";
 import type { Held, InFlight } from "./in_flight.ts";
-import type { RawEntry } from "./raw.ts";
 import type { Reader } from "./reader.ts";
 import type { Schedule } from "./schedule.ts";
 import type { StatsBoard } from "./stats.ts";
@@ -38,6 +38,8 @@ export interface HousekeepingOptions {
   logger: Logger;
   /** Aborted when the consumer stops; every loop ends then. */
   stopping: AbortSignal;
+  /** Limits the failure lines. Default: once a minute per loop and reason. */
+  throttle?: LogThrottle;
 }
 
 /** Held entries refreshed by one script call, at most. */
@@ -46,21 +48,25 @@ const KEEP_ALIVE_CHUNK = 500;
 /** The background loops. */
 export class Housekeeping {
   readonly #o: HousekeepingOptions;
+  readonly #throttle: LogThrottle;
 
   constructor(options: HousekeepingOptions) {
     this.#o = options;
+    this.#throttle = options.throttle ?? new LogThrottle();
   }
 
   /** Starts every loop; the promises resolve when the loops end (on stopping). */
   start(): Promise<void>[] {
     const s = this.#o.schedule;
     const loops = [
-      this.#every(s.keepAliveMs, () => this.keepAlive()),
-      this.#every(s.claimIdleEveryMs, () => this.claimIdle()),
-      this.#every(s.reaperEveryMs, () => this.removeDeadConsumers()),
-      this.#every(s.statsEveryMs, () => this.refreshStats()),
+      this.#every("keepalive", s.keepAliveMs, () => this.keepAlive()),
+      this.#every("claim", s.claimIdleEveryMs, () => this.claimIdle()),
+      this.#every("reaper", s.reaperEveryMs, () => this.removeDeadConsumers()),
+      this.#every("stats", s.statsEveryMs, () => this.refreshStats()),
     ];
-    if (s.trimEveryMs !== undefined) loops.push(this.#every(s.trimEveryMs, () => this.trim()));
+    if (s.trimEveryMs !== undefined) {
+      loops.push(this.#every("trim", s.trimEveryMs, () => this.trim()));
+    }
     return loops;
   }
 
@@ -87,45 +93,77 @@ export class Housekeeping {
     }
   }
 
-  /** Claims entries idle longer than CLAIM_IDLE_MS, as long as there is room. */
+  /**
+   * Claims entries idle longer than CLAIM_IDLE_MS, as long as there is room:
+   * those of other consumers, and this consumer's own that it does not hold
+   * (left pending by a failed settle or a stop). Entries it holds are never
+   * claimed: their handlers run here.
+   */
   async claimIdle(): Promise<void> {
     const o = this.#o;
     for (const stream of o.streams) {
-      let cursor = "0-0";
-      do {
+      let start = "-";
+      while (start !== "") {
         const room = o.inFlight.room;
         if (room <= 0 || o.stopping.aborted) return;
-        const reply = await o.connection.exec((c) =>
-          c.sendCommand([
-            "XAUTOCLAIM",
-            stream,
+        const [next, claimed, deleted] = await o.connection.exec((c) =>
+          CLAIM_IDLE.run(c, [stream], [
             o.group,
             o.consumer,
             String(o.claimIdleMs),
-            cursor,
-            "COUNT",
             String(Math.min(o.batchSize, room)),
+            start,
           ])
-        ) as [string, RawEntry[], string[]?];
-        cursor = reply[0];
-        const entries = reply[1] ?? [];
-        const deleted = reply[2] ?? [];
+        ) as [string, [string, number, string[]][], string[]];
+        start = next;
         if (deleted.length > 0) {
-          // Redis 7 removed them from the PEL already.
           o.metrics?.deletedPending.inc({ stream }, deleted.length);
           o.logger.warn("{count} pending entries of {stream} were deleted or trimmed", {
             count: deleted.length,
             stream,
           });
         }
-        if (entries.length > 0) {
+        if (claimed.length > 0) {
           o.logger.info("Claimed {count} idle entries of {stream}", {
-            count: entries.length,
+            count: claimed.length,
             stream,
           });
-          await o.reader.admitRedelivered(stream, entries);
+          o.reader.admitClaimed(stream, claimed);
         }
-      } while (cursor !== "0-0");
+      }
+      await this.#claimOwnOrphans(stream);
+    }
+  }
+
+  /** Claims back this consumer's own pending entries idle past CLAIM_IDLE_MS that it does not hold. */
+  async #claimOwnOrphans(stream: string): Promise<void> {
+    const o = this.#o;
+    const room = o.inFlight.room;
+    if (room <= 0 || o.stopping.aborted) return;
+    const rows = await o.connection.exec((c) =>
+      c.sendCommand([
+        "XPENDING",
+        stream,
+        o.group,
+        "IDLE",
+        String(o.claimIdleMs),
+        "-",
+        "+",
+        String(Math.min(o.batchSize, room)),
+        o.consumer,
+      ])
+    ) as [string, string, number, number][];
+    const ids = rows.map((r) => r[0]).filter((id) => !o.inFlight.has(stream, id));
+    if (ids.length === 0) return;
+    const claimed = await o.connection.exec((c) =>
+      CLAIM_OWN.run(c, [stream], [o.group, o.consumer, "claim", ...ids])
+    ) as [string, number, string[]][];
+    if (claimed.length > 0) {
+      o.logger.info("Took back {count} idle entries of {stream} left pending here", {
+        count: claimed.length,
+        stream,
+      });
+      o.reader.admitClaimed(stream, claimed);
     }
   }
 
@@ -180,8 +218,13 @@ export class Housekeeping {
     }
   }
 
-  /** Runs `fn` every `ms` until stopping, logging failures, never throwing. */
-  async #every(ms: number, fn: () => Promise<void>): Promise<void> {
+  /**
+   * Runs `fn` every `ms` until stopping, never throwing. A failure counts in
+   * `stream_loop_errors_total{loop}` and logs at WARN, at most once a minute
+   * per loop and reason. Turns while Redis is away are skipped, not counted:
+   * the connection state says that already.
+   */
+  async #every(loop: LoopName, ms: number, fn: () => Promise<void>): Promise<void> {
     const o = this.#o;
     while (!o.stopping.aborted) {
       await delay(ms, o.stopping);
@@ -191,9 +234,25 @@ export class Housekeeping {
         await fn();
       } catch (err) {
         if (err instanceof NotConnectedError || err instanceof CircuitOpenError) continue;
-        if (isNoGroup(err)) await o.groups.recreate(err);
-        else o.logger.debug("Background task failed: {error}", { error: errorInfo(err).message });
+        if (isNoGroup(err)) {
+          await o.groups.recreate(err);
+          continue;
+        }
+        o.metrics?.loopErrors.inc({ loop });
+        const reason = errorReason(err);
+        const suppressed = this.#throttle.take(`${loop}\u0000${reason}`);
+        if (suppressed !== undefined) {
+          o.logger.warn("Background loop {loop} failed: {error} ({suppressed} more since)", {
+            loop,
+            error: errorInfo(err).message,
+            reason,
+            suppressed,
+          });
+        }
       }
     }
   }
 }
+
+/** The background loops, as named in `stream_loop_errors_total{loop}`. */
+export type LoopName = "keepalive" | "claim" | "reaper" | "stats" | "trim";

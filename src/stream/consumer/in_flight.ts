@@ -23,6 +23,8 @@ export interface Held {
   event?: StreamEvent;
   /** The entry's fields; null when Redis no longer has the entry (deleted or trimmed). */
   fields: EntryFields | null;
+  /** How many fields the entry has, repeated names included. */
+  fieldCount: number;
   /** Retry timer while in `retry_wait`. */
   timer?: ReturnType<typeof setTimeout>;
   /** When the entry was last refreshed (read, claimed or kept alive), epoch ms. */
@@ -126,6 +128,7 @@ export class InFlight {
       phase: "queued",
       event: undefined,
       fields: flat ? pairsToFields(flat) : null,
+      fieldCount: flat ? flat.length >> 1 : 0,
       timer: undefined,
       refreshedAt: now,
       keyLock: undefined,

@@ -10,6 +10,9 @@ export type RawEntry = [string, string[] | null];
 /** Raw XREADGROUP reply: per stream its entries, or null on timeout. */
 export type ReadReply = [string, RawEntry[]][] | null;
 
+/** An entry claimed by a script: [id, delivery counter, fields (empty when gone)]. */
+export type ClaimedEntry = [string, number, string[]];
+
 /** A flat `[field, value, …]` list as an entry's fields (a repeated name keeps its last value). */
 export function pairsToFields(flat: readonly string[]): EntryFields {
   const out: EntryFields = {};

@@ -19,7 +19,7 @@ import { CLAIM_OWN, DELIVERY_COUNTS } from "../scripts.ts";
 import type { Dispatcher } from "./dispatcher.ts";
 import { type Groups, isNoGroup } from "./groups.ts";
 import type { Held, InFlight } from "./in_flight.ts";
-import type { RawEntry, ReadReply } from "./raw.ts";
+import type { ClaimedEntry, RawEntry, ReadReply } from "./raw.ts";
 
 /** Options of `Reader`. */
 export interface ReaderOptions {
@@ -145,6 +145,20 @@ export class Reader {
     o.dispatcher.admit(fresh);
   }
 
+  /**
+   * Holds and admits entries claimed by a script, each with its delivery
+   * counter and its fields (empty when the entry is gone from the stream).
+   */
+  admitClaimed(stream: string, claimed: readonly ClaimedEntry[]): void {
+    const fresh: Held[] = [];
+    for (const [id, deliveries, flat] of claimed) {
+      const held = this.#o.inFlight.hold(stream, id, Number(deliveries), flat.length ? flat : null);
+      if (held) fresh.push(held);
+    }
+    if (fresh.length > 0) this.#lastMessage = new Date();
+    this.#o.dispatcher.admit(fresh);
+  }
+
   async #readNew(count: number): Promise<ReadReply> {
     const o = this.#o;
     const args = [
@@ -222,14 +236,8 @@ export class Reader {
     if (ids.length > 0) {
       const claimed = await o.connection.exec((c) =>
         CLAIM_OWN.run(c, [stream], [o.group, o.consumer, "claim", ...ids])
-      ) as [string, number, string[]][];
-      const fresh: Held[] = [];
-      for (const [id, deliveries, flat] of claimed) {
-        const held = o.inFlight.hold(stream, id, Number(deliveries), flat.length ? flat : null);
-        if (held) fresh.push(held);
-      }
-      if (fresh.length > 0) this.#lastMessage = new Date();
-      o.dispatcher.admit(fresh);
+      ) as ClaimedEntry[];
+      this.admitClaimed(stream, claimed);
     }
     return rows[rows.length - 1][0];
   }

@@ -152,31 +152,77 @@ export class Settler {
       now: isoInZone(new Date(), o.timezone),
       dedupTtlS: o.dedupTtlS,
     }, ops);
-    const reply = await o.connection.exec((c) => SETTLE.run(c, keys, args));
-    const acked = decodeSettle(reply, order.length);
+    const reply = decodeSettle(
+      await o.connection.exec((c) => SETTLE.run(c, keys, args)),
+      order.length,
+    );
     // Counted per batch: one increment per (event, outcome), not per entry.
     const counts = new Map<string, { event: string; outcome: Outcome; n: number }>();
     let deleted = 0;
+    let deadLettered = 0;
     order.forEach((op, i) => {
-      if (acked[i]) {
+      const result = reply.results[i];
+      if (result === "settled" || result === "gone") {
         if (op.outcome === "deleted") deleted++;
         else {
           const k = `${op.eventType}\u0000${op.outcome}`;
           const c = counts.get(k);
           if (c) c.n++;
           else counts.set(k, { event: op.eventType, outcome: op.outcome, n: 1 });
-          if (op.outcome === "dead_lettered") o.stats.deadLettered(stream);
+          if (op.outcome === "dead_lettered") deadLettered++;
         }
-      } else {
-        o.logger.debug("Entry {id} of {stream} was already acknowledged elsewhere", {
+        if (result === "gone") {
+          deleted++;
+          o.logger.warn(
+            "Entry {id} of {stream} was trimmed before its copy could be written; acknowledged",
+            { id: op.id, stream },
+          );
+        }
+      } else if (result === "not_ours") {
+        o.logger.debug("Entry {id} of {stream} is no longer pending for this consumer", {
           id: op.id,
           stream,
         });
-      }
+      } else this.#failed(stream, op, result.failed);
       o.release(op.held);
     });
     for (const c of counts.values()) o.outcomes.count(stream, c.event, c.outcome, c.n);
+    if (deadLettered > 0) {
+      o.stats.deadLettered(stream);
+      o.metrics?.deadLetters.inc({ stream }, deadLettered);
+    }
     if (deleted > 0) o.metrics?.deletedPending.inc({ stream }, deleted);
+    if (!reply.checkpointWritten) this.#failed(stream, undefined, "checkpoint_type");
     o.reportInFlight();
   }
+
+  /**
+   * An op whose settle would have failed (it stays pending: claimed again
+   * later), or a checkpoint of the wrong type: logged at ERROR, counted, and
+   * `/health` degraded.
+   */
+  #failed(stream: string, op: SettleOp | undefined, reason: string): void {
+    const o = this.#o;
+    o.metrics?.settleFailures.inc({ stream, reason });
+    o.stats.settleFailed(stream);
+    if (!op) {
+      o.logger.error(
+        "Checkpoint {key} is not a hash; acknowledged entries were not checkpointed",
+        { key: o.keys.checkpoint(stream) },
+      );
+      return;
+    }
+    o.logger.error(
+      "Entry {id} of {stream} stays pending: its settle would fail ({reason}: {detail})",
+      { id: op.id, stream, reason, detail: FAILURE_DETAIL[reason] ?? reason },
+    );
+  }
 }
+
+/** What each settle failure means, for the log. */
+const FAILURE_DETAIL: Record<string, string> = {
+  target_type: "a ROUTES target exists and is not a stream",
+  dead_letter_type: "the dead-letter stream exists and is not a stream",
+  dedup_key_type: "the idempotency mark key exists and is not a string",
+  too_many_fields: "the entry has too many fields to copy",
+};

@@ -61,6 +61,12 @@ export class StatsBoard {
     if (s) s.dlqGrewAt = this.#clock();
   }
 
+  /** Notes that a settle of `stream` would have failed (an entry stays pending). */
+  settleFailed(stream: string): void {
+    const s = this.#stats.get(stream);
+    if (s) s.settleFailedAt = this.#clock();
+  }
+
   /** Copies of every stream's figures. */
   snapshot(): StreamStats[] {
     return [...this.#stats.values()].map((s) => ({ ...s }));
