@@ -4,13 +4,14 @@
  * in reverse. Exit codes: 78 bad configuration, 1 Redis never answered or the
  * shutdown budget ran out, 0 clean shutdown.
  */
-import { ConfigError, dlqStreamFor, loadConfig } from "./src/config.ts";
+import { ConfigError, loadConfig } from "./src/config.ts";
 import { delay } from "./src/clock.ts";
 import { errorInfo, getLogger, setupLogging } from "./src/log.ts";
 import { Metrics } from "./src/metrics.ts";
 import { ConnectionManager, RedisUnavailableError } from "./src/redis/connection.ts";
 import { StreamAdmin } from "./src/stream/admin.ts";
-import { StreamConsumer } from "./src/stream/consumer.ts";
+import { StreamConsumer } from "./src/stream/consumer/consumer.ts";
+import { consumerSettings, keySchema } from "./src/stream/consumer/settings.ts";
 import { HandlerRegistry, registerDiagnosticHandlers } from "./src/stream/handlers.ts";
 import { Publisher } from "./src/stream/publisher.ts";
 import { Router } from "./src/stream/router.ts";
@@ -86,8 +87,9 @@ async function main(): Promise<number> {
       "Diagnostic handlers are on (DIAGNOSTIC_EVENTS=true): diagnostic.fail, diagnostic.sleep",
     );
   }
+  const keys = keySchema(config);
   const consumer = new StreamConsumer({
-    config,
+    settings: consumerSettings(config),
     connection,
     registry,
     router: new Router(config.stream.routes),
@@ -99,10 +101,11 @@ async function main(): Promise<number> {
     serviceName: config.service.name,
     timezone: config.service.timezone,
     dedupTtlS: config.stream.dedupTtlS,
+    keys,
     metrics,
     tracing,
   });
-  const admin = new StreamAdmin({ connection, dlqFor: (s) => dlqStreamFor(config, s) });
+  const admin = new StreamAdmin({ connection, dlqFor: (s) => keys.dlq(s) });
 
   let shuttingDown = false;
   const health = (): HealthSnapshot => ({

@@ -52,6 +52,15 @@ export interface MetricsOptions {
   defaultLabels?: Record<string, string>;
 }
 
+/** One rendering of the exposition text. */
+export interface Rendered {
+  body: string;
+  contentType: string;
+}
+
+/** How long a rendering of /metrics is served again (ms). */
+export const RENDER_REUSE_MS = 1000;
+
 /** Every instrument of the service. */
 export class Metrics implements CommandObserver {
   readonly registry = new Registry();
@@ -68,6 +77,9 @@ export class Metrics implements CommandObserver {
   readonly inFlight: Gauge;
   readonly deletedPending: Counter<"stream">;
   readonly dlqLength: Gauge<"stream">;
+  readonly deadLetters: Counter<"stream">;
+  readonly settleFailures: Counter<"stream" | "reason">;
+  readonly loopErrors: Counter<"loop">;
 
   constructor(options: MetricsOptions = {}) {
     const registers = [this.registry];
@@ -148,6 +160,25 @@ export class Metrics implements CommandObserver {
       labelNames: ["stream"],
       registers,
     });
+    this.deadLetters = new Counter({
+      name: "stream_dead_letters_total",
+      help:
+        "Entries this instance wrote to the dead-letter stream, by source stream (0 from start)",
+      labelNames: ["stream"],
+      registers,
+    });
+    this.settleFailures = new Counter({
+      name: "stream_settle_failures_total",
+      help: "Entries left pending because a write of their settle would fail, by stream and reason",
+      labelNames: ["stream", "reason"],
+      registers,
+    });
+    this.loopErrors = new Counter({
+      name: "stream_loop_errors_total",
+      help: "Failed turns of the consumer's background loops, by loop",
+      labelNames: ["loop"],
+      registers,
+    });
     if (options.processMetrics !== false) {
       collectDefaultMetrics({ register: this.registry, eventLoopMonitoringPrecision: 20 });
       replaceProcReaders(this.registry);
@@ -165,8 +196,32 @@ export class Metrics implements CommandObserver {
     this.redisCircuitState.set(CIRCUIT_VALUE[circuit]);
   }
 
-  /** The exposition text and its content type. */
-  async render(): Promise<{ body: string; contentType: string }> {
-    return { body: await this.registry.metrics(), contentType: this.registry.contentType };
+  /**
+   * The exposition text and its content type. Concurrent scrapes share one
+   * rendering, and a rendering is reused for `RENDER_REUSE_MS` (one second):
+   * a flood of scrapers costs at most one rendering a second, so it cannot
+   * starve the probes of CPU.
+   */
+  render(now: number = Date.now()): Promise<Rendered> {
+    const last = this.#rendering;
+    if (last && (last.pending || now - last.at < RENDER_REUSE_MS)) return last.promise;
+    const rendering: { at: number; pending: boolean; promise: Promise<Rendered> } = {
+      at: now,
+      pending: true,
+      promise: this.registry.metrics().then(
+        (body) => ({ body, contentType: this.registry.contentType }),
+      ),
+    };
+    rendering.promise.then(
+      () => (rendering.pending = false),
+      () => {
+        // A failed rendering is not reused.
+        if (this.#rendering === rendering) this.#rendering = undefined;
+      },
+    );
+    this.#rendering = rendering;
+    return rendering.promise;
   }
+
+  #rendering?: { at: number; pending: boolean; promise: Promise<Rendered> };
 }

@@ -5,7 +5,7 @@
  */
 import { Hono } from "hono";
 import type { CircuitState } from "../redis/breaker.ts";
-import type { ConsumerStatus } from "../stream/consumer.ts";
+import type { ConsumerStatus } from "../stream/status.ts";
 import type { AppEnv } from "./types.ts";
 
 /** Everything the health rules look at. */

@@ -6,17 +6,8 @@
  */
 import type { ConnectionManager } from "../redis/connection.ts";
 import { pairs } from "./group_ops.ts";
+import { DEAD_LETTER_FIELDS } from "./keys.ts";
 import { LuaScript } from "./scripts.ts";
-
-/** Fields the dead-letter copy adds; removed on replay. */
-export const DEAD_LETTER_FIELDS = [
-  "error",
-  "sourceStream",
-  "sourceId",
-  "deliveries",
-  "consumer",
-  "failedAt",
-] as const;
 
 /**
  * KEYS: dlq, stream. ARGV: count, source stream name, dead-letter field names…

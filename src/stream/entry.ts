@@ -8,6 +8,9 @@ import { z } from "zod";
 /** Largest entry accepted, summed over field names and values (bytes). */
 export const MAX_ENTRY_BYTES = 1024 * 1024;
 
+/** Most fields an entry may have; one with more goes to the dead-letter stream at once. */
+export const MAX_ENTRY_FIELDS = 1000;
+
 /** Raw fields as Redis returns them. */
 export type EntryFields = Record<string, string>;
 

@@ -9,6 +9,7 @@ import type { Span } from "@opentelemetry/api";
 import type { Tracing } from "../tracing.ts";
 import { isoInZone, toFields } from "./entry.ts";
 import { PUBLISH_ONCE } from "./scripts.ts";
+import { KeySchema } from "./keys.ts";
 
 /** What to publish. */
 export interface PublishRequest {
@@ -42,6 +43,8 @@ export interface PublisherOptions {
   timezone?: string;
   /** Seconds an idempotency key is remembered. Default 86400. */
   dedupTtlS?: number;
+  /** Where idempotency records live. Default: the schema of `serviceName`. */
+  keys?: KeySchema;
   metrics?: Metrics;
   /** Tracing: a PRODUCER span per publish, its `traceparent` in the entry's headers. */
   tracing?: Tracing;
@@ -50,9 +53,12 @@ export interface PublisherOptions {
 /** Publishes events to streams. */
 export class Publisher {
   readonly #opts: PublisherOptions;
+  readonly #keys: KeySchema;
 
   constructor(options: PublisherOptions) {
     this.#opts = options;
+    this.#keys = options.keys ??
+      new KeySchema({ group: options.serviceName, serviceName: options.serviceName });
   }
 
   /** Publishes one event. Throws `CircuitOpenError` / `NotConnectedError` when Redis is away. */
@@ -99,7 +105,7 @@ export class Publisher {
       span?.setAttribute("messaging.message.id", id);
       return { id, ...base, published: true };
     }
-    const key = `${this.#opts.serviceName}:idempotency:${req.idempotencyKey}`;
+    const key = this.#keys.publishIdempotency(req.idempotencyKey);
     const [fresh, record] = await this.#opts.connection.exec((c) =>
       PUBLISH_ONCE.run(c, [key, req.stream], [
         String(this.#opts.dedupTtlS ?? 86_400),

@@ -1,10 +1,8 @@
 /**
- * Lua scripts that make the delivery guarantees atomic (spec section 5):
- * settling a batch (XACK, and only where XACK returned 1: forward to ROUTES
- * targets or copy to the dead-letter stream, write the idempotency mark, move
- * the checkpoint), refreshing or re-claiming entries only while this consumer
- * still owns them, removing idle consumers only without pending entries, and
- * publishing once per idempotency key.
+ * Lua scripts that make the delivery guarantees atomic: refreshing or
+ * re-claiming entries only while this consumer still owns them, removing idle consumers only without pending entries, and
+ * publishing once per idempotency key. (The settle script lives beside its
+ * argument encoding in `consumer/settle_codec.ts`.)
  *
  * Every key a script touches is passed in KEYS, so on Redis Cluster they must
  * share a hash slot: name streams with a common hash tag, e.g. `{orders}.in`
@@ -42,7 +40,8 @@ export class LuaScript {
   }
 }
 
-const ID_COMPARE = `
+/** Lua `newer(a, b)`: true when entry id `a` is greater than `b` (or `b` is not an id). */
+export const ID_COMPARE = `
 local function newer(a, b)
   local ams, aseq = string.match(a, "^(%d+)-(%d+)$")
   local bms, bseq = string.match(b, "^(%d+)-(%d+)$")
@@ -53,58 +52,6 @@ local function newer(a, b)
   return aseq > bseq
 end
 `;
-
-/**
- * Settles a batch of entries of one stream.
- * KEYS: stream, checkpoint hash, then every other key ops refer to (by index).
- * ARGV: group, consumer, now (ISO), dedup TTL s, plain ids joined by commas (bare
- *   acknowledgements, the common case; may be empty), then per other op:
- *   id, dedupKeyIndex (0 for none), targetCount, targetKeyIndex…, fieldCount, field…
- * Returns the XACK reply per plain id, then per op (1 when this call acknowledged it).
- */
-export const SETTLE = new LuaScript(`${ID_COMPARE}
-local stream, ckey = KEYS[1], KEYS[2]
-local group, consumer, now, ttl = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
-local results = {}
-local best = nil
-for id in string.gmatch(ARGV[5], '[^,]+') do
-  local acked = redis.call('XACK', stream, group, id)
-  if acked == 1 and (best == nil or newer(id, best)) then best = id end
-  results[#results + 1] = acked
-end
-local i = 6
-while i <= #ARGV do
-  local id = ARGV[i]
-  local dedup = tonumber(ARGV[i + 1])
-  local nt = tonumber(ARGV[i + 2])
-  local tstart = i + 3
-  local nf = tonumber(ARGV[tstart + nt])
-  local fstart = tstart + nt + 1
-  local acked = redis.call('XACK', stream, group, id)
-  if acked == 1 then
-    if nt > 0 and nf > 0 then
-      local fields = {}
-      for j = 0, nf - 1 do fields[j + 1] = ARGV[fstart + j] end
-      for t = 0, nt - 1 do
-        redis.call('XADD', KEYS[tonumber(ARGV[tstart + t])], '*', unpack(fields))
-      end
-    end
-    if dedup > 0 then redis.call('SET', KEYS[dedup], id, 'EX', ttl) end
-    if best == nil or newer(id, best) then best = id end
-  end
-  results[#results + 1] = acked
-  i = fstart + nf
-end
-if best then
-  local cur = redis.call('HGET', ckey, consumer)
-  if (not cur) or newer(best, cur) then
-    redis.call('HSET', ckey, consumer, best, consumer .. ':at', now)
-  else
-    redis.call('HSET', ckey, consumer .. ':at', now)
-  end
-end
-return results
-`);
 
 /**
  * Claims entries only where this consumer still owns them.
@@ -174,4 +121,35 @@ rec['id'] = id
 local text = cjson.encode(rec)
 redis.call('SET', KEYS[1], text, 'EX', ARGV[1])
 return {1, text}
+`);
+
+/**
+ * Claims entries of OTHER consumers idle at least `minIdle` ms (XAUTOCLAIM
+ * would also claim this consumer's own entries, raising the delivery counters
+ * of entries whose handlers still run here after a long pause).
+ * KEYS: stream. ARGV: group, consumer, minIdle, count, start (XPENDING range start).
+ * Returns {next start or "" when done, {{id, deliveries, fields}…}, {deleted id…}}:
+ * entries gone from the stream are dropped from the pending list (XCLAIM does
+ * that) and reported as deleted.
+ */
+export const CLAIM_IDLE = new LuaScript(`
+local key, group, consumer = KEYS[1], ARGV[1], ARGV[2]
+local minIdle, count, start = ARGV[3], tonumber(ARGV[4]), ARGV[5]
+local rows = redis.call('XPENDING', key, group, 'IDLE', minIdle, start, '+', count)
+local claimed, deleted = {}, {}
+for _, r in ipairs(rows) do
+  local id = r[1]
+  if r[2] ~= consumer then
+    local exists = #redis.call('XRANGE', key, id, id) == 1
+    local c = redis.call('XCLAIM', key, group, consumer, minIdle, id)
+    if not exists then
+      deleted[#deleted + 1] = id
+    elseif #c == 1 and c[1] and c[1][2] then
+      claimed[#claimed + 1] = {id, r[4] + 1, c[1][2]}
+    end
+  end
+end
+local nextStart = ''
+if #rows == count then nextStart = '(' .. rows[#rows][1] end
+return {nextStart, claimed, deleted}
 `);

@@ -26,7 +26,8 @@ import {
 } from "../support/streams.ts";
 import { GROUP, startConsumer } from "../support/in_process_consumer.ts";
 import { HandlerRegistry, registerDiagnosticHandlers } from "../../src/stream/handlers.ts";
-import { DELETE_IDLE_CONSUMER, SETTLE } from "../../src/stream/scripts.ts";
+import { DELETE_IDLE_CONSUMER } from "../../src/stream/scripts.ts";
+import { encodeSettle, SETTLE } from "../../src/stream/consumer/settle_codec.ts";
 
 Deno.test("StreamConsumer dead-letters malformed entries at once and keeps consuming", async () => {
   await using cleanup = new Cleanup();
@@ -168,26 +169,25 @@ Deno.test("StreamConsumer forwards entries to every ROUTES target once", async (
   const id = await xadd(client, "t", wireEntry("order.created", "z"));
   await createGroup(client, "t", "g2");
   await readAsGhost(client, "t", "g2", "manual", 1);
-  const keys = ["t", "t:checkpoint:g2", "routed", "t:dedup:g2:k"];
-  const args = [
-    "g2",
-    "manual",
-    new Date().toISOString(),
-    "60",
-    "", // no plain acknowledgements
+  const { keys, args } = encodeSettle({
+    stream: "t",
+    checkpointKey: "t:checkpoint:g2",
+    group: "g2",
+    consumer: "manual",
+    now: new Date().toISOString(),
+    dedupTtlS: 60,
+  }, [{
     id,
-    "4",
-    "1",
-    "3",
-    "2",
-    "f",
-    "v",
-  ];
+    dedupKey: "t:dedup:g2:k",
+    copy: { kind: "forward", targets: ["routed"], headers: "{}" },
+  }]);
   const first = await connection.exec((c) => SETTLE.run(c, keys, args));
   const second = await connection.exec((c) => SETTLE.run(c, keys, args));
-  assertEquals(first, [1]);
-  assertEquals(second, [0]);
-  assertEquals((await readStream(client, "routed")).map((e) => e.fields), [{ f: "v" }]);
+  assertEquals(first, [1, 1], "settled, checkpoint written");
+  assertEquals(second, [0, 1], "not pending any more: nothing written");
+  const routed = await readStream(client, "routed");
+  assertEquals(routed.length, 1);
+  assertEquals(routed[0].fields.headers, "{}");
   assertEquals(await client.get("t:dedup:g2:k"), id);
   assertEquals(await client.hGet("t:checkpoint:g2", "manual"), id);
   assertEquals(await pendingCount(client, "t", "g2"), 0);
@@ -279,12 +279,13 @@ Deno.test("StreamConsumer does not claim an entry whose handler still runs elsew
   // Both consumers run their claim loop every 150 ms; let many rounds pass, well beyond
   // CLAIM_IDLE_MS, while the handler is blocked.
   const stats = await redis.client();
-  const xautoclaimCalls = async () => {
+  // Every claim round runs XPENDING twice (others' idle entries, own ones not held).
+  const xpendingCalls = async () => {
     const info = String(await stats.sendCommand(["INFO", "commandstats"]));
-    return Number(/cmdstat_xautoclaim:calls=(\d+)/.exec(info)?.[1] ?? 0);
+    return Number(/cmdstat_xpending:calls=(\d+)/.exec(info)?.[1] ?? 0);
   };
-  const before = await xautoclaimCalls();
-  await waitFor(async () => await xautoclaimCalls() >= before + 16, {
+  const before = await xpendingCalls();
+  await waitFor(async () => await xpendingCalls() >= before + 32, {
     message: "16 claim rounds",
   });
   const [pending] = await pendingEntries(client, "s", GROUP);

@@ -15,7 +15,8 @@ import { testConfig } from "../support/in_process_consumer.ts";
 import { ConnectionManager } from "../../src/redis/connection.ts";
 import { parseEntry } from "../../src/stream/entry.ts";
 import { Publisher } from "../../src/stream/publisher.ts";
-import { DEAD_LETTER_FIELDS, StreamAdmin } from "../../src/stream/admin.ts";
+import { StreamAdmin } from "../../src/stream/admin.ts";
+import { DEAD_LETTER_FIELDS } from "../../src/stream/keys.ts";
 
 async function connect(cleanup: Cleanup, redis: RedisServer): Promise<ConnectionManager> {
   const connection = new ConnectionManager({ redis: testConfig(redis).redis, clientName: "t" });

@@ -10,7 +10,8 @@
 
 import { type Config, loadConfig } from "../../src/config.ts";
 import { ConnectionManager } from "../../src/redis/connection.ts";
-import { StreamConsumer } from "../../src/stream/consumer.ts";
+import { StreamConsumer } from "../../src/stream/consumer/consumer.ts";
+import { consumerSettings } from "../../src/stream/consumer/settings.ts";
 import { HandlerRegistry } from "../../src/stream/handlers.ts";
 import { Router } from "../../src/stream/router.ts";
 import { setupLogging } from "../../src/log.ts";
@@ -69,11 +70,10 @@ export async function startConsumer(
   cleanup.add(() => connection.close());
   await connection.connect();
   const consumer = new StreamConsumer({
-    config,
+    settings: { ...consumerSettings(config), statsIntervalMs: 100 },
     connection,
     registry,
     router: new Router(config.stream.routes),
-    statsIntervalMs: 100,
   });
   const stop = () => consumer.stop(Date.now() + 10_000);
   cleanup.add(stop);

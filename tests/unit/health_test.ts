@@ -4,7 +4,7 @@
  * 200/503 mapping, the DLQ 5-minute window and the documented body shape).
  */
 import { evaluateHealth, type HealthSnapshot, readiness } from "../../src/http/health.ts";
-import type { StreamStats } from "../../src/stream/consumer.ts";
+import type { StreamStats } from "../../src/stream/status.ts";
 import { assertEquals } from "../support/assert.ts";
 
 const NOW = new Date("2025-01-28T10:00:00.000Z");

@@ -1,0 +1,317 @@
+/**
+ * The dispatcher: admits held entries (parses them; the malformed and those
+ * past their delivery limit go to the dead-letter stream at once), runs their
+ * handlers in per-aggregate lanes (stream order within an aggregate, at most
+ * HANDLER_CONCURRENCY at once), with a synchronous fast path for handlers that
+ * return no promise and a span per run when tracing is on, and hands each
+ * outcome on: a success or duplicate to the settler, a failure to the failure
+ * policy (retry after a delay by re-claiming, dead-letter, or leave pending).
+ */
+import { errorInfo, type Logger } from "../../log.ts";
+import type { Metrics } from "../../metrics.ts";
+import type { ConnectionManager } from "../../redis/connection.ts";
+import type { Tracing } from "../../tracing.ts";
+import {
+  isoInZone,
+  MalformedEntryError,
+  MAX_ENTRY_FIELDS,
+  parseEntry,
+  type StreamEvent,
+} from "../entry.ts";
+import type { Handler, HandlerContext, HandlerRegistry } from "../handlers.ts";
+import type { KeySchema } from "../keys.ts";
+import { LaneScheduler } from "../lanes.ts";
+import type { Router } from "../router.ts";
+import { CLAIM_OWN } from "../scripts.ts";
+import { EntryContext } from "./entry_context.ts";
+import { deadLetterFields, onFailure, overDeliveryLimit } from "./failure_policy.ts";
+import type { IdempotencyGate } from "./idempotency.ts";
+import type { Held, InFlight } from "./in_flight.ts";
+import type { OutcomeCounter } from "./outcomes.ts";
+import type { Settler } from "./settler.ts";
+
+/** Options of `Dispatcher`. */
+export interface DispatcherOptions {
+  connection: ConnectionManager;
+  registry: HandlerRegistry;
+  router: Router;
+  keys: KeySchema;
+  group: string;
+  consumer: string;
+  handlerConcurrency: number;
+  maxDeliveries: number;
+  /** Longest delay before a failed entry is retried (ms). */
+  retryMaxDelayMs: number;
+  inFlight: InFlight;
+  gate: IdempotencyGate;
+  settler: Settler;
+  outcomes: OutcomeCounter;
+  /** Lets go of a held entry (its idempotency lock included). */
+  release: (h: Held) => void;
+  /** Aborted when the consumer stops: no retry is started then. */
+  stopping: AbortSignal;
+  metrics?: Metrics;
+  /** Set only when tracing is enabled: disabled, the hot path makes no span. */
+  tracing?: Tracing;
+  logger: Logger;
+}
+
+/** Runs handlers for held entries. */
+export class Dispatcher {
+  readonly #o: DispatcherOptions;
+  readonly #lanes: LaneScheduler<Held>;
+  readonly #handlerAbort = new AbortController();
+
+  constructor(options: DispatcherOptions) {
+    this.#o = options;
+    this.#lanes = new LaneScheduler({
+      concurrency: options.handlerConcurrency,
+      start: (h) => this.#start(h),
+    });
+  }
+
+  /** Aborts the signal handlers see (the shutdown budget ran out). */
+  abortHandlers(): void {
+    this.#handlerAbort.abort();
+  }
+
+  /** Parses newly held entries, settles the hopeless at once, queues the rest. */
+  admit(batch: readonly Held[]): void {
+    const o = this.#o;
+    o.inFlight.admitted();
+    for (const h of batch) {
+      if (h.fields === null) {
+        o.logger.warn("Pending entry {id} of {stream} was deleted or trimmed; acknowledging", {
+          id: h.id,
+          stream: h.stream,
+        });
+        o.settler.enqueue({ held: h, id: h.id, outcome: "deleted", eventType: "unknown" });
+        continue;
+      }
+      if (h.fieldCount > MAX_ENTRY_FIELDS) {
+        this.#deadLetter(
+          h,
+          `malformed entry: ${h.fieldCount} fields, over the ${MAX_ENTRY_FIELDS} field limit`,
+          h.fields.event ?? "unknown",
+        );
+        continue;
+      }
+      try {
+        h.event = parseEntry(h.stream, h.id, h.fields);
+      } catch (err) {
+        if (!(err instanceof MalformedEntryError)) throw err;
+        this.#deadLetter(h, `malformed entry: ${err.message}`, h.fields.event ?? "unknown");
+        continue;
+      }
+      const over = overDeliveryLimit(h.deliveries, o.maxDeliveries);
+      if (over) {
+        this.#deadLetter(h, over, h.event.event);
+        continue;
+      }
+      h.phase = "queued";
+      this.#lanes.push(o.inFlight.keyOf(h.stream, h.event.aggregateId), h);
+    }
+  }
+
+  /**
+   * Starts one entry. Returns undefined when it finished at once (a handler
+   * that returns no promise: no promise is made per entry), else a promise
+   * that resolves when it finished; it never rejects.
+   */
+  #start(h: Held): Promise<unknown> | undefined {
+    if (h.event!.headers.idempotencyKey) return this.#runKeyed(h);
+    const r = this.#invoke(h);
+    return typeof r === "boolean" ? undefined : r;
+  }
+
+  async #runKeyed(h: Held): Promise<void> {
+    if (await this.#o.gate.run(h, () => this.#invoke(h)) === "duplicate") {
+      this.#o.settler.enqueue({
+        held: h,
+        id: h.id,
+        outcome: "duplicate",
+        eventType: h.event!.event,
+      });
+    }
+  }
+
+  /** Runs the handler (in a span when tracing); true when it succeeded. */
+  #invoke(h: Held): boolean | Promise<boolean> {
+    const o = this.#o;
+    const event = h.event!;
+    h.phase = "running";
+    const handler = o.registry.resolve(event.event);
+    const ctx = new EntryContext(
+      h.deliveries,
+      o.logger,
+      event.headers.correlationId,
+      this.#handlerAbort.signal,
+    );
+    const started = o.metrics ? performance.now() : 0;
+    let result: void | Promise<void>;
+    try {
+      result = o.tracing ? this.#traced(o.tracing, h, handler, ctx) : handler(event, ctx);
+    } catch (err) {
+      return this.#finish(h, started, false, err);
+    }
+    if (result instanceof Promise) {
+      return result.then(
+        () => this.#finish(h, started, true),
+        (err: unknown) => this.#finish(h, started, false, err),
+      );
+    }
+    return this.#finish(h, started, true);
+  }
+
+  /** Records a handler's outcome: settle the success, or apply the failure policy. */
+  #finish(h: Held, started: number, ok: boolean, err?: unknown): boolean {
+    const o = this.#o;
+    o.metrics?.processingDuration.observe((performance.now() - started) / 1000);
+    if (!ok) {
+      this.#onHandlerError(h, err);
+      return false;
+    }
+    const event = h.event!;
+    const targets = o.router.targets(event.event);
+    o.settler.enqueue({
+      held: h,
+      id: h.id,
+      outcome: "acked",
+      eventType: event.event,
+      dedupKey: event.headers.idempotencyKey ? o.gate.markKey(h) : undefined,
+      copy: targets.length > 0
+        ? { kind: "forward", targets, headers: forwardHeaders(event) }
+        : undefined,
+    });
+    return true;
+  }
+
+  /** Runs the handler in a CONSUMER span whose parent is the entry's `traceparent`. */
+  #traced(tracing: Tracing, h: Held, handler: Handler, ctx: HandlerContext): Promise<void> {
+    const event = h.event!;
+    return tracing.withSpan(`process ${h.stream}`, {
+      kind: "consumer",
+      parentHeaders: event.headers,
+      attributes: {
+        "messaging.system": "redis",
+        "messaging.operation.type": "process",
+        "messaging.destination.name": h.stream,
+        "messaging.consumer.group.name": this.#o.group,
+        "messaging.message.id": h.id,
+        "messaging.message.deliveries": h.deliveries,
+        "event.type": event.event,
+        "event.aggregate_id": event.aggregateId,
+      },
+    }, () => handler(event, ctx));
+  }
+
+  #onHandlerError(h: Held, err: unknown): void {
+    const o = this.#o;
+    const event = h.event!;
+    const message = errorInfo(err).message;
+    const log = logFor(o.logger, h);
+    const props = {
+      event: event.event,
+      id: h.id,
+      deliveries: h.deliveries,
+      maxDeliveries: o.maxDeliveries,
+      error: message,
+    };
+    const decision = onFailure({
+      deliveries: h.deliveries,
+      maxDeliveries: o.maxDeliveries,
+      error: message,
+      stopping: o.stopping.aborted,
+      retryMaxDelayMs: o.retryMaxDelayMs,
+    });
+    if (decision.action === "dead_letter") {
+      log.error(
+        "Handler for {event} {id} failed on delivery {deliveries}/{maxDeliveries}; dead-lettering: {error}",
+        props,
+      );
+      this.#deadLetter(h, decision.reason, event.event);
+      return;
+    }
+    o.outcomes.count(h.stream, event.event, "retried");
+    if (decision.action === "leave") {
+      log.warn("Handler for {event} {id} failed while stopping; left pending: {error}", props);
+      o.release(h);
+      return;
+    }
+    log.warn(
+      "Handler for {event} {id} failed on delivery {deliveries}/{maxDeliveries}; retrying in {delayMs} ms: {error}",
+      { ...props, delayMs: decision.delayMs },
+    );
+    h.phase = "retry_wait";
+    h.timer = setTimeout(() => void this.#retry(h), decision.delayMs);
+  }
+
+  /** Re-claims a failed entry for ourselves (Redis counts the delivery) and runs it again. */
+  async #retry(h: Held): Promise<void> {
+    const o = this.#o;
+    if (!o.inFlight.holds(h)) return;
+    if (o.stopping.aborted) {
+      o.release(h); // left pending: redelivered later
+      return;
+    }
+    try {
+      const reply = await o.connection.exec((c) =>
+        CLAIM_OWN.run(c, [h.stream], [o.group, o.consumer, "claim", h.id])
+      ) as [string, number, string[]][];
+      o.release(h);
+      // Empty: another consumer claimed it meanwhile; it is theirs now.
+      if (reply.length === 0) return;
+      const [id, deliveries, flat] = reply[0];
+      const again = o.inFlight.hold(h.stream, id, Number(deliveries), flat.length ? flat : null);
+      if (again) this.admit([again]);
+    } catch (err) {
+      if (o.stopping.aborted) {
+        o.release(h);
+        return;
+      }
+      o.logger.debug("Retry of {id} postponed: {error}", {
+        id: h.id,
+        error: errorInfo(err).message,
+      });
+      h.timer = setTimeout(() => void this.#retry(h), 1000);
+    }
+  }
+
+  #deadLetter(h: Held, error: string, eventType: string): void {
+    const o = this.#o;
+    logFor(o.logger, h).warn("Dead-lettering {id} of {stream}: {error}", {
+      id: h.id,
+      stream: h.stream,
+      error,
+    });
+    o.settler.enqueue({
+      held: h,
+      id: h.id,
+      outcome: "dead_lettered",
+      eventType,
+      copy: {
+        kind: "dead_letter",
+        target: o.keys.dlq(h.stream),
+        fields: deadLetterFields({
+          error,
+          sourceStream: h.stream,
+          sourceId: h.id,
+          deliveries: h.deliveries,
+          consumer: o.consumer,
+          failedAt: isoInZone(new Date(), "UTC"),
+        }),
+      },
+    });
+  }
+}
+
+/** The `headers` of a forwarded copy: the entry's, with `sourceStream` and `sourceId` added. */
+function forwardHeaders(event: StreamEvent): string {
+  return JSON.stringify({ ...event.headers, sourceStream: event.stream, sourceId: event.id });
+}
+
+/** The consumer's logger, carrying the entry's correlation id when it has one. */
+function logFor(log: Logger, h: Held): Logger {
+  const correlationId = h.event?.headers.correlationId;
+  return correlationId ? log.with({ correlationId }) : log;
+}

@@ -1,0 +1,32 @@
+/**
+ * Counting consumption outcomes in `stream_messages_consumed_total`, with the
+ * `event` label bounded: producers choose event types, so past
+ * `MAX_EVENT_LABELS` distinct ones the rest count as `other`.
+ */
+import type { Metrics, Outcome } from "../../metrics.ts";
+
+/** Distinct `event` label values, at most. */
+export const MAX_EVENT_LABELS = 200;
+
+/** Counts outcomes per (stream, event, outcome); the owner of the label set. */
+export class OutcomeCounter {
+  readonly #metrics?: Metrics;
+  readonly #labels = new Set<string>();
+
+  constructor(metrics?: Metrics) {
+    this.#metrics = metrics;
+  }
+
+  /** The `event` label for `event`. */
+  label(event: string): string {
+    if (this.#labels.has(event)) return event;
+    if (this.#labels.size >= MAX_EVENT_LABELS || event.length > 100) return "other";
+    this.#labels.add(event);
+    return event;
+  }
+
+  /** Adds `n` to the count of (`stream`, `event`, `outcome`). */
+  count(stream: string, event: string, outcome: Outcome, n = 1): void {
+    this.#metrics?.consumed.inc({ stream, event: this.label(event), outcome }, n);
+  }
+}

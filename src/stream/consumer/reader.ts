@@ -1,0 +1,268 @@
+/**
+ * The reader: one read loop on the dedicated blocking connection. After each
+ * (re)connection it first takes back this consumer's own pending entries
+ * (re-read from id 0 when nothing is held; after a reconnect, claimed back
+ * only where not held, so running handlers are neither duplicated nor
+ * recounted), then reads new entries (`>`), prefetching the next read while
+ * the current batch is dispatched. Reading pauses while MAX_IN_FLIGHT entries
+ * are held. The reader owns `lastMessage` and whether it is active.
+ */
+import { CircuitOpenError } from "../../redis/breaker.ts";
+import { delay } from "../../clock.ts";
+import { errorInfo, type Logger } from "../../log.ts";
+import {
+  classifyError,
+  type ConnectionManager,
+  NotConnectedError,
+} from "../../redis/connection.ts";
+import { CLAIM_OWN, DELIVERY_COUNTS } from "../scripts.ts";
+import type { Dispatcher } from "./dispatcher.ts";
+import { type Groups, isNoGroup } from "./groups.ts";
+import type { Held, InFlight } from "./in_flight.ts";
+import type { ClaimedEntry, RawEntry, ReadReply } from "./raw.ts";
+
+/** Options of `Reader`. */
+export interface ReaderOptions {
+  connection: ConnectionManager;
+  streams: readonly string[];
+  group: string;
+  consumer: string;
+  batchSize: number;
+  blockMs: number;
+  /** Added to BLOCK_MS as the deadline of a blocking read. */
+  connectTimeoutMs: number;
+  inFlight: InFlight;
+  dispatcher: Dispatcher;
+  groups: Groups;
+  /** Aborted when the consumer stops. */
+  stopping: AbortSignal;
+  logger: Logger;
+}
+
+/** Reads entries and hands them to the dispatcher. */
+export class Reader {
+  readonly #o: ReaderOptions;
+  #active = false;
+  #lastMessage?: Date;
+
+  constructor(options: ReaderOptions) {
+    this.#o = options;
+  }
+
+  /** True while the loop runs on a live connection. */
+  get active(): boolean {
+    return this.#active;
+  }
+
+  /** When entries were last handed to this consumer. */
+  get lastMessage(): Date | undefined {
+    return this.#lastMessage;
+  }
+
+  /** The read loop; resolves once stopping and the last read's entries are dispatched. */
+  async run(): Promise<void> {
+    const o = this.#o;
+    let generation = -1;
+    const pendingCursor = new Map<string, string>();
+    // The next read of new entries, sent before the current batch is dispatched
+    // so that Redis works on it meanwhile (it is sent only when the batch it may
+    // return still fits under MAX_IN_FLIGHT).
+    let prefetch: Promise<ReadReply> | undefined;
+    while (!o.stopping.aborted) {
+      if (!o.connection.connected) {
+        this.#active = false;
+        if (!await o.connection.waitConnected(o.stopping)) break;
+      }
+      if (o.connection.generation !== generation) {
+        // New connection: first re-read our own pending entries from id 0.
+        generation = o.connection.generation;
+        for (const s of o.streams) pendingCursor.set(s, "0");
+      }
+      const room = o.inFlight.room;
+      if (room <= 0) {
+        await o.inFlight.roomFreed();
+        continue;
+      }
+      const count = Math.min(o.batchSize, room);
+      try {
+        this.#active = true;
+        if (pendingCursor.size > 0) {
+          const [stream, cursor] = pendingCursor.entries().next().value as [string, string];
+          // At start nothing is held: re-read own pending entries from id 0. After a
+          // reconnect, entries still held (handlers running) must not be handed out
+          // again, nor have their delivery counters raised: claim only the others.
+          const last = o.inFlight.size === 0
+            ? await this.#readPendingPage(stream, cursor, count)
+            : await this.#claimPendingPage(stream, cursor, count);
+          if (last === null) pendingCursor.delete(stream);
+          else pendingCursor.set(stream, last);
+        } else {
+          const current = prefetch ?? this.#readNew(count);
+          prefetch = undefined;
+          const reply = await current;
+          const got = reply ? reply.reduce((n, [, entries]) => n + entries.length, 0) : 0;
+          const next = Math.min(o.batchSize, room - got);
+          if (got > 0 && next >= o.batchSize && !o.stopping.aborted) {
+            prefetch = this.#readNew(next);
+            prefetch.catch(() => {}); // awaited (and its error handled) next turn
+          }
+          if (reply) {
+            for (const [stream, entries] of reply) this.#admitNew(stream, entries);
+          }
+        }
+      } catch (err) {
+        if (o.stopping.aborted) break;
+        await this.#onError(err);
+      }
+      // Let HTTP and timers run between batches.
+      await yieldToEventLoop();
+    }
+    if (prefetch) {
+      // Entries it read are pending for this consumer: handle them before stopping.
+      const reply = await prefetch.catch(() => null);
+      if (reply) { for (const [stream, entries] of reply) this.#admitNew(stream, entries); }
+    }
+    this.#active = false;
+  }
+
+  /**
+   * Holds and admits entries handed to this consumer again (own pending, claimed):
+   * their delivery counters come from Redis. Entries held already are skipped.
+   */
+  async admitRedelivered(stream: string, entries: RawEntry[]): Promise<void> {
+    const o = this.#o;
+    const todo = entries.filter(([id]) => !o.inFlight.has(stream, id));
+    if (todo.length === 0) return;
+    this.#lastMessage = new Date();
+    const counts = await o.connection.exec((c) =>
+      DELIVERY_COUNTS.run(c, [stream], [o.group, ...todo.map(([id]) => id)])
+    ) as number[];
+    const fresh: Held[] = [];
+    todo.forEach(([id, flat], i) => {
+      const held = o.inFlight.hold(stream, id, Math.max(1, Number(counts[i]) || 1), flat);
+      if (held) fresh.push(held);
+    });
+    o.dispatcher.admit(fresh);
+  }
+
+  /**
+   * Holds and admits entries claimed by a script, each with its delivery
+   * counter and its fields (empty when the entry is gone from the stream).
+   */
+  admitClaimed(stream: string, claimed: readonly ClaimedEntry[]): void {
+    const fresh: Held[] = [];
+    for (const [id, deliveries, flat] of claimed) {
+      const held = this.#o.inFlight.hold(stream, id, Number(deliveries), flat.length ? flat : null);
+      if (held) fresh.push(held);
+    }
+    if (fresh.length > 0) this.#lastMessage = new Date();
+    this.#o.dispatcher.admit(fresh);
+  }
+
+  async #readNew(count: number): Promise<ReadReply> {
+    const o = this.#o;
+    const args = [
+      "XREADGROUP",
+      "GROUP",
+      o.group,
+      o.consumer,
+      "COUNT",
+      String(count),
+      "BLOCK",
+      String(o.blockMs),
+      "STREAMS",
+      ...o.streams,
+      ...o.streams.map(() => ">"),
+    ];
+    return await o.connection.blocking.sendCommand(args, {
+      timeout: o.blockMs + o.connectTimeoutMs,
+    }) as ReadReply;
+  }
+
+  #admitNew(stream: string, entries: RawEntry[]): void {
+    if (entries.length === 0) return;
+    this.#lastMessage = new Date();
+    const fresh: Held[] = [];
+    const now = Date.now();
+    for (const [id, flat] of entries) {
+      const held = this.#o.inFlight.hold(stream, id, 1, flat, now);
+      if (held) fresh.push(held);
+    }
+    this.#o.dispatcher.admit(fresh);
+  }
+
+  /** One page of own pending entries re-read from `cursor`; the last id, or null when done. */
+  async #readPendingPage(stream: string, cursor: string, count: number): Promise<string | null> {
+    const o = this.#o;
+    const reply = await o.connection.exec((c) =>
+      c.sendCommand([
+        "XREADGROUP",
+        "GROUP",
+        o.group,
+        o.consumer,
+        "COUNT",
+        String(count),
+        "STREAMS",
+        stream,
+        cursor,
+      ])
+    ) as [string, RawEntry[]][] | null;
+    const entries = reply?.[0]?.[1] ?? [];
+    if (entries.length === 0) return null;
+    await this.admitRedelivered(stream, entries);
+    return entries[entries.length - 1][0];
+  }
+
+  /**
+   * One page of own pending entries after `cursor` (XPENDING, which counts no
+   * delivery), claiming back only those this process does not hold. The last
+   * id, or null when done.
+   */
+  async #claimPendingPage(stream: string, cursor: string, count: number): Promise<string | null> {
+    const o = this.#o;
+    const rows = await o.connection.exec((c) =>
+      c.sendCommand([
+        "XPENDING",
+        stream,
+        o.group,
+        cursor === "0" ? "-" : `(${cursor}`,
+        "+",
+        String(count),
+        o.consumer,
+      ])
+    ) as [string, string, number, number][];
+    if (rows.length === 0) return null;
+    const ids = rows.map((r) => r[0]).filter((id) => !o.inFlight.has(stream, id));
+    if (ids.length > 0) {
+      const claimed = await o.connection.exec((c) =>
+        CLAIM_OWN.run(c, [stream], [o.group, o.consumer, "claim", ...ids])
+      ) as ClaimedEntry[];
+      this.admitClaimed(stream, claimed);
+    }
+    return rows[rows.length - 1][0];
+  }
+
+  async #onError(err: unknown): Promise<void> {
+    const o = this.#o;
+    if (isNoGroup(err)) return await o.groups.recreate(err);
+    if (err instanceof NotConnectedError || err instanceof CircuitOpenError) {
+      await delay(100, o.stopping);
+      return;
+    }
+    const msg = errorInfo(err).message;
+    o.logger.warn("read failed: {error}", { error: msg });
+    // A socket problem, or a reply that says this node cannot serve us (READONLY
+    // after a failover that kept the connection): reconnect, asking Sentinel again.
+    if (classifyError(err) !== "reply") o.connection.forceReconnect(`read failed: ${msg}`);
+    await delay(200, o.stopping);
+  }
+}
+
+/**
+ * One macrotask turn (pending I/O such as HTTP requests and due timers run first). Not
+ * setTimeout(0): Deno clamps it to ~1 ms and it takes ~2 ms, which capped the read loop at
+ * ~100 entries per 2 ms (see bench/).
+ */
+function yieldToEventLoop(): Promise<void> {
+  return new Promise((r) => setImmediate(r));
+}

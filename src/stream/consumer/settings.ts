@@ -1,0 +1,73 @@
+/**
+ * The consumer's settings: the narrow part of the configuration it reads,
+ * and how it is taken from the whole `Config`.
+ */
+import type { Config } from "../../config.ts";
+import { KeySchema } from "../keys.ts";
+
+/** What the consumer needs to know; every field comes from one variable. */
+export interface ConsumerSettings {
+  /** STREAM: the streams consumed. */
+  streams: readonly string[];
+  /** CONSUMER_GROUP. */
+  group: string;
+  /** CONSUMER_NAME. */
+  consumer: string;
+  /** STREAM_START_ID: where a group created by the consumer starts. */
+  startId: string;
+  /** BATCH_SIZE: entries per XREADGROUP. */
+  batchSize: number;
+  /** BLOCK_MS: XREADGROUP BLOCK. */
+  blockMs: number;
+  /** MAX_IN_FLIGHT: entries held at most. */
+  maxInFlight: number;
+  /** HANDLER_CONCURRENCY: handlers running at most. */
+  handlerConcurrency: number;
+  /** CLAIM_IDLE_MS: idle time after which pending entries of others are claimed. */
+  claimIdleMs: number;
+  /** MAX_DELIVERIES: deliveries before an entry is dead-lettered. */
+  maxDeliveries: number;
+  /** DEDUP_TTL_S: how long processed idempotency marks last. */
+  dedupTtlS: number;
+  /** STREAM_RETENTION_MS: entries older than this are trimmed; 0 turns trimming off. */
+  retentionMs: number;
+  /** TIMEZONE: zone of the checkpoint's `<consumer>:at` timestamps. */
+  timezone: string;
+  /** CONNECTION_TIMEOUT: added to BLOCK_MS as the deadline of a blocking read. */
+  connectTimeoutMs: number;
+  /** Every derived key (dead-letter stream, checkpoint, dedup marks). */
+  keys: KeySchema;
+  /** Interval of the stats poller behind /health and the gauges (ms). Default 2000. */
+  statsIntervalMs?: number;
+}
+
+/** The consumer's settings from the validated configuration. */
+export function consumerSettings(config: Config): ConsumerSettings {
+  const s = config.stream;
+  return {
+    streams: s.streams,
+    group: s.group,
+    consumer: s.consumer,
+    startId: s.startId,
+    batchSize: s.batchSize,
+    blockMs: s.blockMs,
+    maxInFlight: s.maxInFlight,
+    handlerConcurrency: s.handlerConcurrency,
+    claimIdleMs: s.claimIdleMs,
+    maxDeliveries: s.maxDeliveries,
+    dedupTtlS: s.dedupTtlS,
+    retentionMs: s.retentionMs,
+    timezone: config.service.timezone,
+    connectTimeoutMs: config.redis.connectTimeoutMs,
+    keys: keySchema(config),
+  };
+}
+
+/** The key schema of the configuration. */
+export function keySchema(config: Config): KeySchema {
+  return new KeySchema({
+    group: config.stream.group,
+    dlqStream: config.stream.dlqStream,
+    serviceName: config.service.name,
+  });
+}

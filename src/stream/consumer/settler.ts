@@ -1,0 +1,228 @@
+/**
+ * The settler: gathers settle ops (successes, duplicates, dead letters,
+ * entries Redis no longer has) and settles them per stream in batches of up
+ * to 500 through one script call each (see `settle_codec.ts`). Connection
+ * trouble is retried until the connection is back; a reply error gives up and
+ * leaves the entries pending (redelivered later). Outcomes are counted per
+ * batch. The settler is the only writer of the settle queue.
+ */
+import { delay } from "../../clock.ts";
+import { errorInfo, type Logger } from "../../log.ts";
+import type { Metrics, Outcome } from "../../metrics.ts";
+import { classifyError, type ConnectionManager } from "../../redis/connection.ts";
+import { isoInZone } from "../entry.ts";
+import type { KeySchema } from "../keys.ts";
+import type { Held } from "./in_flight.ts";
+import type { OutcomeCounter } from "./outcomes.ts";
+import { decodeSettle, encodeSettle, SETTLE, type SettleOpInput } from "./settle_codec.ts";
+import type { StatsBoard } from "./stats.ts";
+
+/** One held entry to settle, and what it counts as. */
+export interface SettleOp extends SettleOpInput {
+  held: Held;
+  /** `deleted`: Redis no longer has the entry; acknowledged and counted apart. */
+  outcome: Outcome | "deleted";
+  /** The `event` label. */
+  eventType: string;
+}
+
+/** Ops settled by one script call, at most. */
+const BATCH_LIMIT = 500;
+
+/** Options of `Settler`. */
+export interface SettlerOptions {
+  connection: ConnectionManager;
+  keys: KeySchema;
+  group: string;
+  consumer: string;
+  timezone: string;
+  dedupTtlS: number;
+  /** Lets go of a held entry (its idempotency lock included). */
+  release: (h: Held) => void;
+  /** Reports the in-flight count after a batch. */
+  reportInFlight: () => void;
+  outcomes: OutcomeCounter;
+  stats: StatsBoard;
+  metrics?: Metrics;
+  logger: Logger;
+  /** Aborted when the consumer stops (waits for a lost connection are then bounded). */
+  stopping: AbortSignal;
+}
+
+/** Batches and settles ops. */
+export class Settler {
+  readonly #o: SettlerOptions;
+  #queue = new Map<string, SettleOp[]>();
+  #running?: Promise<void>;
+
+  constructor(options: SettlerOptions) {
+    this.#o = options;
+  }
+
+  /** True while ops wait or a settle runs. */
+  get busy(): boolean {
+    return this.#queue.size > 0 || this.#running !== undefined;
+  }
+
+  /** Queues `op`; it is settled with the others queued in this turn. */
+  enqueue(op: SettleOp): void {
+    op.held.phase = "settling";
+    let q = this.#queue.get(op.held.stream);
+    if (!q) this.#queue.set(op.held.stream, q = []);
+    q.push(op);
+    this.#schedule();
+  }
+
+  /** Resolves when nothing waits and no settle runs. */
+  async drained(): Promise<void> {
+    while (this.busy) {
+      if (!this.#running) this.#schedule();
+      await this.#running;
+    }
+  }
+
+  #schedule(): void {
+    if (this.#running) return;
+    this.#running = (async () => {
+      // Let handlers finishing in this turn join the batch.
+      await Promise.resolve();
+      while (this.#queue.size > 0) {
+        const queues = this.#queue;
+        this.#queue = new Map();
+        for (const [stream, ops] of queues) {
+          for (let i = 0; i < ops.length; i += BATCH_LIMIT) {
+            await this.#settleWithRetry(stream, ops.slice(i, i + BATCH_LIMIT));
+          }
+        }
+      }
+    })().finally(() => {
+      this.#running = undefined;
+      if (this.#queue.size > 0) this.#schedule();
+    });
+  }
+
+  async #settleWithRetry(stream: string, ops: SettleOp[]): Promise<void> {
+    const o = this.#o;
+    for (let attempt = 1;; attempt++) {
+      try {
+        await this.#settle(stream, ops);
+        return;
+      } catch (err) {
+        const msg = errorInfo(err).message;
+        if (attempt === 1 || attempt % 20 === 0) {
+          o.logger.warn("Acknowledging {count} entries of {stream} failed: {error}; will retry", {
+            count: ops.length,
+            stream,
+            error: msg,
+          });
+        }
+        if (classifyError(err) === "reply") {
+          // Redis answered with an error (a script error): retrying will not heal it. The
+          // entries stay pending and are redelivered. Connection trouble (including READONLY
+          // or LOADING replies) is retried below.
+          o.logger.error("Giving up acknowledging {count} entries: {error}", {
+            count: ops.length,
+            error: msg,
+          });
+          for (const op of ops) o.release(op.held);
+          return;
+        }
+        if (!o.connection.connected) {
+          const up = await o.connection.waitConnected(
+            o.stopping.aborted ? AbortSignal.timeout(60_000) : undefined,
+          );
+          if (!up) {
+            // Connection closed (or gone too long while stopping): the entries stay
+            // pending and are redelivered; retrying now would spin without end.
+            for (const op of ops) o.release(op.held);
+            return;
+          }
+        } else await delay(Math.min(2000, 50 * attempt));
+      }
+    }
+  }
+
+  async #settle(stream: string, ops: SettleOp[]): Promise<void> {
+    const o = this.#o;
+    const { keys, args, order } = encodeSettle({
+      stream,
+      checkpointKey: o.keys.checkpoint(stream),
+      group: o.group,
+      consumer: o.consumer,
+      now: isoInZone(new Date(), o.timezone),
+      dedupTtlS: o.dedupTtlS,
+    }, ops);
+    const reply = decodeSettle(
+      await o.connection.exec((c) => SETTLE.run(c, keys, args)),
+      order.length,
+    );
+    // Counted per batch: one increment per (event, outcome), not per entry.
+    const counts = new Map<string, { event: string; outcome: Outcome; n: number }>();
+    let deleted = 0;
+    let deadLettered = 0;
+    order.forEach((op, i) => {
+      const result = reply.results[i];
+      if (result === "settled" || result === "gone") {
+        if (op.outcome === "deleted") deleted++;
+        else {
+          const k = `${op.eventType}\u0000${op.outcome}`;
+          const c = counts.get(k);
+          if (c) c.n++;
+          else counts.set(k, { event: op.eventType, outcome: op.outcome, n: 1 });
+          if (op.outcome === "dead_lettered") deadLettered++;
+        }
+        if (result === "gone") {
+          deleted++;
+          o.logger.warn(
+            "Entry {id} of {stream} was trimmed before its copy could be written; acknowledged",
+            { id: op.id, stream },
+          );
+        }
+      } else if (result === "not_ours") {
+        o.logger.debug("Entry {id} of {stream} is no longer pending for this consumer", {
+          id: op.id,
+          stream,
+        });
+      } else this.#failed(stream, op, result.failed);
+      o.release(op.held);
+    });
+    for (const c of counts.values()) o.outcomes.count(stream, c.event, c.outcome, c.n);
+    if (deadLettered > 0) {
+      o.stats.deadLettered(stream);
+      o.metrics?.deadLetters.inc({ stream }, deadLettered);
+    }
+    if (deleted > 0) o.metrics?.deletedPending.inc({ stream }, deleted);
+    if (!reply.checkpointWritten) this.#failed(stream, undefined, "checkpoint_type");
+    o.reportInFlight();
+  }
+
+  /**
+   * An op whose settle would have failed (it stays pending: claimed again
+   * later), or a checkpoint of the wrong type: logged at ERROR, counted, and
+   * `/health` degraded.
+   */
+  #failed(stream: string, op: SettleOp | undefined, reason: string): void {
+    const o = this.#o;
+    o.metrics?.settleFailures.inc({ stream, reason });
+    o.stats.settleFailed(stream);
+    if (!op) {
+      o.logger.error(
+        "Checkpoint {key} is not a hash; acknowledged entries were not checkpointed",
+        { key: o.keys.checkpoint(stream) },
+      );
+      return;
+    }
+    o.logger.error(
+      "Entry {id} of {stream} stays pending: its settle would fail ({reason}: {detail})",
+      { id: op.id, stream, reason, detail: FAILURE_DETAIL[reason] ?? reason },
+    );
+  }
+}
+
+/** What each settle failure means, for the log. */
+const FAILURE_DETAIL: Record<string, string> = {
+  target_type: "a ROUTES target exists and is not a stream",
+  dead_letter_type: "the dead-letter stream exists and is not a stream",
+  dedup_key_type: "the idempotency mark key exists and is not a string",
+  too_many_fields: "the entry has too many fields to copy",
+};

@@ -1,0 +1,248 @@
+/**
+ * The consumer's pure parts: the settle encoding and its reply, the failure
+ * policy, the schedule of intervals, the stats board, the in-flight registry
+ * and the key schema. No Redis.
+ */
+import { assert, assertEquals, assertThrows } from "../support/assert.ts";
+import { decodeSettle, encodeSettle } from "../../src/stream/consumer/settle_codec.ts";
+import {
+  deadLetterFields,
+  MAX_DEAD_LETTER_ERROR,
+  onFailure,
+  overDeliveryLimit,
+} from "../../src/stream/consumer/failure_policy.ts";
+import { schedule } from "../../src/stream/consumer/schedule.ts";
+import { StatsBoard } from "../../src/stream/consumer/stats.ts";
+import { InFlight } from "../../src/stream/consumer/in_flight.ts";
+import { DEAD_LETTER_FIELDS, KeySchema } from "../../src/stream/keys.ts";
+
+const batch = {
+  stream: "s",
+  checkpointKey: "s:checkpoint:g",
+  group: "g",
+  consumer: "c1",
+  now: "2026-01-01T00:00:00.000Z",
+  dedupTtlS: 60,
+};
+
+Deno.test("encodeSettle() joins bare acknowledgements into one argument", () => {
+  const ops = [{ id: "1-0" }, { id: "2-0" }];
+  const { keys, args, order } = encodeSettle(batch, ops);
+  assertEquals(keys, ["s", "s:checkpoint:g"]);
+  assertEquals(args, ["g", "c1", batch.now, "60", "1000", "1-0,2-0"]);
+  assertEquals(order, ops);
+});
+
+Deno.test("encodeSettle() puts copies and marks after the bare acks, keys once each by index", () => {
+  const plain = { id: "3-0" };
+  const routed = {
+    id: "1-0",
+    copy: { kind: "forward" as const, targets: ["out", "audit"], headers: "{}" },
+  };
+  const keyed = {
+    id: "2-0",
+    dedupKey: "s:dedup:g:k",
+    copy: { kind: "forward" as const, targets: ["out"], headers: '{"a":"b"}' },
+  };
+  const dead = {
+    id: "4-0",
+    copy: { kind: "dead_letter" as const, target: "s:dlq", fields: ["error", "x"] },
+  };
+  const marked = { id: "5-0", dedupKey: "s:dedup:g:k2" };
+  const { keys, args, order } = encodeSettle(batch, [routed, plain, keyed, dead, marked]);
+  assertEquals(keys, [
+    "s",
+    "s:checkpoint:g",
+    "out",
+    "audit",
+    "s:dedup:g:k",
+    "s:dlq",
+    "s:dedup:g:k2",
+  ]);
+  assertEquals(args.slice(5), [
+    "3-0",
+    // routed: id, kind, no mark, 2 targets (KEYS 3 and 4), 1 extra: the headers
+    ..."1-0 f 0 2 3 4 1".split(" "),
+    "{}",
+    // keyed: id, kind, mark KEYS[5], 1 target (KEYS 3), the headers
+    ..."2-0 f 5 1 3 1".split(" "),
+    '{"a":"b"}',
+    // dead: id, kind, no mark, 1 target (KEYS 6), 2 extras: the dead-letter fields
+    ..."4-0 d 0 1 6 2 error x".split(" "),
+    // marked: id, kind m, mark KEYS[7], no target, no extra
+    ..."5-0 m 7 0 0".split(" "),
+  ]);
+  assertEquals(order, [plain, routed, keyed, dead, marked]);
+});
+
+Deno.test("encodeSettle() of no bare acknowledgements sends an empty id list", () => {
+  const { args } = encodeSettle(batch, [{ id: "1-0", dedupKey: "m" }]);
+  assertEquals(args.slice(5), ["", "1-0", "m", "3", "0", "0"]);
+});
+
+Deno.test("decodeSettle() maps each result and the checkpoint flag", () => {
+  assertEquals(decodeSettle([1, 0, 2, "target_type", 1], 4), {
+    results: ["settled", "not_ours", "gone", { failed: "target_type" }],
+    checkpointWritten: true,
+  });
+  assertEquals(decodeSettle([1, 0], 1).checkpointWritten, false);
+});
+
+Deno.test("decodeSettle() rejects a reply of the wrong length or an unknown result", () => {
+  assertThrows(() => decodeSettle([1], 1), TypeError, "1 results for 1 entries");
+  assertThrows(() => decodeSettle(null, 1), TypeError);
+  assertThrows(() => decodeSettle(["surprise", 1], 1), TypeError, "surprise");
+});
+
+Deno.test("onFailure() retries with a growing delay below MAX_DELIVERIES", () => {
+  const base = { maxDeliveries: 5, error: "boom", stopping: false, retryMaxDelayMs: 10_000 };
+  const random = () => 0.5; // no jitter offset
+  const first = onFailure({ ...base, deliveries: 1, random });
+  const third = onFailure({ ...base, deliveries: 3, random });
+  assertEquals(first, { action: "retry", delayMs: 100 });
+  assertEquals(third, { action: "retry", delayMs: 400 });
+});
+
+Deno.test("onFailure() caps the retry delay at retryMaxDelayMs", () => {
+  const d = onFailure({
+    deliveries: 20,
+    maxDeliveries: 50,
+    error: "x",
+    stopping: false,
+    retryMaxDelayMs: 500,
+    random: () => 0.99,
+  });
+  assert(d.action === "retry" && d.delayMs <= 500, JSON.stringify(d));
+});
+
+Deno.test("onFailure() dead-letters at MAX_DELIVERIES, even while stopping", () => {
+  for (const stopping of [false, true]) {
+    assertEquals(
+      onFailure({ deliveries: 5, maxDeliveries: 5, error: "boom", stopping, retryMaxDelayMs: 1 }),
+      { action: "dead_letter", reason: "boom" },
+    );
+  }
+});
+
+Deno.test("onFailure() leaves the entry pending while stopping below the limit", () => {
+  assertEquals(
+    onFailure({ deliveries: 1, maxDeliveries: 5, error: "x", stopping: true, retryMaxDelayMs: 1 }),
+    { action: "leave" },
+  );
+});
+
+Deno.test("overDeliveryLimit() names the limit only past it", () => {
+  assertEquals(overDeliveryLimit(5, 5), undefined);
+  assertEquals(
+    overDeliveryLimit(6, 5),
+    "delivered 6 times without success (MAX_DELIVERIES 5)",
+  );
+});
+
+Deno.test("deadLetterFields() lists the dead-letter fields in order, the error bounded", () => {
+  const fields = deadLetterFields({
+    error: "x".repeat(MAX_DEAD_LETTER_ERROR + 10),
+    sourceStream: "s",
+    sourceId: "1-0",
+    deliveries: 3,
+    consumer: "c1",
+    failedAt: "2026-01-01T00:00:00.000Z",
+  });
+  assertEquals(fields.filter((_, i) => i % 2 === 0), [...DEAD_LETTER_FIELDS]);
+  assertEquals(fields[1].length, MAX_DEAD_LETTER_ERROR);
+  assertEquals(fields.slice(2), [
+    "sourceStream",
+    "s",
+    "sourceId",
+    "1-0",
+    "deliveries",
+    "3",
+    "consumer",
+    "c1",
+    "failedAt",
+    "2026-01-01T00:00:00.000Z",
+  ]);
+});
+
+Deno.test("schedule() derives every interval from CLAIM_IDLE_MS and the retention", () => {
+  assertEquals(schedule({ claimIdleMs: 60_000, retentionMs: 86_400_000 }), {
+    keepAliveMs: 15_000,
+    claimIdleEveryMs: 5000,
+    reaperEveryMs: 60_000,
+    deadConsumerIdleMs: 600_000,
+    trimEveryMs: 60_000,
+    statsEveryMs: 2000,
+    retryMaxDelayMs: 30_000,
+  });
+  const quick = schedule({ claimIdleMs: 40, retentionMs: 0, statsIntervalMs: 100 });
+  assertEquals(quick.keepAliveMs, 20);
+  assertEquals(quick.claimIdleEveryMs, 20);
+  assertEquals(quick.reaperEveryMs, 1000);
+  assertEquals(quick.trimEveryMs, undefined);
+  assertEquals(quick.statsEveryMs, 100);
+  assertEquals(quick.retryMaxDelayMs, 100);
+});
+
+Deno.test("schedule() keeps the keep-alive well inside the claim threshold", () => {
+  for (const claimIdleMs of [100, 1000, 5000, 60_000, 3_600_000]) {
+    const s = schedule({ claimIdleMs, retentionMs: 0 });
+    assert(s.keepAliveMs * 2 <= claimIdleMs, `keep-alive ${s.keepAliveMs} for ${claimIdleMs}`);
+  }
+});
+
+Deno.test("StatsBoard treats the first reading as a baseline and later growth as growth", () => {
+  let now = 1000;
+  const board = new StatsBoard(["s"], "g", (s) => `${s}:dlq`, () => now);
+  const figures = {
+    exists: true,
+    pending: 1,
+    lag: 2,
+    consumers: 1,
+    lastDeliveredId: "1-0",
+    length: 5,
+    dlqLength: 3,
+  };
+  assertEquals(board.update("s", figures).dlqGrewAt, undefined);
+  now = 2000;
+  assertEquals(board.update("s", { ...figures, dlqLength: 4 }).dlqGrewAt, 2000);
+  now = 3000;
+  board.deadLettered("s");
+  const [snap] = board.snapshot();
+  assertEquals(snap.dlqGrewAt, 3000);
+  assertEquals(snap.dlqStream, "s:dlq");
+  assertEquals(snap.pending, 1);
+  snap.pending = 99; // a copy
+  assertEquals(board.snapshot()[0].pending, 1);
+});
+
+Deno.test("InFlight holds an entry once, counts room and wakes waiters on release", async () => {
+  const sizes: number[] = [];
+  const f = new InFlight({ streams: ["a", "b"], capacity: 2, onSize: (n) => sizes.push(n) });
+  const h = f.hold("a", "1-0", 1, ["event", "e", "event", "f"])!;
+  assertEquals(h.fields, { event: "f" });
+  assertEquals(f.hold("a", "1-0", 1, null), undefined, "held already");
+  assert(f.hold("b", "1-0", 1, null)!.fields === null, "same id in another stream is apart");
+  assertEquals(f.room, 0);
+  const freed = f.roomFreed();
+  assert(f.release(h));
+  assert(!f.release(h), "released twice");
+  await freed;
+  assertEquals(f.room, 1);
+  f.admitted();
+  assertEquals(sizes, [1]);
+});
+
+Deno.test("InFlight keys entries by id alone when one stream is consumed", () => {
+  assertEquals(new InFlight({ streams: ["s"], capacity: 1 }).keyOf("s", "1-0"), "1-0");
+  assertEquals(new InFlight({ streams: ["s", "t"], capacity: 1 }).keyOf("s", "1-0"), "s\u00001-0");
+});
+
+Deno.test("KeySchema derives every key from the stream and the group", () => {
+  const keys = new KeySchema({ group: "g", serviceName: "svc" });
+  assertEquals(keys.dlq("orders"), "orders:dlq");
+  assertEquals(keys.checkpoint("orders"), "orders:checkpoint:g");
+  assertEquals(keys.dedup("orders", "k1"), "orders:dedup:g:k1");
+  assertEquals(keys.publishIdempotency("k1"), "svc:idempotency:k1");
+  assertEquals(new KeySchema({ group: "g", dlqStream: "dead" }).dlq("orders"), "dead");
+  assertThrows(() => new KeySchema({ group: "" }), TypeError);
+});
