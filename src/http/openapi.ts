@@ -249,7 +249,7 @@ export function openApiDocument(version: string): Json {
         Unauthorized: error(
           "unauthorized: API_KEY is set and neither Authorization: Bearer nor X-API-Key " +
             "carries it",
-          { "WWW-Authenticate": { schema: { type: "string" } } },
+          { "WWW-Authenticate": { required: true, schema: { type: "string" } } },
         ),
         PayloadTooLarge: error("payload_too_large: body over 10240 bytes"),
         UnsupportedMediaType: error(
@@ -260,13 +260,19 @@ export function openApiDocument(version: string): Json {
       headers: {
         "X-Correlation-ID": {
           description: "The request's own when it matches [A-Za-z0-9._:-]{1,128}, else a UUID",
-          schema: { type: "string" },
+          required: true,
+          schema: { type: "string", pattern: "^[A-Za-z0-9._:-]{1,128}$" },
         },
         "Retry-After": {
           description: "Seconds to wait before retrying",
+          required: true,
           schema: { type: "string", pattern: "^[0-9]+$" },
         },
-        Allow: { description: "Methods of the path", schema: { type: "string" } },
+        Allow: {
+          description: "Methods of the path",
+          required: true,
+          schema: { type: "string", examples: ["GET, HEAD", "POST"] },
+        },
       },
       securitySchemes: {
         bearerAuth: { type: "http", scheme: "bearer" },
