@@ -78,15 +78,26 @@ Deno.test({
       assertMatch(run.out, /PASS {2}past the burst, the trigger is 429/);
     });
 
-    await redis.kill();
-    await waitFor(async () => (await svc.request("/health/ready")).status === 503, {
+    // A second service, with a full rate-limit bucket, whose Redis goes away.
+    const redis2 = cleanup.use(await startRedis());
+    const svc2 = cleanup.use(
+      await startService({
+        env: serviceEnvFor(redis2, "smoke-down-e2e", "smoke-2", {
+          STREAM: "smoke-events",
+          API_KEY,
+        }),
+      }),
+    );
+    await redis2.kill();
+    await waitFor(async () => (await svc2.request("/health/ready")).status === 503, {
       message: "readiness to turn 503 once Redis is gone",
     });
+    const down = { ...base, BASE_URL: svc2.baseUrl };
 
     await t.step(
       "without Redis: exits non-zero, naming readiness as the failed check",
       async () => {
-        const run = await runScript({ ...base, WAIT_SECONDS: "1" });
+        const run = await runScript({ ...down, WAIT_SECONDS: "1" });
         assertEquals(run.code, 1, run.out);
         assertEquals(run.failed, 1, run.out);
         assertMatch(run.out, /^FAIL {2}GET \/health\/ready is 200 ready/m);
@@ -94,7 +105,7 @@ Deno.test({
     );
 
     await t.step("without Redis, ALLOW_NOT_READY=true: the 503 answers are right", async () => {
-      const run = await runScript({ ...base, WAIT_SECONDS: "1", ALLOW_NOT_READY: "true" });
+      const run = await runScript({ ...down, WAIT_SECONDS: "1", ALLOW_NOT_READY: "true" });
       assertEquals([run.code, run.failed], [0, 0], run.out);
       assertStringIncludes(run.out, "PASS  GET /admin/streams is 503 with Retry-After");
       assertStringIncludes(run.out, "PASS  POST /trigger-test-event is 503 with Retry-After");
