@@ -4,7 +4,7 @@
 #   docker run --rm -p 8000:8000 -e REDIS_HOST=... -e REDIS_PORT=6379 \
 #     -e SERVICE_NAME=redis-stream-service redis-stream-service
 #
-# Configuration comes from the environment only (spec section 2); no .env file is baked in.
+# Configuration comes from the environment only (README, Configuration); no .env file is baked in.
 
 # The one Deno version of the project: the same in .ci/run (DENO_VERSION) and the README.
 ARG DENO_VERSION=2.9.6

@@ -1,5 +1,5 @@
 /**
- * End-to-end tests of the HTTP interface over a real socket (spec section 4), with the real
+ * End-to-end tests of the HTTP interface over a real socket (README, HTTP API), with the real
  * `main.ts` process and a real redis-server: `POST /trigger-test-event` publishing an entry in
  * the wire format that the service then consumes (acknowledged, checkpoint written), once per
  * `Idempotency-Key`, its error answers (400, 401, 413, 415, 429 after a burst of 10 and 503 while

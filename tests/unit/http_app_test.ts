@@ -2,7 +2,7 @@
  * Unit tests of src/http/app.ts (and the route groups and middleware behind
  * it) through `app.request()`, without a socket or Redis: fake publisher,
  * admin, health source and availability, a real `Metrics` registry and a rate
- * limiter on a fake clock. Covers spec section 4: probes, 404, correlation id,
+ * limiter on a fake clock. Covers the README's HTTP API: probes, 404, correlation id,
  * security headers, every trigger status (200/400/401/413/415/429/503/500),
  * idempotency keys, /metrics, /openapi.json and the admin routes.
  */
