@@ -4,9 +4,9 @@
 #   docker run --rm -p 8000:8000 -e REDIS_HOST=... -e REDIS_PORT=6379 \
 #     -e SERVICE_NAME=redis-stream-service redis-stream-service
 #
-# Configuration comes from the environment only (spec section 2); no .env file is baked in.
+# Configuration comes from the environment only (README, Configuration); no .env file is baked in.
 
-# Keep in step with the Deno version the project is developed and tested with (deno.lock).
+# The one Deno version of the project: the same in .ci/run (DENO_VERSION) and the README.
 ARG DENO_VERSION=2.9.6
 
 # --- build -------------------------------------------------------------------------------------
@@ -20,7 +20,11 @@ RUN deno install --frozen
 
 # Sources (tests, benchmarks, deploy files and local state are left out by .dockerignore).
 COPY . .
-# Type-checks and writes dist/redis-stream-service (see the `compile` task in deno.json).
+# Type-checks and writes dist/redis-stream-service with the `compile` task of deno.json:
+#   deno compile --allow-net --allow-env --allow-read --no-prompt ...
+# the same least-privilege flags as `deno task start` (a test keeps them equal): network (HTTP
+# server, Redis), environment (configuration), read (TLS PEM files named by REDIS_TLS_*); no
+# --allow-sys, --allow-write, --allow-run or --allow-ffi, and no -A.
 RUN deno task compile
 
 # --- run ---------------------------------------------------------------------------------------

@@ -2,11 +2,15 @@
 // `.env.example`), and, when no Redis answers at REDIS_HOST:REDIS_PORT and `redis-server` is on
 // PATH, starts a throwaway redis-server (no persistence) and points the service at it.
 //
-// Variables already set in the environment win over the env file (as with `deno task start`,
-// which uses Deno's own `--env-file`). SIGINT, SIGTERM and SIGHUP stop the watched service; the
-// throwaway Redis is stopped when it has exited, and this script exits with its exit code.
+// The service runs with the permission flags of the `start` task (scripts/permissions.ts). The env
+// file is read as Deno's own `--env-file` of `deno task start` reads it: variables already set in
+// the environment win over the file, and a variable set twice in the file keeps its first value.
+// SIGINT, SIGTERM and SIGHUP stop the watched service; the throwaway Redis is stopped when it has
+// exited, and this script exits with its exit code.
 // Graceful shutdown is not observable here (the watcher does not wait for it): use
 // `deno task start` for that.
+
+import { startPermissionFlags } from "./permissions.ts";
 
 /** Project root (the directory holding deno.json and main.ts). */
 const ROOT = new URL("../", import.meta.url);
@@ -20,16 +24,8 @@ const REDIS_START_TIMEOUT_MS = 10_000;
 /** How long a throwaway redis-server may take to stop after SIGTERM before SIGKILL, in ms. */
 const REDIS_STOP_TIMEOUT_MS = 5_000;
 
-/** Permissions the service needs; keep in line with the `start` task of deno.json. */
-const SERVICE_ARGS = [
-  "run",
-  "--watch",
-  "--allow-net",
-  "--allow-env",
-  "--allow-read",
-  "--allow-sys",
-  "main.ts",
-];
+/** `deno run` arguments of the service: the permissions of the `start` task, with `--watch`. */
+const SERVICE_ARGS = ["run", "--watch", ...startPermissionFlags(), "main.ts"];
 
 /** Variables of the real Redis connection that do not apply to a throwaway local server. */
 const REMOTE_ONLY_VARS = [
@@ -59,23 +55,68 @@ function log(message: string): void {
 
 /** Result of {@linkcode parseEnvFile}. */
 export interface ParsedEnvFile {
-  /** Variables in file order; a later line overrides an earlier one. */
+  /** Variables of the file; a variable set twice keeps its first value, as under `--env-file`. */
   vars: Record<string, string>;
   /** One message per line that could not be parsed (line number and reason, never the value). */
   problems: string[];
 }
 
-const ESCAPES: Record<string, string> = { n: "\n", r: "\r", t: "\t", '"': '"', "\\": "\\" };
+/**
+ * `text` with `$NAME` and `${NAME}` replaced by `lookup(NAME)` (empty when unknown; a `$`
+ * without a name is dropped), `\$` by a literal `$`, and, when `newlines`, `\n` by a line
+ * break. Any other backslash is kept as it is.
+ */
+function substitute(
+  text: string,
+  lookup: (name: string) => string | undefined,
+  newlines: boolean,
+): string {
+  let out = "";
+  for (let i = 0; i < text.length; i++) {
+    const ch = text[i];
+    if (ch === "\\" && text[i + 1] === "$") {
+      out += "$";
+      i++;
+    } else if (ch === "\\" && newlines && text[i + 1] === "n") {
+      out += "\n";
+      i++;
+    } else if (ch === "$") {
+      let name: string;
+      if (text[i + 1] === "{") {
+        const close = text.indexOf("}", i + 2);
+        name = text.slice(i + 2, close === -1 ? text.length : close);
+        i = close === -1 ? text.length : close;
+      } else {
+        name = /^[A-Za-z0-9_]*/.exec(text.slice(i + 1))![0];
+        i += name.length;
+      }
+      out += name === "" ? "" : lookup(name) ?? "";
+    } else {
+      out += ch;
+    }
+  }
+  return out;
+}
 
 /**
- * Parses the text of an env file: `KEY=VALUE` lines, optionally prefixed by `export `; blank
- * lines and lines starting with `#` are skipped. Values may be unquoted (a ` #` starts a comment,
- * surrounding blanks are trimmed), single-quoted (taken literally) or double-quoted (`\n`, `\r`,
- * `\t`, `\"` and `\\` escapes). Quoted values may span several lines. No variable expansion.
+ * Parses the text of an env file the way Deno's `--env-file` (used by `deno task start`) does,
+ * so that `deno task dev` gives every variable the same value: `KEY=VALUE` lines, optionally
+ * prefixed by `export `; blank lines and lines starting with `#` are skipped. A variable set
+ * twice keeps its first value. Unquoted values end at a `#` and are trimmed; single-quoted
+ * values are literal; double-quoted values turn `\n` into a line break. The value of a quoted
+ * one runs to the last quote of its kind on the line where it closes, and may span lines.
+ * Unquoted and double-quoted values expand `$NAME` and `${NAME}`: from `env` first (the
+ * process's environment), else from the lines above (their latest value), else empty; `\$`
+ * is a literal `$`. Tested against Deno in tests/unit/env_file_test.ts.
  */
-export function parseEnvFile(text: string): ParsedEnvFile {
+export function parseEnvFile(
+  text: string,
+  env: Readonly<Record<string, string>> = {},
+): ParsedEnvFile {
   const vars: Record<string, string> = {};
+  const latest: Record<string, string> = {};
   const problems: string[] = [];
+  const lookup = (name: string) => env[name] ?? latest[name];
   const lines = text.replace(/^\uFEFF/, "").split(/\r?\n/);
   for (let i = 0; i < lines.length; i++) {
     const lineNo = i + 1;
@@ -88,51 +129,34 @@ export function parseEnvFile(text: string): ParsedEnvFile {
     }
     const [, key, rest] = match;
     const quote = rest[0];
+    let value: string;
     if (quote !== '"' && quote !== "'") {
-      vars[key] = rest.replace(/\s+#.*$/, "").trim();
-      continue;
-    }
-    // Quoted value: read up to the closing quote, continuing on the following lines if needed.
-    let value = "";
-    let body = rest.slice(1);
-    let closed = false;
-    while (true) {
-      let j = 0;
-      for (; j < body.length; j++) {
-        const ch = body[j];
-        if (ch === quote) {
-          closed = true;
-          break;
-        }
-        if (quote === '"' && ch === "\\" && j + 1 < body.length) {
-          const next = body[++j];
-          value += ESCAPES[next] ?? `\\${next}`;
-        } else {
-          value += ch;
-        }
+      value = substitute(rest.replace(/#.*$/, "").trim(), lookup, false);
+    } else {
+      // Quoted: up to the last quote of the line where it closes.
+      let body = rest.slice(1);
+      let close = body.lastIndexOf(quote);
+      while (close === -1 && i + 1 < lines.length) {
+        body += "\n" + lines[++i];
+        close = body.lastIndexOf(quote);
       }
-      if (closed) {
-        const tail = body.slice(j + 1).trim();
-        if (tail !== "" && !tail.startsWith("#")) {
-          problems.push(`line ${lineNo}: unexpected text after the closing quote of ${key}`);
-        }
-        break;
+      if (close === -1) {
+        problems.push(`line ${lineNo}: missing closing quote for ${key}`);
+        continue;
       }
-      if (i + 1 >= lines.length) break;
-      value += "\n";
-      body = lines[++i];
+      const raw = body.slice(0, close);
+      value = quote === "'" ? raw : substitute(raw, lookup, true);
     }
-    if (!closed) {
-      problems.push(`line ${lineNo}: missing closing quote for ${key}`);
-      continue;
-    }
-    vars[key] = value;
+    latest[key] = value;
+    if (!(key in vars)) vars[key] = value;
   }
   return { vars, problems };
 }
 
-/** Reads `.env`, or else `.env.example`, from the project root. */
-async function loadEnvFile(): Promise<{ name: string; vars: Record<string, string> } | null> {
+/** Reads `.env`, or else `.env.example`, from the project root; `env` serves its `$NAME`s. */
+async function loadEnvFile(
+  env: Readonly<Record<string, string>>,
+): Promise<{ name: string; vars: Record<string, string> } | null> {
   for (const name of [".env", ".env.example"]) {
     let text: string;
     try {
@@ -141,7 +165,7 @@ async function loadEnvFile(): Promise<{ name: string; vars: Record<string, strin
       if (error instanceof Deno.errors.NotFound) continue;
       throw error;
     }
-    const { vars, problems } = parseEnvFile(text);
+    const { vars, problems } = parseEnvFile(text, env);
     for (const problem of problems) log(`${name}: ${problem} (line ignored)`);
     return { name, vars };
   }
@@ -356,12 +380,13 @@ async function main(): Promise<number> {
     return [received, listener] as const;
   });
 
-  const envFile = await loadEnvFile();
+  const processEnv = Deno.env.toObject();
+  const envFile = await loadEnvFile(processEnv);
   if (envFile) log(`loaded ${envFile.name}`);
   else log("no .env or .env.example found; using the environment only");
 
   // The env file fills in what the environment does not already set.
-  const env: Record<string, string> = { ...(envFile?.vars ?? {}), ...Deno.env.toObject() };
+  const env: Record<string, string> = { ...(envFile?.vars ?? {}), ...processEnv };
 
   const setsid = Deno.build.os === "linux" ? findOnPath("setsid") : undefined;
   let redis: ThrowawayRedis | undefined;

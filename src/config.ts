@@ -158,6 +158,7 @@ const envSchema = z.object({
     }
     return n;
   }),
+  RATE_LIMIT_BURST: intVar(10, 1, 1_000_000),
   TRUST_PROXY: boolVar(false),
   METRICS_ENABLED: boolVar(true),
   TRACE_ENABLED: boolVar(false),
@@ -168,6 +169,9 @@ const envSchema = z.object({
   HEALTH_LAG_THRESHOLD: intVar(10_000, 0),
   HEALTH_PENDING_THRESHOLD: intVar(10_000, 0),
 });
+
+/** Names of every variable the configuration schema reads (checked against .env.example, deploy/). */
+export const CONFIG_VARIABLES: readonly string[] = Object.keys(envSchema.shape);
 
 /** Sentinel endpoint. */
 export interface HostPort {
@@ -224,6 +228,8 @@ export interface Config {
     requestTimeoutMs: number;
     apiKey?: string;
     rateLimitPerSecond: number;
+    /** RATE_LIMIT_BURST */
+    rateLimitBurst: number;
     trustProxy: boolean;
     metricsEnabled: boolean;
     traceEnabled: boolean;
@@ -404,6 +410,7 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
       requestTimeoutMs: e.REQUEST_TIMEOUT_MS,
       apiKey: e.API_KEY,
       rateLimitPerSecond: e.RATE_LIMIT_PER_SECOND,
+      rateLimitBurst: e.RATE_LIMIT_BURST,
       trustProxy: e.TRUST_PROXY,
       metricsEnabled: e.METRICS_ENABLED,
       traceEnabled: e.TRACE_ENABLED,

@@ -1,8 +1,11 @@
 /**
  * The HTTP app, built by a factory from its dependencies so tests can call
  * `app.request()` without a socket. Route groups: health, trigger, admin,
- * metrics, OpenAPI; one `onError` maps domain errors to statuses; unknown
- * paths answer 404 JSON. HTTP code never talks to Redis directly.
+ * metrics, OpenAPI; one `onError` maps domain errors to statuses. Every error
+ * answer is `{"success":false,"error","message"}`: unknown paths 404
+ * `not_found`, a known path with another method 405 with `Allow` (counted
+ * under its route in the metrics). A trailing slash on a known path answers
+ * as the path without it, with no redirect. HTTP code never talks to Redis.
  */
 import { Hono } from "hono";
 import { HTTPException } from "hono/http-exception";
@@ -18,7 +21,7 @@ import { type AdminPort, adminRoutes } from "./admin.ts";
 import { healthRoutes, type HealthSource } from "./health.ts";
 import { correlationId, requestMetrics } from "./middleware.ts";
 import { openApiDocument } from "./openapi.ts";
-import { RateLimiter } from "./rate_limit.ts";
+import { DEFAULT_RATE_LIMIT_BURST, RateLimiter } from "./rate_limit.ts";
 import { type Availability, triggerRoutes } from "./trigger.ts";
 import { requestSpan } from "./tracing.ts";
 import { type AppEnv, jsonError } from "./types.ts";
@@ -35,6 +38,8 @@ export interface AppDeps {
   http: {
     apiKey?: string;
     rateLimitPerSecond: number;
+    /** RATE_LIMIT_BURST. Default `DEFAULT_RATE_LIMIT_BURST` (10). */
+    rateLimitBurst?: number;
     trustProxy: boolean;
     metricsEnabled: boolean;
     requestTimeoutMs: number;
@@ -60,15 +65,21 @@ export const ROUTES = new Set([
 ]);
 
 /** Methods each route answers (HEAD goes with GET); other methods get 405. */
-const ALLOWED: Record<string, string> = {
+export const ALLOWED_METHODS: Readonly<Record<string, string>> = {
   "/trigger-test-event": "POST",
   "/admin/dlq/replay": "POST",
 };
 
+/** The `Allow` header of `route`. */
+export function allowedMethods(route: string): string {
+  return ALLOWED_METHODS[route] ?? "GET, HEAD";
+}
+
 /** Builds the Hono app. */
 export function createApp(deps: AppDeps): Hono<AppEnv> {
   const log = deps.logger ?? getLogger("http");
-  const app = new Hono<AppEnv>();
+  // strict: false: `/health/live/` is `/health/live` (no redirect).
+  const app = new Hono<AppEnv>({ strict: false });
 
   app.use("*", correlationId());
   app.use("*", secureHeaders());
@@ -91,7 +102,10 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
       publisher: deps.publisher,
       streams: deps.streams,
       availability: deps.availability,
-      limiter: deps.limiter ?? new RateLimiter({ ratePerSecond: deps.http.rateLimitPerSecond }),
+      limiter: deps.limiter ?? new RateLimiter({
+        ratePerSecond: deps.http.rateLimitPerSecond,
+        burst: deps.http.rateLimitBurst ?? DEFAULT_RATE_LIMIT_BURST,
+      }),
       trustProxy: deps.http.trustProxy,
       apiKey: deps.http.apiKey,
     }),
@@ -110,15 +124,18 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
   const openapi = openApiDocument(deps.version);
   app.get("/openapi.json", (c) => c.json(openapi));
 
-  app.notFound((c) => {
-    const path = c.req.path.length > 1 ? c.req.path.replace(/\/+$/, "") : c.req.path;
-    if (ROUTES.has(path) && (path !== "/metrics" || deps.http.metricsEnabled)) {
-      const allow = ALLOWED[path] ?? "GET, HEAD";
+  // Registered after the real handlers: only a method no handler took gets here. A route of
+  // its own, so the metrics count the 405 under its route pattern.
+  for (const route of ROUTES) {
+    if (route === "/metrics" && !deps.http.metricsEnabled) continue;
+    app.all(route, (c) => {
+      const allow = allowedMethods(route);
       c.header("Allow", allow);
-      return jsonError(c, 405, "method_not_allowed", `Use ${allow} for ${path}`);
-    }
-    return c.json({ error: "not_found", message: "No such route" }, 404);
-  });
+      return jsonError(c, 405, "method_not_allowed", `Use ${allow} for ${route}`);
+    });
+  }
+
+  app.notFound((c) => jsonError(c, 404, "not_found", "No such route"));
 
   app.onError((err, c) => {
     if (err instanceof CircuitOpenError) {

@@ -61,14 +61,19 @@ export async function timingSafeEqual(a: string, b: string): Promise<boolean> {
   return diff === 0;
 }
 
-/** Requires `Authorization: Bearer <key>` or `X-API-Key: <key>` when `apiKey` is set. */
+/**
+ * Requires the API key when `apiKey` is set: either `Authorization: Bearer <key>` or
+ * `X-API-Key: <key>` carrying it is enough (a wrong value in the other header does not matter).
+ */
 export function apiKeyAuth(apiKey: string | undefined): MiddlewareHandler<AppEnv> {
   return async function apiKeyMiddleware(c, next) {
     if (!apiKey) return await next();
     const auth = c.req.header("authorization");
     const bearer = auth && /^Bearer\s+/i.test(auth) ? auth.replace(/^Bearer\s+/i, "").trim() : "";
-    const given = c.req.header("x-api-key") ?? bearer;
-    if (!given || !(await timingSafeEqual(given, apiKey))) {
+    const candidates = [bearer, c.req.header("x-api-key") ?? ""].filter((k) => k !== "");
+    // Both compared (no early exit), each in time independent of where it differs.
+    const matches = await Promise.all(candidates.map((k) => timingSafeEqual(k, apiKey)));
+    if (!matches.includes(true)) {
       c.header("WWW-Authenticate", 'Bearer realm="redis-stream-service"');
       return jsonError(c, 401, "unauthorized", "Missing or invalid API key");
     }

@@ -1,15 +1,19 @@
 /**
  * Per-client token bucket, pure and clock-driven: each client may spend
- * `ratePerSecond` requests per second with a burst of `burst` (default: the
- * rate, at least 1). Idle clients are forgotten so the map stays bounded.
+ * `ratePerSecond` requests per second with a burst of `burst` (RATE_LIMIT_BURST,
+ * default 10). At most `maxClients` are remembered: the least recently seen
+ * client is forgotten first (it comes back with a full bucket).
  */
 import { type Clock, systemClock } from "../clock.ts";
+
+/** Bucket size when none is given (RATE_LIMIT_BURST's default). */
+export const DEFAULT_RATE_LIMIT_BURST = 10;
 
 /** Options of `RateLimiter`. */
 export interface RateLimiterOptions {
   /** Tokens added per second. */
   ratePerSecond: number;
-  /** Bucket size. Default `max(1, ratePerSecond)`. */
+  /** Bucket size: requests a client may send at once. Default `DEFAULT_RATE_LIMIT_BURST`. */
   burst?: number;
   /** Time source. Default `Date.now`. */
   clock?: Clock;
@@ -40,7 +44,7 @@ export class RateLimiter {
   constructor(options: RateLimiterOptions) {
     if (!(options.ratePerSecond > 0)) throw new RangeError("ratePerSecond must be above 0");
     this.#rate = options.ratePerSecond;
-    this.#burst = options.burst ?? Math.max(1, options.ratePerSecond);
+    this.#burst = options.burst ?? DEFAULT_RATE_LIMIT_BURST;
     if (!(this.#burst >= 1)) throw new RangeError("burst must be at least 1");
     this.#clock = options.clock ?? systemClock;
     this.#max = options.maxClients ?? 10_000;
@@ -57,7 +61,7 @@ export class RateLimiter {
       this.#buckets.delete(client);
     } else {
       b = { tokens: this.#burst, at: now };
-      if (this.#buckets.size >= this.#max) this.#evict(now);
+      if (this.#buckets.size >= this.#max) this.#evict();
     }
     this.#buckets.set(client, b);
     if (b.tokens >= 1) {
@@ -73,13 +77,11 @@ export class RateLimiter {
     return this.#buckets.size;
   }
 
-  #evict(now: number): void {
-    // Drop the least recently seen clients, full buckets first by age.
-    for (const [key, b] of this.#buckets) {
+  #evict(): void {
+    // Map order is least recently seen first (take() re-inserts the client it serves).
+    for (const key of this.#buckets.keys()) {
       if (this.#buckets.size < this.#max) break;
-      if (now - b.at >= (this.#burst / this.#rate) * 1000 || this.#buckets.size >= this.#max) {
-        this.#buckets.delete(key);
-      }
+      this.#buckets.delete(key);
     }
   }
 }

@@ -1,28 +1,15 @@
 /**
- * POST /trigger-test-event: validates the body with zod and publishes one
- * event through the `Publisher` (spec section 4). Empty body: a default
- * `manual_test` event. `Idempotency-Key` publishes once per key.
+ * POST /trigger-test-event: validates the body (see `json_body.ts` and
+ * `schemas.ts`) and publishes one event through the `Publisher`. Empty body:
+ * a default `manual_test` event. `Idempotency-Key` publishes once per key.
  */
 import { Hono } from "hono";
-import { z } from "zod";
 import type { PublishRequest, PublishResult } from "../stream/publisher.ts";
+import { readJsonBody, validationFailed } from "./json_body.ts";
 import { apiKeyAuth, rateLimit } from "./middleware.ts";
 import type { RateLimiter } from "./rate_limit.ts";
-import { type AppEnv, BodyTooLargeError, jsonError, readBodyLimited } from "./types.ts";
-
-/** Largest accepted body in bytes. */
-export const MAX_TRIGGER_BODY_BYTES = 10_240;
-
-const triggerSchema = z.object({
-  event: z.string().regex(/^[A-Za-z0-9_.:-]{1,100}$/, {
-    message: "must be 1 to 100 characters of A-Z a-z 0-9 _ . : -",
-  }).optional(),
-  aggregateId: z.string().min(1, { message: "must not be empty" }).max(200, {
-    message: "must be at most 200 characters",
-  }).optional(),
-  data: z.record(z.string(), z.unknown(), { error: "must be a JSON object" }).optional(),
-  stream: z.string().optional(),
-});
+import { triggerRequestSchema } from "./schemas.ts";
+import { type AppEnv, jsonError } from "./types.ts";
 
 const IDEMPOTENCY_KEY_RE = /^[\x21-\x7e]{1,200}$/;
 
@@ -48,50 +35,23 @@ export function triggerRoutes(options: TriggerOptions): Hono<AppEnv> {
     apiKeyAuth(options.apiKey),
     async (c, next) => {
       // Validate before spending a rate-limit token: a bad request publishes nothing.
-      let text: string;
-      try {
-        text = await readBodyLimited(c.req.raw, MAX_TRIGGER_BODY_BYTES);
-      } catch (err) {
-        if (!(err instanceof BodyTooLargeError)) throw err;
-        return jsonError(c, 413, "payload_too_large", err.message);
-      }
-      let body: unknown = {};
-      if (text.trim().length > 0) {
-        const type = c.req.header("content-type") ?? "";
-        if (!/^application\/([a-z0-9.+-]*\+)?json\s*(;|$)/i.test(type)) {
-          return jsonError(c, 415, "unsupported_media_type", "Body must be application/json");
-        }
-        try {
-          body = JSON.parse(text);
-        } catch {
-          return jsonError(c, 400, "invalid_json", "Body is not valid JSON");
-        }
-      }
-      const parsed = triggerSchema.safeParse(body);
-      if (!parsed.success) {
-        return jsonError(
-          c,
-          400,
-          "validation_failed",
-          "Body does not match the schema",
-          parsed.error.issues.map((i) => ({ path: i.path.join("."), message: i.message })),
-        );
-      }
-      const stream = parsed.data.stream ?? options.streams[0];
+      const body = await readJsonBody(c, triggerRequestSchema);
+      if (!body.ok) return body.response;
+      const stream = body.value.stream ?? options.streams[0];
       if (!options.streams.includes(stream)) {
-        return jsonError(c, 400, "validation_failed", "Body does not match the schema", [{
+        return validationFailed(c, [{
           path: "stream",
           message: `must be one of the consumed streams: ${options.streams.join(", ")}`,
         }]);
       }
       const key = c.req.header("idempotency-key");
       if (key !== undefined && !IDEMPOTENCY_KEY_RE.test(key)) {
-        return jsonError(c, 400, "validation_failed", "Invalid Idempotency-Key header", [{
+        return validationFailed(c, [{
           path: "Idempotency-Key",
           message: "must be 1 to 200 printable ASCII characters",
-        }]);
+        }], "Invalid Idempotency-Key header");
       }
-      c.set("trigger", { ...parsed.data, stream, idempotencyKey: key });
+      c.set("trigger", { ...body.value, stream, idempotencyKey: key });
       await next();
     },
     rateLimit({ limiter: options.limiter, trustProxy: options.trustProxy }),
@@ -123,13 +83,4 @@ export function triggerRoutes(options: TriggerOptions): Hono<AppEnv> {
     },
   );
   return app;
-}
-
-/** The validated trigger request, passed from validation to publishing. */
-export interface TriggerRequest {
-  event?: string;
-  aggregateId?: string;
-  data?: Record<string, unknown>;
-  stream: string;
-  idempotencyKey?: string;
 }

@@ -1,11 +1,12 @@
 /**
- * End-to-end tests of the HTTP interface over a real socket (README: HTTP API), with the real
+ * End-to-end tests of the HTTP interface over a real socket (README, HTTP API), with the real
  * `main.ts` process and a real redis-server: `POST /trigger-test-event` publishing an entry in
  * the wire format that the service then consumes (acknowledged, checkpoint written), once per
- * `Idempotency-Key`, its error answers (400, 401, 413, 415, 429 and 503 while Redis is down, with
- * `Retry-After`), probes that are never rate limited, and the hygiene of every response: 404
- * JSON, `X-Correlation-ID` echoed or generated, security headers, no stack traces, no secret in
- * the log.
+ * `Idempotency-Key`, its error answers (400, 401, 413, 415, 429 after a burst of 10 and 503 while
+ * Redis is down, with `Retry-After`), probes that are never rate limited, trailing slashes, either
+ * API key header, the dead-letter replay's body rules, and the hygiene of every response: one
+ * error shape, `X-Correlation-ID` echoed or generated, security headers, no stack traces, no
+ * secret in the log, and every answer as /openapi.json documents it.
  *
  * @module
  */
@@ -19,6 +20,7 @@ import {
   STACK_TRACE_RE,
   startService,
 } from "../support/service.ts";
+import { OpenApiConformance } from "../support/openapi.ts";
 import { waitFor } from "../support/wait.ts";
 import { checkpoint, groupInfo, pendingSummary, readStream, xlen } from "../support/streams.ts";
 
@@ -31,6 +33,8 @@ const UUID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/
 /** A response with what was sent, so the hygiene checks can tell which request it was. */
 interface Seen {
   what: string;
+  method: string;
+  path: string;
   sentCorrelationId?: string;
   res: ServiceResponse;
 }
@@ -58,7 +62,7 @@ Deno.test("POST /trigger-test-event publishes, is consumed, and answers errors c
     const headers = new Headers(rest.headers);
     if (correlationId !== undefined) headers.set("X-Correlation-ID", correlationId);
     const res = await svc.request(path, { ...rest, headers });
-    seen.push({ what, sentCorrelationId: correlationId, res });
+    seen.push({ what, method: rest.method ?? "GET", path, sentCorrelationId: correlationId, res });
     return res;
   };
   const trigger = (what: string, init: RequestInit & { correlationId?: string } = {}) =>
@@ -125,18 +129,30 @@ Deno.test("POST /trigger-test-event publishes, is consumed, and answers errors c
     assertEquals([group?.lag, group?.lastDeliveredId], [0, id]);
   });
 
-  await t.step("answers 429 with Retry-After to a rapid second request", async () => {
-    // RATE_LIMIT_PER_SECOND defaults to 1: wait for a token, spend it, ask again at once.
-    await waitFor(async () => (await trigger("rate limit: first")).status === 200, {
-      message: "a trigger request to be allowed",
-    });
+  await t.step("allows a burst of 10, then answers 429 with Retry-After", async () => {
+    // RATE_LIMIT_BURST defaults to 10 and RATE_LIMIT_PER_SECOND to 1: quick requests get at
+    // least 10 answers of 200, less the tokens spent above (tokens only come back), then a 429.
+    const spent = seen.filter((s) => s.path === "/trigger-test-event" && s.res.status === 200);
     const before = await xlen(client, STREAM);
-    const res = await trigger("rate limit: second");
+    let allowed = 0;
+    let res = await trigger("rate limit");
+    for (let i = 0; i < 40 && res.status === 200; i++) {
+      allowed++;
+      res = await trigger("rate limit");
+    }
     assertEquals(res.status, 429, res.text);
+    assert(
+      allowed >= 10 - spent.length,
+      `only ${allowed} requests allowed before the 429 (burst 10, ${spent.length} spent before)`,
+    );
     const retryAfter = Number(res.headers.get("retry-after"));
     assert(Number.isInteger(retryAfter) && retryAfter >= 1, `Retry-After: ${retryAfter}`);
     assertEquals((res.json as Record<string, unknown>).error, "rate_limited");
-    assertEquals(await xlen(client, STREAM), before, "a rate-limited request publishes nothing");
+    assertEquals(
+      await xlen(client, STREAM),
+      before + allowed,
+      "a limited request publishes nothing",
+    );
   });
 
   await t.step("publishes once per Idempotency-Key, whatever the repeat's body", async () => {
@@ -195,6 +211,10 @@ Deno.test("POST /trigger-test-event publishes, is consumed, and answers errors c
       headers: { Authorization: `Bearer ${API_KEY}` },
     });
     assertEquals(bearer.status, 200, bearer.text);
+    const either = await call("right bearer, wrong X-API-Key", "/admin/streams", {
+      headers: { Authorization: `Bearer ${API_KEY}`, "X-API-Key": "not-the-key" },
+    });
+    assertEquals(either.status, 200, either.text);
     assertEquals(await xlen(client, STREAM), before, "unauthorized requests publish nothing");
   });
 
@@ -259,6 +279,46 @@ Deno.test("POST /trigger-test-event publishes, is consumed, and answers errors c
     },
   );
 
+  await t.step("answers a known path with a trailing slash as the path without it", async () => {
+    const live = await call("trailing slash: live", "/health/live/");
+    assertEquals([live.status, live.text], [200, "OK"]);
+    const streams = await call("trailing slash: admin", "/admin/streams/", {
+      headers: { "X-API-Key": API_KEY },
+    });
+    assertEquals(streams.status, 200, streams.text);
+  });
+
+  await t.step("replays dead letters with the trigger's body rules", async () => {
+    const auth = { "X-API-Key": API_KEY };
+    const plain = await call("replay: text/plain", "/admin/dlq/replay", {
+      method: "POST",
+      headers: { ...auth, "Content-Type": "text/plain" },
+      body: JSON.stringify({ stream: STREAM }),
+    });
+    assertEquals(plain.status, 415, plain.text);
+    const ok = await call("replay", "/admin/dlq/replay", {
+      method: "POST",
+      headers: { ...auth, "Content-Type": "application/json" },
+      body: JSON.stringify({ stream: STREAM, count: 5 }),
+    });
+    assertEquals(ok.status, 200, ok.text);
+    assertEquals(ok.json, { success: true, stream: STREAM, replayed: 0, ids: [] });
+    await call("openapi", "/openapi.json");
+    await call("health report", "/health");
+    await call("metrics", "/metrics");
+  });
+
+  await t.step("answers only what /openapi.json documents", async () => {
+    const doc = (await svc.request("/openapi.json")).json as Record<string, unknown>;
+    const api = new OpenApiConformance(doc);
+    const routes = Object.keys(doc.paths as Record<string, unknown>);
+    const problems = seen.flatMap(({ method, path, res }) => {
+      const bare = path.length > 1 ? path.replace(/\/$/, "") : path;
+      return api.check(method, routes.includes(bare) ? bare : undefined, res);
+    });
+    assertEquals(problems, []);
+  });
+
   await t.step(
     "puts X-Correlation-ID and security headers on every response, no stack traces",
     () => {
@@ -274,7 +334,9 @@ Deno.test("POST /trigger-test-event publishes, is consumed, and answers errors c
         assert(res.headers.get("referrer-policy"), `${what}: Referrer-Policy`);
         assert(!STACK_TRACE_RE.test(res.text), `${what}: stack trace in body: ${res.text}`);
         if (res.status >= 400) {
-          assertEquals(typeof (res.json as Record<string, unknown>)?.error, "string", what);
+          const body = res.json as Record<string, unknown>;
+          assertEquals([body?.success, typeof body?.error], [false, "string"], what);
+          assertEquals(typeof body?.message, "string", what);
         }
       }
       const statuses = new Set(seen.map((s) => s.res.status));

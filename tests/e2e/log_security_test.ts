@@ -65,6 +65,7 @@ Deno.test("service logs JSON lines carrying the request's correlation id, never 
     ENVIRONMENT,
     // One token per client, refilled after 100 s: the second request of a client is a 429.
     RATE_LIMIT_PER_SECOND: "0.01",
+    RATE_LIMIT_BURST: "1",
   };
   const [trusting, direct] = await Promise.all([
     startService({

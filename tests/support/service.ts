@@ -9,13 +9,15 @@
  */
 
 import type { RedisServer } from "./redis_server.ts";
+import { startPermissionFlags } from "../../scripts/permissions.ts";
 import { freePort, waitFor } from "./wait.ts";
 
 /** Absolute path of the repository root (this file is `<root>/tests/support/service.ts`). */
 export const REPO_ROOT: string = decodeURIComponent(new URL("../..", import.meta.url).pathname)
   .replace(/\/$/, "");
 
-const DENO_FLAGS = ["--allow-net", "--allow-env", "--allow-read", "--allow-sys"];
+/** The permission flags of deno.json's `start` task: the service runs with exactly those. */
+const DENO_FLAGS = startPermissionFlags();
 const DRAIN_GRACE_MS = 2_000;
 
 /** How a process ended. */
@@ -313,8 +315,8 @@ export class ServiceProcess implements AsyncDisposable {
 }
 
 /**
- * Starts `deno run --allow-net --allow-env --allow-read --allow-sys main.ts` from the repository
- * root with `clearEnv` and {@linkcode serviceEnv}, and (unless `waitReady: false`) resolves once
+ * Starts `deno run <the start task's permission flags> main.ts` from the repository root with
+ * `clearEnv` and {@linkcode serviceEnv}, and (unless `waitReady: false`) resolves once
  * `GET /health/ready` answers 200. When readiness fails, kills the process and rejects with its
  * output.
  */

@@ -80,6 +80,7 @@ Deno.test("loadConfig() applies the documented default of every variable", () =>
       requestTimeoutMs: 30_000,
       apiKey: undefined,
       rateLimitPerSecond: 1,
+      rateLimitBurst: 10,
       trustProxy: false,
       metricsEnabled: true,
       traceEnabled: false,
@@ -168,6 +169,7 @@ Deno.test("loadConfig() reads every variable when given", () => {
     requestTimeoutMs: 3000,
     apiKey: "k-123",
     rateLimitPerSecond: 2.5,
+    rateLimitBurst: 10,
     trustProxy: true,
     metricsEnabled: false,
     traceEnabled: true,
@@ -277,6 +279,14 @@ Deno.test("loadConfig() rejects RATE_LIMIT_PER_SECOND that is not a positive num
     assertOnlyProblem({ RATE_LIMIT_PER_SECOND: v }, "RATE_LIMIT_PER_SECOND");
   }
   assertEquals(load({ RATE_LIMIT_PER_SECOND: "0.5" }).http.rateLimitPerSecond, 0.5);
+});
+
+Deno.test("loadConfig() reads RATE_LIMIT_BURST, an integer of at least 1 (default 10)", () => {
+  assertEquals(load({}).http.rateLimitBurst, 10);
+  assertEquals(load({ RATE_LIMIT_BURST: "3" }).http.rateLimitBurst, 3);
+  for (const v of ["0", "-1", "1.5", "abc"]) {
+    assertOnlyProblem({ RATE_LIMIT_BURST: v }, "RATE_LIMIT_BURST");
+  }
 });
 
 Deno.test("loadConfig() parses RETRY_DELAYS as a list and rejects bad items", () => {

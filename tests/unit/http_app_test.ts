@@ -2,162 +2,27 @@
  * Unit tests of src/http/app.ts (and the route groups and middleware behind
  * it) through `app.request()`, without a socket or Redis: fake publisher,
  * admin, health source and availability, a real `Metrics` registry and a rate
- * limiter on a fake clock. Covers README: HTTP API: probes, 404, correlation id,
+ * limiter on a fake clock. Covers the README's HTTP API: probes, 404, correlation id,
  * security headers, every trigger status (200/400/401/413/415/429/503/500),
  * idempotency keys, /metrics, /openapi.json and the admin routes.
  */
-import { createApp, ROUTES } from "../../src/http/app.ts";
-import type { HealthSnapshot } from "../../src/http/health.ts";
-import { RateLimiter } from "../../src/http/rate_limit.ts";
-import { Metrics } from "../../src/metrics.ts";
+import { ROUTES } from "../../src/http/app.ts";
 import { CircuitOpenError } from "../../src/redis/breaker.ts";
 import { NotConnectedError } from "../../src/redis/connection.ts";
 import type { StreamReport } from "../../src/stream/admin.ts";
-import type { PublishRequest, PublishResult } from "../../src/stream/publisher.ts";
 import { assert, assertEquals, assertMatch, assertStringIncludes } from "../support/assert.ts";
+import {
+  bodyOfSize,
+  harness,
+  healthy,
+  type Json,
+  json,
+  NOW,
+  streamBody,
+  STREAMS,
+} from "../support/http_app.ts";
 
 const UUID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
-const STREAMS = ["event-stream", "second"];
-const NOW = new Date("2025-01-28T10:00:00.000Z");
-
-type Json = Record<string, unknown>;
-
-function healthy(): HealthSnapshot {
-  return {
-    now: NOW,
-    startedAt: new Date(NOW.getTime() - 60_000),
-    shuttingDown: false,
-    service: { name: "svc", version: "1.0.0", environment: "test" },
-    redis: { connected: true, latencyMs: 1, lastCheck: NOW, circuit: "closed" },
-    consumer: {
-      active: true,
-      inFlight: 0,
-      streams: [{
-        stream: "event-stream",
-        group: "svc",
-        pending: 0,
-        lag: 0,
-        length: 0,
-        consumers: 1,
-        lastDeliveredId: null,
-        dlqStream: "event-stream:dlq",
-        dlqLength: 0,
-      }],
-    },
-    group: "svc",
-    consumerName: "pod-1",
-    thresholds: { lag: 100, pending: 100 },
-  };
-}
-
-interface HarnessOptions {
-  apiKey?: string;
-  trustProxy?: boolean;
-  metricsEnabled?: boolean;
-  rate?: number;
-  publish?: (req: PublishRequest) => Promise<PublishResult>;
-}
-
-/** The app with fakes, plus what the fakes saw. */
-function harness(o: HarnessOptions = {}) {
-  let now = 1_000_000;
-  const clock = { now: () => now, advance: (ms: number) => void (now += ms) };
-  const published: PublishRequest[] = [];
-  const replays: [string, number][] = [];
-  const seenKeys = new Map<string, string>();
-  const state = {
-    health: healthy(),
-    available: { ok: true } as { ok: true } | { ok: false; retryAfterSeconds: number },
-  };
-  let nextId = 1;
-  const defaultPublish = (req: PublishRequest): Promise<PublishResult> => {
-    const earlier = req.idempotencyKey ? seenKeys.get(req.idempotencyKey) : undefined;
-    const id = earlier ?? `1700000000000-${nextId++}`;
-    if (req.idempotencyKey && !earlier) seenKeys.set(req.idempotencyKey, id);
-    return Promise.resolve({
-      id,
-      stream: req.stream,
-      event: req.event,
-      aggregateId: req.aggregateId,
-      correlationId: req.correlationId,
-      published: earlier === undefined,
-    });
-  };
-  const metrics = new Metrics({ processMetrics: false });
-  const app = createApp({
-    health: () => state.health,
-    publisher: {
-      publish: (req) => {
-        published.push(req);
-        return (o.publish ?? defaultPublish)(req);
-      },
-    },
-    admin: {
-      report: (stream: string): Promise<StreamReport> =>
-        Promise.resolve({
-          stream,
-          length: 3,
-          groups: [],
-          deadLetter: { stream: `${stream}:dlq`, length: 1 },
-        }),
-      replay: (stream: string, count: number) => {
-        replays.push([stream, count]);
-        return Promise.resolve(["1-1", "1-2"]);
-      },
-    },
-    availability: () => state.available,
-    metrics,
-    streams: STREAMS,
-    version: "9.9.9",
-    http: {
-      apiKey: o.apiKey,
-      rateLimitPerSecond: o.rate ?? 1,
-      trustProxy: o.trustProxy ?? false,
-      metricsEnabled: o.metricsEnabled ?? true,
-      requestTimeoutMs: 10_000,
-    },
-    limiter: new RateLimiter({ ratePerSecond: o.rate ?? 1, clock: clock.now }),
-  });
-
-  /** One request from `client` (remote address). */
-  const request = (path: string, init: RequestInit = {}, client = "1.2.3.4") =>
-    app.request(path, init, { remoteAddr: { transport: "tcp", hostname: client, port: 1 } });
-
-  /** POST /trigger-test-event; the clock moves a second first so earlier calls do not limit it. */
-  const trigger = (body?: BodyInit, headers: Record<string, string> = {}, client?: string) => {
-    clock.advance(1000);
-    const h = body === undefined ? headers : { "Content-Type": "application/json", ...headers };
-    return request("/trigger-test-event", { method: "POST", body, headers: h }, client);
-  };
-  return { app, clock, metrics, published, replays, state, request, trigger };
-}
-
-async function json(res: Response): Promise<Json> {
-  return await res.json() as Json;
-}
-
-/** A request body stream (no Content-Length) of `size` bytes of JSON-ish text. */
-function streamBody(size: number): ReadableStream<Uint8Array> {
-  const bytes = new TextEncoder().encode(`{"data":{"p":"${"x".repeat(size - 17)}"}}`);
-  let sent = false;
-  return new ReadableStream({
-    pull(controller) {
-      if (sent) return controller.close();
-      sent = true;
-      // Two chunks, so the limit is enforced while streaming.
-      controller.enqueue(bytes.subarray(0, 4000));
-      controller.enqueue(bytes.subarray(4000));
-    },
-  });
-}
-
-/** A JSON trigger body of exactly `size` bytes. */
-function bodyOfSize(size: number): string {
-  const s = `{"data":{"p":"${"x".repeat(size - 17)}"}}`;
-  assertEquals(new TextEncoder().encode(s).length, size);
-  return s;
-}
-
 // ---- probes -------------------------------------------------------------
 
 Deno.test("GET /health/live answers 200 text OK", async () => {
@@ -215,8 +80,56 @@ Deno.test("GET /health-check answers ok or not ok", async () => {
 Deno.test("an unknown path answers 404 JSON not_found", async () => {
   const res = await harness().request("/nope");
   assertEquals(res.status, 404);
-  assertEquals((await json(res)).error, "not_found");
+  assertEquals(await json(res), { success: false, error: "not_found", message: "No such route" });
   assertMatch(res.headers.get("x-correlation-id") ?? "", UUID_RE);
+});
+
+Deno.test("a known path with a trailing slash answers as the path without it", async () => {
+  const h = harness();
+  const live = await h.request("/health/live/");
+  assertEquals([live.status, await live.text()], [200, "OK"]);
+  const ready = await h.request("/health/ready/");
+  assertEquals(ready.status, 200);
+  assertEquals((await json(ready)).status, "ready");
+  const trigger = await h.trigger(undefined, {}, undefined, "/trigger-test-event/");
+  assertEquals(trigger.status, 200);
+  assertEquals((await json(trigger)).success, true);
+  const streams = await h.request("/admin/streams/");
+  assertEquals(streams.status, 200);
+  await streams.body?.cancel();
+  const wrong = await h.request("/health/live/", { method: "POST" });
+  assertEquals([wrong.status, wrong.headers.get("allow")], [405, "GET, HEAD"]);
+  await wrong.body?.cancel();
+  const unknown = await h.request("/nope/");
+  assertEquals(unknown.status, 404);
+  await unknown.body?.cancel();
+});
+
+Deno.test("every 4xx and 5xx answer has the one error shape", async () => {
+  const key = "k3y-0123456789";
+  const h = harness({ apiKey: key, publish: () => Promise.reject(new Error("boom")) });
+  const auth = { "X-API-Key": key };
+  const answers = [
+    await h.request("/nope"),
+    await h.request("/health/live", { method: "DELETE" }),
+    await h.request("/admin/streams"),
+    await h.trigger("{bad", auth),
+    await h.trigger('{"event":"no spaces"}', auth),
+    await h.trigger("hi", { ...auth, "Content-Type": "text/plain" }),
+    await h.trigger(bodyOfSize(10_241), auth),
+    await h.trigger(undefined, auth),
+    await h.request("/trigger-test-event", { method: "POST", headers: auth }),
+  ];
+  const statuses: number[] = [];
+  for (const res of answers) {
+    statuses.push(res.status);
+    const body = await json(res);
+    assertEquals(body.success, false, `${res.status} ${JSON.stringify(body)}`);
+    assertEquals(typeof body.error, "string");
+    assertEquals(typeof body.message, "string");
+    assertStringIncludes(res.headers.get("content-type") ?? "", "application/json");
+  }
+  assertEquals(statuses, [404, 405, 401, 400, 400, 415, 413, 500, 429]);
 });
 
 Deno.test("a known path with the wrong method answers 405 JSON with Allow", async () => {
@@ -231,6 +144,27 @@ Deno.test("a known path with the wrong method answers 405 JSON with Allow", asyn
   await post.body?.cancel();
   const head = await h.request("/health/live", { method: "HEAD" });
   assertEquals(head.status, 200, "HEAD goes with GET");
+});
+
+Deno.test("a 405 is counted under its route pattern, not route=other", async () => {
+  const h = harness();
+  await (await h.request("/health/live", { method: "POST" })).body?.cancel();
+  await (await h.request("/trigger-test-event")).body?.cancel();
+  await (await h.request("/admin/dlq/replay", { method: "PUT" })).body?.cancel();
+  const text = await (await h.request("/metrics")).text();
+  assertStringIncludes(
+    text,
+    'http_requests_total{method="POST",route="/health/live",status="405"} 1',
+  );
+  assertStringIncludes(
+    text,
+    'http_requests_total{method="GET",route="/trigger-test-event",status="405"} 1',
+  );
+  assertStringIncludes(
+    text,
+    'http_requests_total{method="PUT",route="/admin/dlq/replay",status="405"} 1',
+  );
+  assert(!/route="other",status="405"/.test(text), "a 405 labelled route=other");
 });
 
 Deno.test("X-Correlation-ID is echoed when valid and replaced by a UUID when not", async () => {
@@ -455,6 +389,45 @@ Deno.test("POST /trigger-test-event needs the API key when one is set", async ()
   const header = await h.trigger(undefined, { "X-API-Key": key });
   assertEquals(header.status, 200);
   assertEquals(h.published.length, 2);
+});
+
+Deno.test("either API key header carrying the right key is enough", async () => {
+  const key = "k3y-0123456789";
+  const h = harness({ apiKey: key });
+  const rightBearerWrongHeader = await h.trigger(undefined, {
+    Authorization: `Bearer ${key}`,
+    "X-API-Key": "wrong",
+  });
+  assertEquals(rightBearerWrongHeader.status, 200);
+  const rightHeaderWrongBearer = await h.trigger(undefined, {
+    Authorization: "Bearer wrong",
+    "X-API-Key": key,
+  });
+  assertEquals(rightHeaderWrongBearer.status, 200);
+  const bothWrong = await h.trigger(undefined, { Authorization: "Bearer a", "X-API-Key": "b" });
+  assertEquals(bothWrong.status, 401);
+  assertEquals(bothWrong.headers.get("www-authenticate"), 'Bearer realm="redis-stream-service"');
+  await bothWrong.body?.cancel();
+  const admin = await h.request("/admin/streams", {
+    headers: { Authorization: `Bearer ${key}`, "X-API-Key": "wrong" },
+  });
+  assertEquals(admin.status, 200);
+  await admin.body?.cancel();
+  assertEquals(h.published.length, 2);
+});
+
+Deno.test("POST /trigger-test-event allows RATE_LIMIT_BURST requests at once (default 10)", async () => {
+  // A rate of 1 per 1000 s: no token comes back while the test runs, however slow the machine.
+  for (const [burst, expected] of [[undefined, 10], [3, 3]] as const) {
+    const h = harness({ injectLimiter: false, rate: 0.001, rateLimitBurst: burst });
+    const statuses: number[] = [];
+    for (let i = 0; i < expected + 1; i++) {
+      const res = await h.request("/trigger-test-event", { method: "POST" });
+      statuses.push(res.status);
+      await res.body?.cancel();
+    }
+    assertEquals(statuses, [...Array(expected).fill(200), 429], `burst ${burst ?? "default"}`);
+  }
 });
 
 Deno.test("POST /trigger-test-event answers 429 with Retry-After on a second request within a second", async () => {
@@ -690,4 +663,36 @@ Deno.test("POST /admin/dlq/replay validates its body and replays", async () => {
   assertEquals(counted.status, 200);
   await counted.body?.cancel();
   assertEquals(h.replays, [["second", 100], ["event-stream", 5]]);
+});
+
+Deno.test("POST /admin/dlq/replay follows the trigger's body rules (415, 413, 400)", async () => {
+  const h = harness();
+  const post = (body: BodyInit | undefined, headers: Record<string, string>) =>
+    h.request("/admin/dlq/replay", { method: "POST", body, headers });
+  const cases: [BodyInit | undefined, Record<string, string>, number, string][] = [
+    ['{"stream":"event-stream"}', { "Content-Type": "text/plain" }, 415, "unsupported_media_type"],
+    ['{"stream":"event-stream"}', {}, 415, "unsupported_media_type"],
+    [bodyOfSize(10_241), { "Content-Type": "application/json" }, 413, "payload_too_large"],
+    [streamBody(10_241), { "Content-Type": "application/json" }, 413, "payload_too_large"],
+    [undefined, {}, 400, "validation_failed"],
+    ["{oops", { "Content-Type": "application/json" }, 400, "invalid_json"],
+    [
+      '{"stream":"event-stream","count":10001}',
+      { "Content-Type": "application/json" },
+      400,
+      "validation_failed",
+    ],
+  ];
+  for (const [body, headers, status, error] of cases) {
+    const res = await post(body, headers);
+    const answer = await json(res);
+    assertEquals([res.status, answer.success, answer.error], [status, false, error]);
+  }
+  assertEquals(h.replays.length, 0);
+  const max = await post('{"stream":"event-stream","count":10000}', {
+    "Content-Type": "application/json; charset=utf-8",
+  });
+  assertEquals(max.status, 200);
+  await max.body?.cancel();
+  assertEquals(h.replays, [["event-stream", 10_000]]);
 });
