@@ -11,8 +11,8 @@
  * Every operation through `exec` passes the circuit breaker and is timed.
  */
 import { createClient, ErrorReply, type RedisClientOptions } from "@redis/client";
-import type { Config } from "../config.ts";
-import { delay } from "../clock.ts";
+import { type Config, readTlsFiles } from "../config.ts";
+import { delay, withDeadline } from "../clock.ts";
 import { errorInfo, getLogger, type Logger } from "../log.ts";
 import { CircuitBreaker, type CircuitState } from "./breaker.ts";
 import { exponentialBackoff, retryDelay } from "./backoff.ts";
@@ -291,7 +291,7 @@ export class ConnectionManager {
     await Promise.all(clients.map(async (c) => {
       if (!c) return;
       try {
-        if (c.isOpen) await withTimeout(c.close(), 2000);
+        if (c.isOpen) await withDeadline(c.close(), 2000);
       } catch {
         c.destroy();
       }
@@ -377,7 +377,7 @@ export class ConnectionManager {
     const command = this.#newClient(address, "cmd", timeoutMs);
     const blocking = this.#newClient(address, "blk", undefined);
     try {
-      await withTimeout(Promise.all([command.connect(), blocking.connect()]), timeoutMs);
+      await withDeadline(Promise.all([command.connect(), blocking.connect()]), timeoutMs);
       if (this.#opts.redis.sentinel) {
         const role = await command.sendCommand(["ROLE"]) as unknown[];
         if (role[0] !== "master") throw new Error(`${address.host}:${address.port} is not master`);
@@ -412,13 +412,12 @@ export class ConnectionManager {
 
   #newClient(address: Address, role: string, timeoutMs: number | undefined): RedisClient {
     const r = this.#opts.redis;
+    // PEM files are read on every connect, so renewed certificates are picked up.
     const tls = r.tls.enabled
       ? {
         tls: true as const,
         servername: isIp(address.host) ? undefined : address.host,
-        ca: r.tls.ca ? Deno.readTextFileSync(r.tls.ca) : undefined,
-        cert: r.tls.cert ? Deno.readTextFileSync(r.tls.cert) : undefined,
-        key: r.tls.key ? Deno.readTextFileSync(r.tls.key) : undefined,
+        ...readTlsFiles(r.tls),
       }
       : {};
     // keepAlive/noDelay apply to TLS sockets too (node-redis passes them to
@@ -468,8 +467,8 @@ export class ConnectionManager {
       });
       client.on("error", () => {});
       try {
-        await withTimeout(client.connect(), Math.min(r.connectTimeoutMs, 2000));
-        const reply = await withTimeout(
+        await withDeadline(client.connect(), Math.min(r.connectTimeoutMs, 2000));
+        const reply = await withDeadline(
           client.sendCommand(["SENTINEL", "get-master-addr-by-name", r.sentinel.master]),
           2000,
         ) as string[] | null;
@@ -496,11 +495,6 @@ function destroyQuietly(client: { isOpen: boolean; destroy(): void }): void {
 
 function isIp(host: string): boolean {
   return /^[\d.]+$/.test(host) || host.includes(":");
-}
-
-/** True for errors Redis itself replied with (the server is up). */
-export function isServerReplyError(err: unknown): boolean {
-  return err instanceof ErrorReply;
 }
 
 const CONNECTION_REPLY_RE = /^(READONLY|LOADING|MASTERDOWN|NOAUTH|WRONGPASS)/;
@@ -533,13 +527,4 @@ export function classifyError(err: unknown): "reply" | "connection" | "other" {
   if (typeof code === "string" && /^E[A-Z]+/.test(code)) return "connection"; // ECONNRESET…
   if (/Timed out after|socket|ECONN|EPIPE/i.test(err.message)) return "connection";
   return "other";
-}
-
-/** Rejects with a timeout error when `p` takes longer than `ms`. */
-export function withTimeout<T>(p: Promise<T>, ms: number): Promise<T> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`Timed out after ${ms} ms`)), ms);
-  });
-  return Promise.race([p, timeout]).finally(() => clearTimeout(timer));
 }

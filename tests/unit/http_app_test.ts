@@ -7,7 +7,7 @@
  * idempotency keys, /metrics, /openapi.json and the admin routes.
  */
 import { createApp, ROUTES } from "../../src/http/app.ts";
-import type { HealthSnapshot } from "../../src/http/health.ts";
+import type { HealthSnapshot } from "../../src/health_state.ts";
 import { RateLimiter } from "../../src/http/rate_limit.ts";
 import { Metrics } from "../../src/metrics.ts";
 import { CircuitOpenError } from "../../src/redis/breaker.ts";
