@@ -8,6 +8,7 @@
  * @module
  */
 
+import { pairsToRecord } from "../../src/redis/reply.ts";
 import type { RedisClient } from "./redis_server.ts";
 
 /** Fields of one stream entry, by name. */
@@ -19,12 +20,8 @@ export interface StreamEntry {
   fields: Fields;
 }
 
-/** A Redis reply `[k1, v1, k2, v2, …]` as an object (a trailing odd element is ignored). */
-export function pairs<T>(flat: readonly T[]): Record<string, T> {
-  const out: Record<string, T> = {};
-  for (let i = 0; i + 1 < flat.length; i += 2) out[String(flat[i])] = flat[i + 1];
-  return out;
-}
+/** A Redis reply `[k1, v1, k2, v2, …]` as an object: the service's own `pairsToRecord`. */
+export { pairsToRecord as pairs };
 
 /**
  * A well-formed entry in the wire format of spec section 5, fields in this order: `event`,
@@ -103,7 +100,7 @@ export async function readStream(client: RedisClient, stream: string): Promise<S
     const reply = await client.sendCommand(
       ["XRANGE", stream, start, "+", "COUNT", String(page)],
     ) as [string, string[]][];
-    for (const [id, flat] of reply) out.push({ id, fields: pairs(flat) });
+    for (const [id, flat] of reply) out.push({ id, fields: pairsToRecord(flat) });
     if (reply.length < page) return out;
     start = `(${reply[reply.length - 1][0]}`;
   }
@@ -137,7 +134,7 @@ export async function groups(client: RedisClient, stream: string): Promise<Group
   }
   const num = (v: unknown) => v === null || v === undefined ? null : Number(v);
   return reply.map((raw) => {
-    const g = pairs(raw);
+    const g = pairsToRecord(raw);
     return {
       name: String(g.name),
       consumers: Number(g.consumers),
@@ -230,5 +227,5 @@ export async function checkpoint(
   group: string,
 ): Promise<Fields> {
   const flat = await client.sendCommand(["HGETALL", `${stream}:checkpoint:${group}`]) as string[];
-  return pairs(flat);
+  return pairsToRecord(flat);
 }
