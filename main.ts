@@ -11,7 +11,7 @@ import { createApp } from "./src/http/app.ts";
 import { errorInfo, getLogger, type Logger, setupLogging } from "./src/log.ts";
 import { Metrics } from "./src/metrics.ts";
 import { ConnectionManager, RedisUnavailableError } from "./src/redis/connection.ts";
-import { Pinger } from "./src/redis/pinger.ts";
+import { Pinger, pingTiming } from "./src/redis/pinger.ts";
 import { StreamAdmin } from "./src/stream/admin.ts";
 import { StreamConsumer } from "./src/stream/consumer.ts";
 import { HandlerRegistry, registerDiagnosticHandlers } from "./src/stream/handlers.ts";
@@ -23,9 +23,6 @@ import { createTracing, exporterProblem, exporterSummary } from "./src/tracing.t
 export const EXIT_CONFIG = 78;
 /** Exit code for an unreachable Redis at start, or a shutdown past its budget. */
 export const EXIT_FAILURE = 1;
-
-/** How often Redis is PINGed for /health (ms). */
-const PING_INTERVAL_MS = 5000;
 
 async function main(): Promise<number> {
   // 1. Configuration.
@@ -123,7 +120,7 @@ function compose(config: Config, env: Record<string, string>, log: Logger) {
     redis: connection,
     consumer,
   });
-  const pinger = new Pinger({ connection, intervalMs: PING_INTERVAL_MS });
+  const pinger = new Pinger({ connection, ...pingTiming(config.redis.connectTimeoutMs) });
   const app = createApp({
     health: () => health.snapshot(),
     availability: () => health.availability(),

@@ -12,7 +12,7 @@
  */
 import { createClient, ErrorReply, type RedisClientOptions } from "@redis/client";
 import { type Config, readTlsFiles } from "../config.ts";
-import { delay, withDeadline } from "../clock.ts";
+import { DeadlineError, delay, withDeadline } from "../clock.ts";
 import { errorInfo, getLogger, type Logger } from "../log.ts";
 import { CircuitBreaker, type CircuitState } from "./breaker.ts";
 import { exponentialBackoff, retryDelay } from "./backoff.ts";
@@ -198,9 +198,15 @@ export class ConnectionManager {
 
   /**
    * Runs `fn` with the command client through the circuit breaker, timing it.
-   * Connection errors also start a reconnect.
+   * `fn` must settle within `deadlineMs` (default CONNECTION_TIMEOUT): the
+   * service enforces it itself, since node-redis drops a command's timeout
+   * once the command is written. A missed deadline (a hung Redis), like any
+   * connection error, replaces the connection.
    */
-  async exec<T>(fn: (client: RedisClient) => Promise<T>): Promise<T> {
+  async exec<T>(
+    fn: (client: RedisClient) => Promise<T>,
+    options: { deadlineMs?: number } = {},
+  ): Promise<T> {
     this.breaker.acquire();
     const started = performance.now();
     let client: RedisClient;
@@ -213,7 +219,8 @@ export class ConnectionManager {
       throw err;
     }
     try {
-      const result = await fn(client);
+      const deadlineMs = options.deadlineMs ?? this.#opts.redis.connectTimeoutMs;
+      const result = await withDeadline(fn(client), deadlineMs);
       this.breaker.recordSuccess();
       this.#opts.observer?.command((performance.now() - started) / 1000, true);
       return result;
@@ -243,11 +250,14 @@ export class ConnectionManager {
     }
   }
 
-  /** PINGs Redis with a short timeout; records latency and feeds the breaker. */
+  /**
+   * PINGs Redis with its own short deadline; records latency and feeds the
+   * breaker. A missed deadline replaces the connection (see `exec`).
+   */
   async ping(timeoutMs = 1000): Promise<number> {
     const started = performance.now();
     try {
-      await this.exec((c) => c.withCommandOptions({ timeout: timeoutMs }).ping());
+      await this.exec((c) => c.ping(), { deadlineMs: timeoutMs });
       this.#latencyMs = Math.round((performance.now() - started) * 10) / 10;
       return this.#latencyMs;
     } finally {
@@ -376,6 +386,9 @@ export class ConnectionManager {
     const timeoutMs = this.#opts.redis.connectTimeoutMs;
     const command = this.#newClient(address, "cmd", timeoutMs);
     const blocking = this.#newClient(address, "blk", undefined);
+    enforceDeadlines(blocking, timeoutMs, (err) => {
+      if (blocking === this.#blocking) this.#onClientProblem(err);
+    });
     try {
       await withDeadline(Promise.all([command.connect(), blocking.connect()]), timeoutMs);
       if (this.#opts.redis.sentinel) {
@@ -482,6 +495,30 @@ export class ConnectionManager {
     }
     throw new Error(`No sentinel gave a master address (${errors.join("; ")})`);
   }
+}
+
+/**
+ * Makes `client.sendCommand` (how the consumer sends its XREADGROUP BLOCK on
+ * the blocking client) keep its deadline: the command's `timeout` option
+ * (the consumer passes BLOCK_MS + CONNECTION_TIMEOUT), else `defaultMs`. When
+ * it passes, the call rejects with a `DeadlineError` and `onExpired` is told,
+ * so the connection is replaced instead of waiting on a hung Redis forever.
+ * Only direct `sendCommand` calls on this object are covered; the command
+ * client's deadlines are kept by `exec`.
+ */
+function enforceDeadlines(
+  client: RedisClient,
+  defaultMs: number,
+  onExpired: (err: DeadlineError) => void,
+): void {
+  const send = client.sendCommand.bind(client);
+  const guarded = (args: Parameters<typeof send>[0], options?: Parameters<typeof send>[1]) =>
+    withDeadline(send(args, options), options?.timeout ?? defaultMs).catch((err: unknown) => {
+      if (err instanceof DeadlineError) onExpired(err);
+      throw err;
+    });
+  // sendCommand is generic in its reply type only; the reply passes through unchanged.
+  client.sendCommand = guarded as typeof send;
 }
 
 /** Closes `client` at once; no-op (instead of ClientClosedError) when it already closed. */

@@ -1,9 +1,12 @@
 /**
  * The PING loop behind /health: PINGs Redis every `intervalMs` (and at once
- * whenever the connection comes up), so the health state has a fresh latency
- * and `lastCheck`; and the forced-reconnect policy: `failuresBeforeReconnect`
- * failed PINGs in a row on a connection that looks open mean it is not, and
- * the connection manager is told to replace it.
+ * whenever the connection comes up), each with its own short deadline, so the
+ * health state has a fresh latency and `lastCheck`, and a hung Redis (stopped
+ * with SIGSTOP: sockets open, no answer) is noticed: a PING past its deadline
+ * makes the connection manager replace the connection (readiness 503
+ * `redis_unavailable` until it is back). The forced-reconnect policy for other
+ * failures: `failuresBeforeReconnect` failed PINGs in a row on a connection
+ * that looks open mean it is not.
  */
 import { errorInfo } from "../log.ts";
 import type { ConnectionState } from "./connection.ts";
@@ -25,6 +28,23 @@ export interface PingerOptions {
   timeoutMs?: number;
   /** Failed PINGs in a row that force a reconnect. Default 2. */
   failuresBeforeReconnect?: number;
+}
+
+/** Most time between PINGs (ms). */
+export const MAX_PING_INTERVAL_MS = 5000;
+/** Most time one PING may take (ms). */
+export const MAX_PING_TIMEOUT_MS = 1000;
+
+/**
+ * PING interval and deadline for a CONNECTION_TIMEOUT, pure. A hung Redis is
+ * noticed within interval + deadline, which this keeps within
+ * CONNECTION_TIMEOUT + 1.5 s (the README promises + 2 s): the deadline is
+ * min(1 s, CONNECTION_TIMEOUT), the interval at most 5 s.
+ */
+export function pingTiming(connectTimeoutMs: number): { intervalMs: number; timeoutMs: number } {
+  const timeoutMs = Math.max(1, Math.min(MAX_PING_TIMEOUT_MS, connectTimeoutMs));
+  const intervalMs = Math.min(MAX_PING_INTERVAL_MS, connectTimeoutMs + 1500 - timeoutMs);
+  return { intervalMs, timeoutMs };
 }
 
 /** Runs the PING loop and its forced-reconnect policy. */

@@ -5,7 +5,7 @@
  * connection manager's surface; Redis itself is exercised by the e2e outage tests.
  */
 import type { ConnectionState } from "../../src/redis/connection.ts";
-import { Pinger, type PingTarget } from "../../src/redis/pinger.ts";
+import { Pinger, type PingTarget, pingTiming } from "../../src/redis/pinger.ts";
 import { assertEquals } from "../support/assert.ts";
 
 class ScriptedTarget implements PingTarget {
@@ -44,4 +44,14 @@ Deno.test("Pinger.pingOnce() does not PING while disconnected", async () => {
   target.connected = false;
   await new Pinger({ connection: target, failuresBeforeReconnect: 1 }).pingOnce();
   assertEquals(target.pings, 0);
+});
+
+Deno.test("pingTiming() notices a hung Redis within CONNECTION_TIMEOUT + 2 s", () => {
+  assertEquals(pingTiming(10_000), { intervalMs: 5000, timeoutMs: 1000 });
+  assertEquals(pingTiming(500), { intervalMs: 1500, timeoutMs: 500 });
+  for (const ct of [1, 100, 500, 1000, 2000, 3000, 10_000, 600_000]) {
+    const { intervalMs, timeoutMs } = pingTiming(ct);
+    assertEquals(intervalMs + timeoutMs <= ct + 2000, true, `CONNECTION_TIMEOUT=${ct}`);
+    assertEquals(intervalMs > 0 && timeoutMs > 0 && timeoutMs <= 1000, true, `${ct}`);
+  }
 });
