@@ -24,3 +24,38 @@ export function delay(ms: number, signal?: AbortSignal): Promise<void> {
     signal?.addEventListener("abort", onAbort, { once: true });
   });
 }
+
+/** Thrown by `withDeadline` when the deadline passes first. Its name is `TimeoutError`. */
+export class DeadlineError extends Error {
+  /** The deadline that passed, in ms. */
+  readonly ms: number;
+  constructor(ms: number) {
+    super(`Timed out after ${ms} ms`);
+    this.name = "TimeoutError";
+    this.ms = ms;
+  }
+}
+
+/**
+ * Settles as `p` does, or resolves with `fallback` after `ms` if `p` has not
+ * settled by then. `p` itself is not cancelled; the timer is always cleared.
+ */
+export function raceDeadline<T, F>(p: Promise<T>, ms: number, fallback: F): Promise<T | F> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const late = new Promise<F>((resolve) => (timer = setTimeout(() => resolve(fallback), ms)));
+  return Promise.race([p, late]).finally(() => clearTimeout(timer));
+}
+
+/**
+ * Settles as `p` does, or rejects with a `DeadlineError` after `ms`. `p`
+ * itself is not cancelled (a rejection it has later is ignored).
+ */
+export async function withDeadline<T>(p: Promise<T>, ms: number): Promise<T> {
+  const late = Symbol("late");
+  const result = await raceDeadline(p, ms, late);
+  if (result === late) {
+    p.catch(() => {}); // settles later; nobody waits for it any more
+    throw new DeadlineError(ms);
+  }
+  return result as T;
+}

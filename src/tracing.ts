@@ -225,3 +225,18 @@ export function exporterProblem(env: Readonly<Record<string, string | undefined>
     "Start the process with OTEL_DENO=true and the exporter variables " +
     "(OTEL_EXPORTER_OTLP_ENDPOINT, OTEL_EXPORTER_OTLP_PROTOCOL, OTEL_SERVICE_NAME)";
 }
+
+/**
+ * Where Deno's exporter sends spans, for the start-up log line: protocol,
+ * endpoint (its origin only: the URL could carry credentials) and service name.
+ */
+export function exporterSummary(
+  env: Readonly<Record<string, string | undefined>>,
+): { protocol: string; endpoint: string; serviceName: string } {
+  return {
+    protocol: env.OTEL_EXPORTER_OTLP_PROTOCOL ?? "http/protobuf",
+    endpoint: URL.parse(env.OTEL_EXPORTER_OTLP_ENDPOINT ?? "http://localhost:4318")?.origin ??
+      "(unparsable OTEL_EXPORTER_OTLP_ENDPOINT)",
+    serviceName: env.OTEL_SERVICE_NAME ?? "unknown_service:deno (set OTEL_SERVICE_NAME)",
+  };
+}

@@ -111,19 +111,6 @@ export class CircuitBreaker {
     }
   }
 
-  /** Runs `fn` through the breaker. */
-  async run<T>(fn: () => Promise<T>): Promise<T> {
-    this.acquire();
-    try {
-      const result = await fn();
-      this.recordSuccess();
-      return result;
-    } catch (err) {
-      this.recordFailure();
-      throw err;
-    }
-  }
-
   #transition(to: CircuitState): void {
     const from = this.#state;
     this.#state = to;

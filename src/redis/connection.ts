@@ -10,34 +10,20 @@
  * own reconnect is off so that state, address resolution and backoff live here.
  * Every operation through `exec` passes the circuit breaker and is timed.
  */
-import { createClient, ErrorReply, type RedisClientOptions } from "@redis/client";
 import type { Config } from "../config.ts";
-import { delay } from "../clock.ts";
+import { delay, withDeadline } from "../clock.ts";
 import { errorInfo, getLogger, type Logger } from "../log.ts";
 import { CircuitBreaker, type CircuitState } from "./breaker.ts";
 import { exponentialBackoff, retryDelay } from "./backoff.ts";
+import { classifyError, NotConnectedError, RedisUnavailableError } from "./errors.ts";
+import { type Address, enforceDeadlines, newClient, type RedisClient } from "./client.ts";
+import { destroyQuietly, resolveSentinelMaster } from "./sentinel.ts";
 
-/** A RESP2 node-redis client as this service creates it. */
-export type RedisClient = ReturnType<typeof createClient>;
+export { classifyError, NotConnectedError, RedisUnavailableError } from "./errors.ts";
+export type { Address, RedisClient } from "./client.ts";
 
 /** Where the manager stands. */
 export type ConnectionState = "idle" | "connecting" | "connected" | "reconnecting" | "closed";
-
-/** Raised when the initial connection attempts all failed. */
-export class RedisUnavailableError extends Error {
-  constructor(message: string, options?: ErrorOptions) {
-    super(message, options);
-    this.name = "RedisUnavailableError";
-  }
-}
-
-/** Raised by `exec` while no connection is up. */
-export class NotConnectedError extends Error {
-  constructor(reason?: string, options?: ErrorOptions) {
-    super(reason ? `Redis is not connected: ${reason}` : "Redis is not connected", options);
-    this.name = "NotConnectedError";
-  }
-}
 
 /** Observer of Redis command outcomes (metrics). */
 export interface CommandObserver {
@@ -55,11 +41,6 @@ export interface ConnectionManagerOptions {
   /** Reconnect backoff bounds in ms. Default 100 to 3000. */
   reconnectMinMs?: number;
   reconnectMaxMs?: number;
-}
-
-interface Address {
-  host: string;
-  port: number;
 }
 
 const ONE_MINUTE = 60_000;
@@ -198,9 +179,15 @@ export class ConnectionManager {
 
   /**
    * Runs `fn` with the command client through the circuit breaker, timing it.
-   * Connection errors also start a reconnect.
+   * `fn` must settle within `deadlineMs` (default CONNECTION_TIMEOUT): the
+   * service enforces it itself, since node-redis drops a command's timeout
+   * once the command is written. A missed deadline (a hung Redis), like any
+   * connection error, replaces the connection.
    */
-  async exec<T>(fn: (client: RedisClient) => Promise<T>): Promise<T> {
+  async exec<T>(
+    fn: (client: RedisClient) => Promise<T>,
+    options: { deadlineMs?: number } = {},
+  ): Promise<T> {
     this.breaker.acquire();
     const started = performance.now();
     let client: RedisClient;
@@ -213,7 +200,8 @@ export class ConnectionManager {
       throw err;
     }
     try {
-      const result = await fn(client);
+      const deadlineMs = options.deadlineMs ?? this.#opts.redis.connectTimeoutMs;
+      const result = await withDeadline(fn(client), deadlineMs);
       this.breaker.recordSuccess();
       this.#opts.observer?.command((performance.now() - started) / 1000, true);
       return result;
@@ -243,11 +231,14 @@ export class ConnectionManager {
     }
   }
 
-  /** PINGs Redis with a short timeout; records latency and feeds the breaker. */
+  /**
+   * PINGs Redis with its own short deadline; records latency and feeds the
+   * breaker. A missed deadline replaces the connection (see `exec`).
+   */
   async ping(timeoutMs = 1000): Promise<number> {
     const started = performance.now();
     try {
-      await this.exec((c) => c.withCommandOptions({ timeout: timeoutMs }).ping());
+      await this.exec((c) => c.ping(), { deadlineMs: timeoutMs });
       this.#latencyMs = Math.round((performance.now() - started) * 10) / 10;
       return this.#latencyMs;
     } finally {
@@ -291,7 +282,7 @@ export class ConnectionManager {
     await Promise.all(clients.map(async (c) => {
       if (!c) return;
       try {
-        if (c.isOpen) await withTimeout(c.close(), 2000);
+        if (c.isOpen) await withDeadline(c.close(), 2000);
       } catch {
         c.destroy();
       }
@@ -372,12 +363,18 @@ export class ConnectionManager {
   }
 
   async #connectPair(): Promise<void> {
-    const address = await this.#resolveAddress();
+    const r = this.#opts.redis;
+    const address = r.sentinel
+      ? await resolveSentinelMaster(r.sentinel.nodes, r.sentinel.master, r.connectTimeoutMs)
+      : { host: r.host, port: r.port };
     const timeoutMs = this.#opts.redis.connectTimeoutMs;
     const command = this.#newClient(address, "cmd", timeoutMs);
     const blocking = this.#newClient(address, "blk", undefined);
+    enforceDeadlines(blocking, timeoutMs, (err) => {
+      if (blocking === this.#blocking) this.#onClientProblem(err);
+    });
     try {
-      await withTimeout(Promise.all([command.connect(), blocking.connect()]), timeoutMs);
+      await withDeadline(Promise.all([command.connect(), blocking.connect()]), timeoutMs);
       if (this.#opts.redis.sentinel) {
         const role = await command.sendCommand(["ROLE"]) as unknown[];
         if (role[0] !== "master") throw new Error(`${address.host}:${address.port} is not master`);
@@ -411,135 +408,7 @@ export class ConnectionManager {
   }
 
   #newClient(address: Address, role: string, timeoutMs: number | undefined): RedisClient {
-    const r = this.#opts.redis;
-    const tls = r.tls.enabled
-      ? {
-        tls: true as const,
-        servername: isIp(address.host) ? undefined : address.host,
-        ca: r.tls.ca ? Deno.readTextFileSync(r.tls.ca) : undefined,
-        cert: r.tls.cert ? Deno.readTextFileSync(r.tls.cert) : undefined,
-        key: r.tls.key ? Deno.readTextFileSync(r.tls.key) : undefined,
-      }
-      : {};
-    // keepAlive/noDelay apply to TLS sockets too (node-redis passes them to
-    // net.connect under tls.connect); its TLS option type just omits them.
-    const socket = {
-      host: address.host,
-      port: address.port,
-      connectTimeout: r.connectTimeoutMs,
-      keepAlive: true,
-      keepAliveInitialDelay: 5000,
-      noDelay: true,
-      reconnectStrategy: false as const,
-      ...tls,
-    } as RedisClientOptions["socket"];
-    const options: RedisClientOptions = {
-      socket,
-      username: r.username,
-      password: r.password,
-      name: `${this.#opts.clientName}:${role}`.replace(/[^\x21-\x7e]/g, "_"),
-      RESP: 2,
-      disableOfflineQueue: true,
-      disableClientInfo: true,
-      commandOptions: timeoutMs ? { timeout: timeoutMs } : undefined,
-    };
-    const client = createClient(options) as RedisClient;
-    // Errors surface through the commands and the listener added on success;
-    // this one keeps an early socket error from being an unhandled event.
-    client.on("error", () => {});
-    return client;
+    const name = `${this.#opts.clientName}:${role}`;
+    return newClient(this.#opts.redis, address, name, timeoutMs);
   }
-
-  async #resolveAddress(): Promise<Address> {
-    const r = this.#opts.redis;
-    if (!r.sentinel) return { host: r.host, port: r.port };
-    const errors: string[] = [];
-    for (const node of r.sentinel.nodes) {
-      const client = createClient({
-        socket: {
-          host: node.host,
-          port: node.port,
-          connectTimeout: Math.min(r.connectTimeoutMs, 2000),
-          reconnectStrategy: false,
-        },
-        RESP: 2,
-        disableOfflineQueue: true,
-        disableClientInfo: true,
-      });
-      client.on("error", () => {});
-      try {
-        await withTimeout(client.connect(), Math.min(r.connectTimeoutMs, 2000));
-        const reply = await withTimeout(
-          client.sendCommand(["SENTINEL", "get-master-addr-by-name", r.sentinel.master]),
-          2000,
-        ) as string[] | null;
-        if (reply && reply.length === 2) return { host: reply[0], port: Number(reply[1]) };
-        errors.push(`${node.host}:${node.port} does not know master "${r.sentinel.master}"`);
-      } catch (err) {
-        errors.push(`${node.host}:${node.port}: ${errorInfo(err).message}`);
-      } finally {
-        destroyQuietly(client); // an unreachable sentinel must not stop the loop
-      }
-    }
-    throw new Error(`No sentinel gave a master address (${errors.join("; ")})`);
-  }
-}
-
-/** Closes `client` at once; no-op (instead of ClientClosedError) when it already closed. */
-function destroyQuietly(client: { isOpen: boolean; destroy(): void }): void {
-  try {
-    if (client.isOpen) client.destroy();
-  } catch {
-    // already gone
-  }
-}
-
-function isIp(host: string): boolean {
-  return /^[\d.]+$/.test(host) || host.includes(":");
-}
-
-/** True for errors Redis itself replied with (the server is up). */
-export function isServerReplyError(err: unknown): boolean {
-  return err instanceof ErrorReply;
-}
-
-const CONNECTION_REPLY_RE = /^(READONLY|LOADING|MASTERDOWN|NOAUTH|WRONGPASS)/;
-const CONNECTION_ERROR_NAMES = new Set([
-  "ConnectionTimeoutError",
-  "SocketTimeoutError",
-  "ClientClosedError",
-  "ClientOfflineError",
-  "DisconnectsClientError",
-  "SocketClosedUnexpectedlyError",
-  "TimeoutError",
-  "AbortError",
-  "NotConnectedError",
-]);
-
-/**
- * `reply`: Redis answered with an error (it is up). `connection`: the
- * connection failed, timed out, or serves a replica / a loading server.
- * `other`: anything else (not Redis' doing).
- */
-export function classifyError(err: unknown): "reply" | "connection" | "other" {
-  if (err instanceof ErrorReply) {
-    return CONNECTION_REPLY_RE.test(err.message) ? "connection" : "reply";
-  }
-  if (!(err instanceof Error)) return "other";
-  if (CONNECTION_ERROR_NAMES.has(err.name) || CONNECTION_ERROR_NAMES.has(err.constructor?.name)) {
-    return "connection";
-  }
-  const code = (err as { code?: unknown }).code;
-  if (typeof code === "string" && /^E[A-Z]+/.test(code)) return "connection"; // ECONNRESET…
-  if (/Timed out after|socket|ECONN|EPIPE/i.test(err.message)) return "connection";
-  return "other";
-}
-
-/** Rejects with a timeout error when `p` takes longer than `ms`. */
-export function withTimeout<T>(p: Promise<T>, ms: number): Promise<T> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`Timed out after ${ms} ms`)), ms);
-  });
-  return Promise.race([p, timeout]).finally(() => clearTimeout(timer));
 }

@@ -5,7 +5,7 @@
  * entry is re-added without its dead-letter fields and deleted from the DLQ).
  */
 import type { ConnectionManager } from "../redis/connection.ts";
-import { pairs } from "./group_ops.ts";
+import { fetchConsumers, fetchGroups, groupLag } from "./group_ops.ts";
 import { DEAD_LETTER_FIELDS } from "./keys.ts";
 import { LuaScript } from "./scripts.ts";
 
@@ -78,32 +78,24 @@ export class StreamAdmin {
   async report(stream: string): Promise<StreamReport> {
     const dlq = this.#opts.dlqFor(stream);
     return await this.#opts.connection.exec(async (c) => {
-      const [length, dlqLength, rawGroups] = await Promise.all([
+      const [length, dlqLength, found] = await Promise.all([
         c.sendCommand(["XLEN", stream]) as Promise<number>,
         c.sendCommand(["XLEN", dlq]) as Promise<number>,
-        (c.sendCommand(["XINFO", "GROUPS", stream]) as Promise<unknown[][]>).catch(() => []),
+        fetchGroups(c, stream),
       ]);
-      const groups = await Promise.all(
-        rawGroups.map(pairs).map(async (g) => {
-          const consumers = (await c.sendCommand([
-            "XINFO",
-            "CONSUMERS",
-            stream,
-            String(g.name),
-          ]) as unknown[][]).map(pairs);
-          return {
-            name: String(g.name),
-            consumers: consumers.map((x) => ({
-              name: String(x.name),
-              pending: Number(x.pending),
-              idleMs: Number(x.idle),
-            })),
-            pending: Number(g.pending),
-            lag: g.lag === null || g.lag === undefined ? null : Number(g.lag),
-            lastDeliveredId: String(g["last-delivered-id"]),
-          };
-        }),
-      );
+      const groups = await Promise.all(found.map(async (g) => {
+        const [consumers, lag] = await Promise.all([
+          fetchConsumers(c, stream, g.name),
+          groupLag(c, stream, g),
+        ]);
+        return {
+          name: g.name,
+          consumers,
+          pending: g.pending,
+          lag,
+          lastDeliveredId: g.lastDeliveredId,
+        };
+      }));
       return {
         stream,
         length: Number(length),

@@ -242,13 +242,3 @@ export function isoInZone(date: Date, timeZone: string): string {
   }`;
   return `${parts.year}-${parts.month}-${parts.day}T${parts.hour}:${parts.minute}:${parts.second}.${ms}${off}`;
 }
-
-/** Compares two entry ids numerically (`ms-seq`). */
-export function compareIds(a: string, b: string): number {
-  const [am, as = "0"] = a.split("-");
-  const [bm, bs = "0"] = b.split("-");
-  const d = Number(am) - Number(bm);
-  if (d !== 0) return d < 0 ? -1 : 1;
-  const s = Number(as) - Number(bs);
-  return s < 0 ? -1 : s > 0 ? 1 : 0;
-}

@@ -1,21 +1,98 @@
 /**
- * Operations on a stream's consumer group that the consumer's housekeeping
- * loops run: create the group, read its figures (pending, lag, lengths),
- * remove idle consumers that hold nothing, trim by age. Each is one round trip
- * or one script through the connection manager; the loops, logging and state
- * stay in the consumer.
+ * Operations on a stream's consumer groups: create a group, read the groups
+ * and their consumers (the one XINFO GROUPS / XINFO CONSUMERS parser, and the
+ * one lag rule, used by the consumer's housekeeping and by the admin API),
+ * read a group's figures (pending, lag, lengths), remove idle consumers that
+ * hold nothing, trim by age. Each is one round trip or one script; the loops,
+ * logging and state stay with their callers.
  */
-import type { ConnectionManager } from "../redis/connection.ts";
+import type { ConnectionManager, RedisClient } from "../redis/connection.ts";
+import { pairsToRecord } from "../redis/reply.ts";
 import { DELETE_IDLE_CONSUMER } from "./scripts.ts";
 
-/** Most entries counted when Redis reports no lag (see `readGroupFigures`). */
+/** Most entries counted when Redis reports no lag (see `groupLag`). */
 export const LAG_COUNT_LIMIT = 10_000;
 
-/** Flat RESP2 `[name, value, …]` as an object. */
-export function pairs(flat: readonly unknown[]): Record<string, unknown> {
-  const out: Record<string, unknown> = {};
-  for (let i = 0; i + 1 < flat.length; i += 2) out[String(flat[i])] = flat[i + 1];
-  return out;
+/** One consumer group as XINFO GROUPS reports it. */
+export interface GroupInfo {
+  name: string;
+  /** Consumers the group knows. */
+  consumers: number;
+  /** Entries delivered and not acknowledged yet. */
+  pending: number;
+  lastDeliveredId: string;
+  /** Redis' own lag; null when it cannot tell (after deletions inside the stream). */
+  reportedLag: number | null;
+}
+
+/** One consumer as XINFO CONSUMERS reports it. */
+export interface ConsumerInfo {
+  name: string;
+  pending: number;
+  idleMs: number;
+}
+
+/** Parses an XINFO GROUPS reply. */
+export function parseGroups(reply: readonly unknown[]): GroupInfo[] {
+  return reply.map((raw) => {
+    const g = pairsToRecord(raw as readonly unknown[]);
+    return {
+      name: String(g.name),
+      consumers: Number(g.consumers ?? 0),
+      pending: Number(g.pending ?? 0),
+      lastDeliveredId: String(g["last-delivered-id"]),
+      reportedLag: g.lag === null || g.lag === undefined ? null : Number(g.lag),
+    };
+  });
+}
+
+/** Parses an XINFO CONSUMERS reply. */
+export function parseConsumers(reply: readonly unknown[]): ConsumerInfo[] {
+  return reply.map((raw) => {
+    const c = pairsToRecord(raw as readonly unknown[]);
+    return { name: String(c.name), pending: Number(c.pending), idleMs: Number(c.idle) };
+  });
+}
+
+/**
+ * The groups of `stream` (XINFO GROUPS); [] when the stream does not exist.
+ * Any other error (WRONGTYPE, NOPERM, …) rejects.
+ */
+export async function fetchGroups(c: RedisClient, stream: string): Promise<GroupInfo[]> {
+  try {
+    return parseGroups(await c.sendCommand(["XINFO", "GROUPS", stream]) as unknown[]);
+  } catch (err) {
+    if (err instanceof Error && err.message.includes("no such key")) return [];
+    throw err;
+  }
+}
+
+/** The consumers of `group` on `stream` (XINFO CONSUMERS). */
+export async function fetchConsumers(
+  c: RedisClient,
+  stream: string,
+  group: string,
+): Promise<ConsumerInfo[]> {
+  return parseConsumers(await c.sendCommand(["XINFO", "CONSUMERS", stream, group]) as unknown[]);
+}
+
+/**
+ * The lag rule: entries of `stream` not yet delivered to group `g`. Redis'
+ * own figure when it gives one; when it answers nil (after deletions inside
+ * the stream), the entries after the group's last-delivered id, counted up
+ * to `LAG_COUNT_LIMIT`.
+ */
+export async function groupLag(c: RedisClient, stream: string, g: GroupInfo): Promise<number> {
+  if (g.reportedLag !== null) return g.reportedLag;
+  const after = await c.sendCommand([
+    "XRANGE",
+    stream,
+    `(${g.lastDeliveredId}`,
+    "+",
+    "COUNT",
+    String(LAG_COUNT_LIMIT),
+  ]) as unknown[];
+  return after.length;
 }
 
 /**
@@ -59,37 +136,19 @@ export async function readGroupFigures(
 ): Promise<GroupFigures> {
   const [groups, length, dlqLength] = await conn.exec((c) =>
     Promise.all([
-      c.sendCommand(["XINFO", "GROUPS", stream]).catch((err: unknown) => {
-        if (err instanceof Error && err.message.includes("no such key")) return [];
-        throw err;
-      }),
-      c.sendCommand(["XLEN", stream]),
-      c.sendCommand(["XLEN", dlqStream]),
+      fetchGroups(c, stream),
+      c.sendCommand(["XLEN", stream]) as Promise<number>,
+      c.sendCommand(["XLEN", dlqStream]) as Promise<number>,
     ])
-  ) as unknown as [unknown[][], number, number];
-  const g = groups.map(pairs).find((x) => x.name === group);
-  const lastDeliveredId = g ? String(g["last-delivered-id"]) : null;
-  let lag = g?.lag === null || g?.lag === undefined ? null : Number(g.lag);
-  if (g && lag === null) {
-    // Redis answers nil after deletions inside the stream: count what is left.
-    const after = await conn.exec((c) =>
-      c.sendCommand([
-        "XRANGE",
-        stream,
-        `(${lastDeliveredId}`,
-        "+",
-        "COUNT",
-        String(LAG_COUNT_LIMIT),
-      ])
-    ) as unknown[];
-    lag = after.length;
-  }
+  );
+  const g = groups.find((x) => x.name === group);
+  const lag = !g ? null : g.reportedLag ?? await conn.exec((c) => groupLag(c, stream, g));
   return {
     exists: g !== undefined,
-    pending: Number(g?.pending ?? 0),
+    pending: g?.pending ?? 0,
     lag,
-    consumers: Number(g?.consumers ?? 0),
-    lastDeliveredId,
+    consumers: g?.consumers ?? 0,
+    lastDeliveredId: g?.lastDeliveredId ?? null,
     length: Number(length),
     dlqLength: Number(dlqLength),
   };
@@ -107,16 +166,12 @@ export async function removeIdleConsumers(
   self: string,
   idleLimitMs: number,
 ): Promise<{ name: string; idleMs: number }[]> {
-  const info = await conn.exec((c) =>
-    c.sendCommand(["XINFO", "CONSUMERS", stream, group])
-  ) as unknown[][];
+  const consumers = await conn.exec((c) => fetchConsumers(c, stream, group));
   const removed: { name: string; idleMs: number }[] = [];
-  for (const raw of info) {
-    const c = pairs(raw);
-    const name = String(c.name);
-    if (name === self || Number(c.pending) !== 0 || !(Number(c.idle) > idleLimitMs)) continue;
+  for (const { name, pending, idleMs } of consumers) {
+    if (name === self || pending !== 0 || !(idleMs > idleLimitMs)) continue;
     const done = await conn.exec((cl) => DELETE_IDLE_CONSUMER.run(cl, [stream], [group, name]));
-    if (Number(done) === 1) removed.push({ name, idleMs: Number(c.idle) });
+    if (Number(done) === 1) removed.push({ name, idleMs });
   }
   return removed;
 }

@@ -7,7 +7,7 @@
 import { getLogger, type Logger } from "../log.ts";
 import { delay } from "../clock.ts";
 import type { StreamEvent } from "./entry.ts";
-import { globMatcher } from "./router.ts";
+import { globMatcher } from "../glob.ts";
 
 /** What a handler gets besides the event. */
 export interface HandlerContext {

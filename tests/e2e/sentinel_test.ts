@@ -12,7 +12,7 @@ import { Cleanup } from "../support/cleanup.ts";
 import { probeRedis, type RedisClient, startRedis } from "../support/redis_server.ts";
 import { startService } from "../support/service.ts";
 import { freePort, waitFor } from "../support/wait.ts";
-import { isDrained, preload, wireEntry } from "../support/streams.ts";
+import { isDrained, pairs, preload, wireEntry } from "../support/streams.ts";
 
 const MASTER_NAME = "mymaster";
 const STREAM = "event-stream";
@@ -64,10 +64,7 @@ class Sentinel implements AsyncDisposable {
   /** `SENTINEL MASTER mymaster` as a map. */
   async master(): Promise<Record<string, string>> {
     return await this.#ask(async (c) => {
-      const flat = await c.sendCommand(["SENTINEL", "MASTER", MASTER_NAME]) as string[];
-      const info: Record<string, string> = {};
-      for (let i = 0; i + 1 < flat.length; i += 2) info[flat[i]] = flat[i + 1];
-      return info;
+      return pairs(await c.sendCommand(["SENTINEL", "MASTER", MASTER_NAME]) as string[]);
     });
   }
 

@@ -7,7 +7,7 @@
  * @module
  */
 
-import { assert, assertEquals, assertMatch } from "../support/assert.ts";
+import { assert, assertEquals, assertMatch, assertRejects } from "../support/assert.ts";
 import { Cleanup } from "../support/cleanup.ts";
 import { type RedisServer, startRedis } from "../support/redis_server.ts";
 import { createGroup, readAsGhost, readStream, wireEntry, xadd, xlen } from "../support/streams.ts";
@@ -17,6 +17,7 @@ import { parseEntry } from "../../src/stream/entry.ts";
 import { Publisher } from "../../src/stream/publisher.ts";
 import { StreamAdmin } from "../../src/stream/admin.ts";
 import { DEAD_LETTER_FIELDS } from "../../src/stream/keys.ts";
+import { readGroupFigures } from "../../src/stream/group_ops.ts";
 
 async function connect(cleanup: Cleanup, redis: RedisServer): Promise<ConnectionManager> {
   const connection = new ConnectionManager({ redis: testConfig(redis).redis, clientName: "t" });
@@ -145,6 +146,34 @@ Deno.test("StreamAdmin.report() gives length, groups, consumers, pending, lag an
     groups: [],
     deadLetter: { stream: "missing:dlq", length: 0 },
   });
+});
+
+Deno.test("StreamAdmin.report() counts the lag by the consumer's rule when Redis reports none", async () => {
+  await using cleanup = new Cleanup();
+  const redis = cleanup.use(await startRedis());
+  const client = await redis.client();
+  const connection = await connect(cleanup, redis);
+  const admin = new StreamAdmin({ connection, dlqFor: (s) => `${s}:dlq` });
+  await createGroup(client, "r", "g");
+  const ids: string[] = [];
+  for (let i = 0; i < 5; i++) ids.push(await xadd(client, "r", wireEntry("test.r", "a")));
+  assertEquals(await readAsGhost(client, "r", "g", "worker", 1), ids.slice(0, 1));
+  await client.sendCommand(["XDEL", "r", ids[2]]);
+  const [raw] = await client.sendCommand(["XINFO", "GROUPS", "r"]) as unknown[][];
+  assertEquals(raw[raw.indexOf("lag") + 1], null, "Redis itself reports no lag here");
+  const [g] = (await admin.report("r")).groups;
+  assertEquals(g.lag, 3, "undelivered entries left after the deletion");
+  assertEquals((await readGroupFigures(connection, "r", "g", "r:dlq")).lag, g.lag);
+});
+
+Deno.test("StreamAdmin.report() rejects on a key of the wrong type instead of reporting no groups", async () => {
+  await using cleanup = new Cleanup();
+  const redis = cleanup.use(await startRedis());
+  const client = await redis.client();
+  const connection = await connect(cleanup, redis);
+  const admin = new StreamAdmin({ connection, dlqFor: (s) => `${s}:dlq` });
+  await client.sendCommand(["SET", "plain", "x"]);
+  await assertRejects(() => admin.report("plain"), Error, "WRONGTYPE");
 });
 
 Deno.test("StreamAdmin.replay() moves dead letters back without their DLQ fields", async () => {

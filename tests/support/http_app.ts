@@ -7,7 +7,7 @@
  */
 import type { AdminPort } from "../../src/http/admin.ts";
 import { createApp } from "../../src/http/app.ts";
-import type { HealthSnapshot } from "../../src/http/health.ts";
+import type { HealthSnapshot } from "../../src/health_state.ts";
 import { RateLimiter } from "../../src/http/rate_limit.ts";
 import { Metrics } from "../../src/metrics.ts";
 import type { StreamReport } from "../../src/stream/admin.ts";

@@ -9,6 +9,7 @@
  * @module
  */
 
+import { pairsToRecord } from "../../src/redis/reply.ts";
 import type { RedisClient } from "./redis_server.ts";
 
 /** Fields of one stream entry, by name. */
@@ -20,12 +21,8 @@ export interface StreamEntry {
   fields: Fields;
 }
 
-/** A Redis reply `[k1, v1, k2, v2, …]` as an object (a trailing odd element is ignored). */
-export function pairs<T>(flat: readonly T[]): Record<string, T> {
-  const out: Record<string, T> = {};
-  for (let i = 0; i + 1 < flat.length; i += 2) out[String(flat[i])] = flat[i + 1];
-  return out;
-}
+/** A Redis reply `[k1, v1, k2, v2, …]` as an object: the service's own `pairsToRecord`. */
+export { pairsToRecord as pairs };
 
 /**
  * A well-formed entry in the wire format of README: Stream entries, fields in this order: `event`,
@@ -104,7 +101,7 @@ export async function readStream(client: RedisClient, stream: string): Promise<S
     const reply = await client.sendCommand(
       ["XRANGE", stream, start, "+", "COUNT", String(page)],
     ) as [string, string[]][];
-    for (const [id, flat] of reply) out.push({ id, fields: pairs(flat) });
+    for (const [id, flat] of reply) out.push({ id, fields: pairsToRecord(flat) });
     if (reply.length < page) return out;
     start = `(${reply[reply.length - 1][0]}`;
   }
@@ -173,7 +170,7 @@ export async function groups(client: RedisClient, stream: string): Promise<Group
   }
   const num = (v: unknown) => v === null || v === undefined ? null : Number(v);
   return reply.map((raw) => {
-    const g = pairs(raw);
+    const g = pairsToRecord(raw);
     return {
       name: String(g.name),
       consumers: Number(g.consumers),
@@ -254,7 +251,7 @@ export async function consumers(
 ): Promise<ConsumerInfo[]> {
   const reply = await client.sendCommand(["XINFO", "CONSUMERS", stream, group]) as unknown[][];
   return reply.map((raw) => {
-    const c = pairs(raw.map(String));
+    const c = pairsToRecord(raw.map(String));
     return { name: c.name, pending: Number(c.pending), idle: Number(c.idle) };
   });
 }
@@ -301,5 +298,5 @@ export async function checkpoint(
   group: string,
 ): Promise<Fields> {
   const flat = await client.sendCommand(["HGETALL", `${stream}:checkpoint:${group}`]) as string[];
-  return pairs(flat);
+  return pairsToRecord(flat);
 }

@@ -6,7 +6,7 @@
  * constructor's argument checks.
  */
 import { CircuitBreaker, CircuitOpenError, type CircuitState } from "../../src/redis/breaker.ts";
-import { assertEquals, assertRejects, assertThrows } from "../support/assert.ts";
+import { assertEquals, assertThrows } from "../support/assert.ts";
 
 /** A clock the test moves by hand. */
 function fakeClock(start = 1_000_000): { now: () => number; advance: (ms: number) => void } {
@@ -134,27 +134,6 @@ Deno.test("CircuitBreaker calls onStateChange on every transition, in order", ()
     "open->half_open",
     "half_open->closed",
   ]);
-});
-
-Deno.test("CircuitBreaker.run() returns the result, records outcomes and fails fast", async () => {
-  const { b } = breaker(2, 60_000);
-  assertEquals(await b.run(() => Promise.resolve(42)), 42);
-  const boom = new Error("boom");
-  const got = await assertRejects(() => b.run(() => Promise.reject(boom)));
-  assertEquals(got === boom, true, "run() rethrows the call's own error");
-  assertEquals(b.failures, 1);
-  await assertRejects(() => b.run(() => Promise.reject(new Error("again"))));
-  assertEquals(b.state, "open");
-  let called = false;
-  await assertRejects(
-    () =>
-      b.run(() => {
-        called = true;
-        return Promise.resolve(1);
-      }),
-    CircuitOpenError,
-  );
-  assertEquals(called, false, "an open breaker must not call fn");
 });
 
 Deno.test("new CircuitBreaker() throws RangeError for bad options", () => {

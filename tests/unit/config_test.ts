@@ -1,10 +1,17 @@
 /**
  * Unit tests of src/config.ts: `loadConfig` defaults, required variables, one
  * `ConfigError` problem per invalid variable (named), several problems at once,
- * masking of secrets in `lines()`, consumer group/name fallbacks, stream lists
- * and `dlqStreamFor`. Pure: no Redis, no network (temporary files for TLS paths).
+ * masking of secrets in `lines()`, consumer group/name fallbacks, stream lists,
+ * and the TLS file reads at the edge (`readTlsFiles`, `loadConfigAndFiles`).
+ * No Redis, no network (temporary files for TLS paths).
  */
-import { type Config, ConfigError, dlqStreamFor, loadConfig } from "../../src/config.ts";
+import {
+  type Config,
+  ConfigError,
+  loadConfig,
+  loadConfigAndFiles,
+  readTlsFiles,
+} from "../../src/config.ts";
 import {
   assert,
   assertEquals,
@@ -76,15 +83,15 @@ Deno.test("loadConfig() applies the documented default of every variable", () =>
     health: { lagThreshold: 10_000, pendingThreshold: 10_000 },
     log: { level: "INFO", format: "text" },
     http: {
-      shutdownTimeoutMs: 30_000,
       requestTimeoutMs: 30_000,
       apiKey: undefined,
       rateLimitPerSecond: 1,
       rateLimitBurst: 10,
       trustProxy: false,
       metricsEnabled: true,
-      traceEnabled: false,
     },
+    shutdown: { timeoutMs: 30_000 },
+    tracing: { enabled: false },
   };
   assertEquals(config, expected);
 });
@@ -165,15 +172,15 @@ Deno.test("loadConfig() reads every variable when given", () => {
   assertEquals(config.health, { lagThreshold: 5, pendingThreshold: 6 });
   assertEquals(config.log, { level: "DEBUG", format: "json" });
   assertEquals(config.http, {
-    shutdownTimeoutMs: 2000,
     requestTimeoutMs: 3000,
     apiKey: "k-123",
     rateLimitPerSecond: 2.5,
     rateLimitBurst: 10,
     trustProxy: true,
     metricsEnabled: false,
-    traceEnabled: true,
   });
+  assertEquals(config.shutdown, { timeoutMs: 2000 });
+  assertEquals(config.tracing, { enabled: true });
 });
 
 Deno.test("loadConfig() requires REDIS_HOST, REDIS_PORT and SERVICE_NAME", () => {
@@ -361,18 +368,74 @@ Deno.test("loadConfig() with Sentinel does not require REDIS_HOST or REDIS_PORT"
   assertEquals(ignored.redis.sentinel?.master, "mymaster");
 });
 
-Deno.test("loadConfig() requires REDIS_TLS_KEY with REDIS_TLS_CERT and existing files", () => {
+Deno.test("loadConfig() requires REDIS_TLS_KEY with REDIS_TLS_CERT, without reading files", () => {
+  assertOnlyProblem({ REDIS_TLS_CERT: "/c.pem" }, "REDIS_TLS_KEY");
+  assertOnlyProblem({ REDIS_TLS_KEY: "/k.pem" }, "REDIS_TLS_CERT");
+  // Pure: paths are taken as given; whether the files exist is readTlsFiles' question.
+  const config = load({
+    REDIS_TLS_ENABLED: "true",
+    REDIS_TLS_CA: "/does/not/exist/ca.pem",
+    REDIS_TLS_CERT: "/c.pem",
+    REDIS_TLS_KEY: "/k.pem",
+  });
+  assertEquals(config.redis.tls, {
+    enabled: true,
+    ca: "/does/not/exist/ca.pem",
+    cert: "/c.pem",
+    key: "/k.pem",
+  });
+});
+
+Deno.test("readTlsFiles() returns the PEM texts and names each unreadable file's variable", () => {
+  const files: Record<string, string> = { "/ca.pem": "CA", "/c.pem": "CERT", "/k.pem": "KEY" };
+  const read = (path: string) => {
+    if (path === "/dir") throw new Deno.errors.IsADirectory("is a directory");
+    if (!(path in files)) throw new Deno.errors.NotFound(path);
+    return files[path];
+  };
+  assertEquals(
+    readTlsFiles({ enabled: true, ca: "/ca.pem", cert: "/c.pem", key: "/k.pem" }, read),
+    { ca: "CA", cert: "CERT", key: "KEY" },
+  );
+  assertEquals(readTlsFiles({ enabled: false }, read), {});
+  const err = assertThrows(
+    () => readTlsFiles({ enabled: true, ca: "/missing", cert: "/dir", key: "/k.pem" }, read),
+    ConfigError,
+  );
+  assertEquals(err.problems, [
+    { variable: "REDIS_TLS_CA", value: "/missing", message: "file not found or not readable" },
+    { variable: "REDIS_TLS_CERT", value: "/dir", message: "is not a file" },
+  ]);
+});
+
+Deno.test("loadConfigAndFiles() reports missing TLS files with the other problems, once each", () => {
   const cert = Deno.makeTempFileSync({ suffix: ".pem" });
   const key = Deno.makeTempFileSync({ suffix: ".pem" });
+  const missing = `${cert}.does-not-exist`;
+  const variables = (env: Record<string, string | undefined>) =>
+    assertThrows(() => loadConfigAndFiles(env), ConfigError).problems.map((p) => p.variable)
+      .sort();
   try {
-    assertOnlyProblem({ REDIS_TLS_CERT: cert }, "REDIS_TLS_KEY");
-    assertOnlyProblem({ REDIS_TLS_KEY: key }, "REDIS_TLS_CERT");
-    const missing = `${cert}.does-not-exist`;
-    assertOnlyProblem({ REDIS_TLS_CA: missing }, "REDIS_TLS_CA");
-    assertOnlyProblem({ REDIS_TLS_CERT: missing, REDIS_TLS_KEY: key }, "REDIS_TLS_CERT");
+    assertEquals(variables({ ...BASE, REDIS_TLS_CA: missing }), ["REDIS_TLS_CA"]);
+    assertEquals(variables({ ...BASE, REDIS_TLS_CERT: missing, REDIS_TLS_KEY: key }), [
+      "REDIS_TLS_CERT",
+    ]);
     // A directory is not a file.
-    assertOnlyProblem({ REDIS_TLS_CA: Deno.cwd() }, "REDIS_TLS_CA");
-    const config = load({
+    assertEquals(variables({ ...BASE, REDIS_TLS_CA: Deno.cwd() }), ["REDIS_TLS_CA"]);
+    // A whitespace-only path is reported by the schema, not read.
+    assertEquals(variables({ ...BASE, REDIS_TLS_CA: "   " }), ["REDIS_TLS_CA"]);
+    // Every problem at once: a bad variable and a missing file.
+    assertEquals(variables({ ...BASE, BATCH_SIZE: "0", REDIS_TLS_CA: missing }), [
+      "BATCH_SIZE",
+      "REDIS_TLS_CA",
+    ]);
+    // A missing CERT file and the missing KEY it needs: two variables, one problem each.
+    assertEquals(variables({ ...BASE, REDIS_TLS_CERT: missing }), [
+      "REDIS_TLS_CERT",
+      "REDIS_TLS_KEY",
+    ]);
+    const config = loadConfigAndFiles({
+      ...BASE,
       REDIS_TLS_ENABLED: "true",
       REDIS_TLS_CA: cert,
       REDIS_TLS_CERT: cert,
@@ -474,12 +537,4 @@ Deno.test("loadConfig() parses STREAM as a comma-separated list", () => {
   assertOnlyProblem({ STREAM: "a,a" }, "STREAM");
   assertOnlyProblem({ STREAM: ",," }, "STREAM");
   assertOnlyProblem({ STREAM: "has space" }, "STREAM");
-});
-
-Deno.test("dlqStreamFor() defaults to <stream>:dlq and honours DLQ_STREAM", () => {
-  const config = load({ STREAM: "orders,payments" });
-  assertEquals(dlqStreamFor(config, "orders"), "orders:dlq");
-  assertEquals(dlqStreamFor(config, "payments"), "payments:dlq");
-  const custom = load({ DLQ_STREAM: "dead-letters" });
-  assertEquals(dlqStreamFor(custom, "event-stream"), "dead-letters");
 });

@@ -58,7 +58,7 @@ const DEFAULT_SHUTDOWN_MS = loadConfig({
   REDIS_HOST: "localhost",
   REDIS_PORT: "6379",
   SERVICE_NAME: "svc",
-}).http.shutdownTimeoutMs;
+}).shutdown.timeoutMs;
 const DEFAULT_PORT = 8000;
 
 function readYamlDocs(path: string): Manifest[] {

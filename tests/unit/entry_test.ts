@@ -2,10 +2,9 @@
  * Unit tests of src/stream/entry.ts: `parseEntry` on well-formed and
  * malformed entries (wire format in README: Stream entries), the `aggregateId`
  * default, `toFields` round trip, `isoInZone` offsets (UTC, DST zones and
- * half-hour zones) and `compareIds`.
+ * half-hour zones) and `entrySize`.
  */
 import {
-  compareIds,
   entrySize,
   isoInZone,
   MalformedEntryError,
@@ -188,17 +187,6 @@ Deno.test("isoInZone() output denotes the same instant", () => {
   for (const zone of ["UTC", "Europe/Amsterdam", "Asia/Kolkata", "America/St_Johns"]) {
     assertEquals(new Date(isoInZone(d, zone)).getTime(), d.getTime(), zone);
   }
-});
-
-Deno.test("compareIds() orders entry ids numerically", () => {
-  assertEquals(compareIds("1-0", "2-0"), -1);
-  assertEquals(compareIds("2-0", "1-0"), 1);
-  assertEquals(compareIds("5-9", "5-10"), -1, "sequence compared as a number");
-  assertEquals(compareIds("9-0", "10-0"), -1, "milliseconds compared as a number");
-  assertEquals(compareIds("7-3", "7-3"), 0);
-  assertEquals(compareIds("7", "7-0"), 0);
-  const ids = ["10-0", "9-5", "9-10", "1-0"];
-  assertEquals([...ids].sort(compareIds), ["1-0", "9-5", "9-10", "10-0"]);
 });
 
 Deno.test("entrySize() counts UTF-8 bytes of names and values", () => {

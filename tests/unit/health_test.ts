@@ -1,9 +1,14 @@
 /**
- * Unit tests of src/http/health.ts: `readiness` reasons in priority order and
+ * Unit tests of src/health_state.ts: `readiness` reasons in priority order and
  * `evaluateHealth` (healthy / degraded / unhealthy rules of README: HTTP API,
  * 200/503 mapping, the DLQ 5-minute window and the documented body shape).
  */
-import { evaluateHealth, type HealthSnapshot, readiness } from "../../src/http/health.ts";
+import {
+  evaluateHealth,
+  type HealthSnapshot,
+  HealthState,
+  readiness,
+} from "../../src/health_state.ts";
 import type { StreamStats } from "../../src/stream/status.ts";
 import { assertEquals } from "../support/assert.ts";
 
@@ -201,4 +206,28 @@ Deno.test("evaluateHealth() body reports problems per check", () => {
     (halfOpen.checks as Record<string, Record<string, unknown>>).redis.circuit,
     "half-open",
   );
+});
+
+Deno.test("HealthState.availability() waits 5 s while disconnected and the breaker's time while open", () => {
+  const redis = {
+    connected: true,
+    breaker: { state: "closed" as const, retryAfterMs: () => 0 },
+  };
+  const health = new HealthState({
+    service: { name: "svc", version: "1", environment: "test" },
+    group: "g",
+    consumerName: "c",
+    thresholds: { lag: 1, pending: 1 },
+    redis,
+    consumer: { status: () => ({ active: true, inFlight: 0, streams: [] }) },
+    now: () => NOW,
+  });
+  assertEquals(health.availability(), { ok: true });
+  redis.breaker.retryAfterMs = () => 2500;
+  assertEquals(health.availability(), { ok: false, retryAfterSeconds: 3 });
+  redis.connected = false;
+  assertEquals(health.availability(), { ok: false, retryAfterSeconds: 5 });
+  assertEquals(readiness(health.snapshot()), { ready: false, reason: "redis_unavailable" });
+  health.markShuttingDown();
+  assertEquals(readiness(health.snapshot()), { ready: false, reason: "shutting_down" });
 });

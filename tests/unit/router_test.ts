@@ -1,9 +1,12 @@
 /**
- * Unit tests of src/stream/router.ts: `globMatcher` (`*`, `?`, literal dots
- * and regex metacharacters), `parseRoutes` (valid rules and each kind of bad
- * rule) and `Router.targets` (several matching rules, dedupe, rule order).
+ * Unit tests of event routing: `globMatcher` of src/glob.ts (`*`, `?`, literal
+ * dots and regex metacharacters), `parseRoutes` of src/config/routes.ts (valid
+ * rules and each kind of bad rule) and `Router.targets` of src/stream/router.ts
+ * (several matching rules, dedupe, rule order).
  */
-import { globMatcher, parseRoutes, Router } from "../../src/stream/router.ts";
+import { parseRoutes } from "../../src/config/routes.ts";
+import { globMatcher } from "../../src/glob.ts";
+import { Router } from "../../src/stream/router.ts";
 import { assert, assertEquals, assertStringIncludes } from "../support/assert.ts";
 
 Deno.test("globMatcher() * matches any run of characters, dots included", () => {

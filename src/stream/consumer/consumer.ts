@@ -11,7 +11,7 @@
  * - `Housekeeping`: keep-alive, idle claims, reaper, trimming, stats;
  * - `StatsBoard`: the per-stream figures that `status()` reports.
  */
-import { delay } from "../../clock.ts";
+import { delay, raceDeadline } from "../../clock.ts";
 import { errorInfo, getLogger, type Logger } from "../../log.ts";
 import { exponentialBackoff } from "../../redis/backoff.ts";
 import type { Metrics } from "../../metrics.ts";
@@ -208,7 +208,7 @@ export class StreamConsumer {
     await this.#conn.unblockReader();
     const remaining = () => Math.max(0, deadline - Date.now());
     const loopsDone = Promise.all(this.#loops).then(() => true);
-    if (!await raceDeadline(loopsDone, remaining())) return false;
+    if (!await raceDeadline(loopsDone, remaining(), false)) return false;
     // Entries waiting for a retry stay pending in Redis: they are not in flight.
     for (const h of this.#inFlight.values()) {
       if (h.phase === "retry_wait") {
@@ -223,7 +223,7 @@ export class StreamConsumer {
       await this.#settler.drained();
       return true;
     };
-    const ok = await raceDeadline(drained(), remaining());
+    const ok = await raceDeadline(drained(), remaining(), false);
     if (!ok) this.#dispatcher.abortHandlers();
     return ok;
   }
@@ -231,16 +231,5 @@ export class StreamConsumer {
   #release(h: Held): void {
     this.#gate.unlock(h);
     this.#inFlight.release(h);
-  }
-}
-
-/** `p`, or false when `ms` pass first. */
-async function raceDeadline(p: Promise<boolean>, ms: number): Promise<boolean> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const timeout = new Promise<boolean>((r) => (timer = setTimeout(() => r(false), ms)));
-  try {
-    return await Promise.race([p, timeout]);
-  } finally {
-    clearTimeout(timer);
   }
 }

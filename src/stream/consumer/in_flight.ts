@@ -5,7 +5,7 @@
  * waiting loops are woken when room frees up or the set empties.
  */
 import type { EntryFields, StreamEvent } from "../entry.ts";
-import { pairsToFields } from "./raw.ts";
+import { pairsToRecord } from "../../redis/reply.ts";
 
 /** Where a held entry is in its life. */
 export type Phase = "queued" | "running" | "retry_wait" | "settling";
@@ -127,7 +127,7 @@ export class InFlight {
       deliveries,
       phase: "queued",
       event: undefined,
-      fields: flat ? pairsToFields(flat) : null,
+      fields: flat ? pairsToRecord(flat) : null,
       fieldCount: flat ? flat.length >> 1 : 0,
       timer: undefined,
       refreshedAt: now,
