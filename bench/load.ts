@@ -14,7 +14,7 @@ import {
   xadd,
 } from "../tests/support/streams.ts";
 
-/** The fields of entry `seq` (wire format of spec section 5); `aggregates` distinct ids. */
+/** The fields of entry `seq` (wire format, README: Stream entries); `aggregates` distinct ids. */
 export function entryFields(seq: number, aggregates: number, sentAt?: number): Fields {
   const payload = sentAt === undefined
     ? `{"seq":${seq},"amount":${seq % 997},"note":"bench entry"}`

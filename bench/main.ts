@@ -1,7 +1,7 @@
 /**
  * `deno task bench`: the service (main.ts, a child process) side by side with a minimal
  * hand-written node-redis consumer loop (bench/baseline.ts, its own process), on one throwaway
- * redis-server (free port, no persistence) — spec section 9:
+ * redis-server (free port, no persistence) (README: Performance):
  *
  * 1. drain throughput: N preloaded entries, from the start of consumption until XINFO GROUPS
  *    shows lag 0 and pending 0 (entries/s; also CPU time of the consumer and of Redis);

@@ -1,6 +1,6 @@
 /**
  * Logging: LogTape configured with one stdout sink, `text` or `json` lines
- * (spec section 7), a level filter, a category per module, the correlation id
+ * (README: Logs), a level filter, a category per module, the correlation id
  * from the implicit context, and redaction of secret-looking keys and of the
  * configured secret values wherever they appear.
  */

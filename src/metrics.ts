@@ -1,5 +1,5 @@
 /**
- * Metrics registry and instruments (spec section 8), on `prom-client`. One
+ * Metrics registry and instruments (README: Metrics), on `prom-client`. One
  * `Metrics` object per process, passed to the parts that report; `/metrics`
  * renders `registry`. Route labels are route patterns, never raw paths.
  */

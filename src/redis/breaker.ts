@@ -1,5 +1,5 @@
 /**
- * Circuit breaker for Redis operations, pure and clock-driven (spec section 6):
+ * Circuit breaker for Redis operations, pure and clock-driven (README: Configuration, CIRCUIT_*):
  * `failureThreshold` consecutive failures open it; after `resetMs` it lets one
  * call through (half-open); that call's success closes it, its failure opens
  * it again. Option names follow Deno std's `async/unstable_circuit_breaker.ts`.

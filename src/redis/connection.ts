@@ -1,5 +1,5 @@
 /**
- * ConnectionManager: owns the Redis clients (spec sections 3 and 6). A command
+ * ConnectionManager: owns the Redis clients (README: Start-up, shutdown and exit codes). A command
  * client for everything but blocking reads, and a dedicated client for
  * XREADGROUP BLOCK, so a blocked read never delays a PING or a publish.
  *

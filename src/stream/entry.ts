@@ -1,6 +1,6 @@
 /**
  * Stream entries in the wire format of `@nelreina/redis-stream-event`
- * (spec section 5): parsing with zod into `StreamEvent`, building the fields
+ * (README: Stream entries): parsing with zod into `StreamEvent`, building the fields
  * of a published entry, and ISO 8601 timestamps in a configured zone. Pure.
  */
 import { z } from "zod";

@@ -2,7 +2,7 @@
  * Handler registry: handlers per event type, glob patterns allowed, and a
  * default handler for every other type (logs `manual_test` and
  * `test_starters` at INFO, others at DEBUG, and succeeds). Also the
- * diagnostic handlers of spec section 5, registered only when enabled.
+ * diagnostic handlers (README: Stream entries), registered only when enabled.
  */
 import { getLogger, type Logger } from "../log.ts";
 import { delay } from "../clock.ts";

@@ -1,5 +1,5 @@
 /**
- * Publisher: writes entries in the wire format (spec section 5) through the
+ * Publisher: writes entries in the wire format (README: Stream entries) through the
  * connection manager's breaker, optionally once per idempotency key (the key
  * and the first publication's record are kept for DEDUP_TTL_S).
  */
