@@ -86,7 +86,7 @@ export class StreamAdmin {
       const groups = await Promise.all(found.map(async (g) => {
         const [consumers, lag] = await Promise.all([
           fetchConsumers(c, stream, g.name),
-          groupLag(c, stream, g),
+          groupLag(c, stream, g, Number(length)),
         ]);
         return {
           name: g.name,

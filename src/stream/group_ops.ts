@@ -77,22 +77,33 @@ export async function fetchConsumers(
 }
 
 /**
- * The lag rule: entries of `stream` not yet delivered to group `g`. Redis'
- * own figure when it gives one; when it answers nil (after deletions inside
- * the stream), the entries after the group's last-delivered id, counted up
- * to `LAG_COUNT_LIMIT`.
+ * The lag rule: entries of `stream` (of `length` entries) not yet delivered to
+ * group `g`. Redis' own figure when it gives one; when it answers nil (after
+ * deletions inside the stream), the entries after the group's last-delivered
+ * id, counted up to `LAG_COUNT_LIMIT`. A lag above 0 is checked: when no
+ * entry follows the last-delivered id, it is 0 (Redis 7.0 reports a stale lag
+ * after trimming, e.g. by producers that XTRIM MAXLEN on every publish). The
+ * lag is never above the stream's length.
  */
-export async function groupLag(c: RedisClient, stream: string, g: GroupInfo): Promise<number> {
-  if (g.reportedLag !== null) return g.reportedLag;
-  const after = await c.sendCommand([
-    "XRANGE",
-    stream,
-    `(${g.lastDeliveredId}`,
-    "+",
-    "COUNT",
-    String(LAG_COUNT_LIMIT),
-  ]) as unknown[];
-  return after.length;
+export async function groupLag(
+  c: RedisClient,
+  stream: string,
+  g: GroupInfo,
+  length: number,
+): Promise<number> {
+  const after = (count: number) =>
+    c.sendCommand([
+      "XRANGE",
+      stream,
+      `(${g.lastDeliveredId}`,
+      "+",
+      "COUNT",
+      String(count),
+    ]) as Promise<unknown[]>;
+  let lag = g.reportedLag;
+  if (lag === null) lag = (await after(LAG_COUNT_LIMIT)).length;
+  else if (lag > 0 && (await after(1)).length === 0) lag = 0;
+  return Math.max(0, Math.min(lag, length));
 }
 
 /**
@@ -142,7 +153,7 @@ export async function readGroupFigures(
     ])
   );
   const g = groups.find((x) => x.name === group);
-  const lag = !g ? null : g.reportedLag ?? await conn.exec((c) => groupLag(c, stream, g));
+  const lag = !g ? null : await conn.exec((c) => groupLag(c, stream, g, Number(length)));
   return {
     exists: g !== undefined,
     pending: g?.pending ?? 0,

@@ -10,8 +10,10 @@ import { Cleanup } from "../support/cleanup.ts";
 import { startRedis } from "../support/redis_server.ts";
 import {
   createGroup,
+  groups,
   pendingCount,
   pendingEntries,
+  readAsGhost,
   readStream,
   wireEntry,
   xadd,
@@ -322,4 +324,32 @@ Deno.test("dead letters count from zero and failing background loops are counted
     return text.includes('stream_dead_letters_total{stream="s"} 1') &&
       /stream_loop_errors_total\{loop="trim"\} [1-9]/.test(text);
   }, { message: "one dead letter and trim failures counted" });
+});
+
+Deno.test("lag is 0 for a group that read everything of a stream trimmed by its producer (Redis 7.0 reports more)", async () => {
+  await using cleanup = new Cleanup();
+  const redis = cleanup.use(await startRedis());
+  const client = await redis.client();
+  await createGroup(client, "s", GROUP);
+  for (let i = 0; i < 100; i++) await xadd(client, "s", wireEntry("test.before", `a${i}`));
+  const early = await readAsGhost(client, "s", GROUP, "early", 100);
+  await client.sendCommand(["XACK", "s", GROUP, ...early]);
+  // A producer that trims to 100 entries on every publish, while nobody reads.
+  for (let i = 0; i < 300; i++) {
+    await xadd(client, "s", wireEntry("test.trimmed", `b${i}`));
+    await client.sendCommand(["XTRIM", "s", "MAXLEN", "100"]);
+  }
+  const { consumer } = await startConsumer(cleanup, redis);
+  await waitFor(async () => {
+    const [g] = await groups(client, "s");
+    return g.lastDeliveredId ===
+      (await client.sendCommand(["XREVRANGE", "s", "+", "-", "COUNT", "1"]) as [string][])[0][0];
+  }, { message: "the group read everything" });
+  const [reported] = await groups(client, "s");
+  const stats = await waitFor(() => {
+    const s = consumer.status().streams[0];
+    return s.lastDeliveredId === reported.lastDeliveredId ? s : undefined;
+  }, { message: "stats read after the last delivery" });
+  assertEquals(stats.lag, 0, `Redis reports lag ${reported.lag}`);
+  assert(stats.length === 100, `length ${stats.length}`);
 });
