@@ -37,7 +37,8 @@ export function readiness(s: HealthSnapshot): { ready: true } | { ready: false; 
   return { ready: true };
 }
 
-const DLQ_WINDOW_MS = 5 * 60_000;
+/** How long a dead letter or a failed settle keeps /health degraded. */
+const RECENT_WINDOW_MS = 5 * 60_000;
 
 /** The detailed report of GET /health and its HTTP status. */
 export function evaluateHealth(
@@ -47,9 +48,10 @@ export function evaluateHealth(
   const pending = streams.reduce((n, x) => n + x.pending, 0);
   const lags = streams.map((x) => x.lag);
   const lag = lags.every((l) => l === null) ? null : lags.reduce<number>((n, l) => n + (l ?? 0), 0);
-  const dlqGrew = streams.some((x) =>
-    x.dlqGrewAt !== undefined && s.now.getTime() - x.dlqGrewAt < DLQ_WINDOW_MS
-  );
+  const recent = (at: number | undefined) =>
+    at !== undefined && s.now.getTime() - at < RECENT_WINDOW_MS;
+  const dlqGrew = streams.some((x) => recent(x.dlqGrewAt));
+  const settleFailed = streams.some((x) => recent(x.settleFailedAt));
 
   const redisStatus = !s.redis.connected || s.redis.circuit === "open"
     ? "unhealthy"
@@ -57,7 +59,7 @@ export function evaluateHealth(
     ? "degraded"
     : "healthy";
   const streamDegraded = pending > s.thresholds.pending ||
-    (lag !== null && lag > s.thresholds.lag) || dlqGrew;
+    (lag !== null && lag > s.thresholds.lag) || dlqGrew || settleFailed;
   const streamStatus = !s.consumer.active ? "unhealthy" : streamDegraded ? "degraded" : "healthy";
 
   const status = redisStatus === "unhealthy" || streamStatus === "unhealthy"
@@ -76,6 +78,9 @@ export function evaluateHealth(
   }
   if (lag !== null && lag > s.thresholds.lag) reasons.push(`lag ${lag} over ${s.thresholds.lag}`);
   if (dlqGrew) reasons.push("dead-letter stream grew in the last 5 minutes");
+  if (settleFailed) {
+    reasons.push("an entry could not be settled in the last 5 minutes (left pending)");
+  }
 
   const body: Record<string, unknown> = {
     status,

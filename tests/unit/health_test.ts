@@ -135,6 +135,13 @@ Deno.test("evaluateHealth() is degraded when the DLQ grew within 5 minutes, not 
   assertEquals(status({ consumer: { streams: [old] } }), ["healthy", 200]);
 });
 
+Deno.test("evaluateHealth() is degraded when a settle failed within 5 minutes, not 6 minutes ago", () => {
+  const recent = stats({ settleFailedAt: NOW.getTime() - 4 * 60_000 });
+  assertEquals(status({ consumer: { streams: [recent] } }), ["degraded", 200]);
+  const old = stats({ settleFailedAt: NOW.getTime() - 6 * 60_000 });
+  assertEquals(status({ consumer: { streams: [old] } }), ["healthy", 200]);
+});
+
 Deno.test("evaluateHealth() is unhealthy (503) when Redis is down, the breaker open or no consumer", () => {
   assertEquals(status({ redis: { connected: false } }), ["unhealthy", 503]);
   assertEquals(status({ redis: { circuit: "open" } }), ["unhealthy", 503]);
