@@ -112,6 +112,11 @@ function compose(config: Config, env: Record<string, string>, log: Logger) {
     timezone,
     dedupTtlS,
     keys,
+    // Answer 504 before the request's own timeout (REQUEST_TIMEOUT_MS) answers 503.
+    deadlineMs: Math.min(
+      config.redis.connectTimeoutMs,
+      Math.max(1, Math.floor(config.http.requestTimeoutMs * 0.9)),
+    ),
     metrics,
     tracing,
   });

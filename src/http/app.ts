@@ -14,7 +14,7 @@ import { timeout } from "hono/timeout";
 import { errorInfo, getLogger, type Logger } from "../log.ts";
 import type { Metrics } from "../metrics.ts";
 import { CircuitOpenError } from "../redis/breaker.ts";
-import { NotConnectedError } from "../redis/connection.ts";
+import { NotConnectedError, OutcomeUnknownError } from "../redis/connection.ts";
 import type { PublishRequest, PublishResult } from "../stream/publisher.ts";
 import type { Tracing } from "../tracing.ts";
 import { type AdminPort, adminRoutes } from "./admin.ts";
@@ -141,6 +141,16 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
     if (err instanceof CircuitOpenError) {
       c.header("Retry-After", String(Math.max(1, Math.ceil(err.retryAfterMs / 1000))));
       return jsonError(c, 503, "circuit_open", "Redis circuit breaker is open; retry later");
+    }
+    if (err instanceof OutcomeUnknownError) {
+      // Sent, and no answer: it may have taken effect, so no Retry-After.
+      return jsonError(
+        c,
+        504,
+        "outcome_unknown",
+        "Redis did not answer in time after the request was sent: the event may have been " +
+          "published; retry with an Idempotency-Key to publish it once",
+      );
     }
     if (err instanceof NotConnectedError) {
       c.header("Retry-After", "5");

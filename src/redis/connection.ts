@@ -15,11 +15,24 @@ import { delay, withDeadline } from "../clock.ts";
 import { errorInfo, getLogger, type Logger } from "../log.ts";
 import { CircuitBreaker, type CircuitState } from "./breaker.ts";
 import { exponentialBackoff, retryDelay } from "./backoff.ts";
-import { classifyError, NotConnectedError, RedisUnavailableError } from "./errors.ts";
+import {
+  classifyError,
+  NotConnectedError,
+  OutcomeUnknownError,
+  RedisUnavailableError,
+} from "./errors.ts";
 import { type Address, enforceDeadlines, newClient, type RedisClient } from "./client.ts";
 import { destroyQuietly, resolveSentinelMaster } from "./sentinel.ts";
 
-export { classifyError, NotConnectedError, RedisUnavailableError } from "./errors.ts";
+export {
+  classifyError,
+  NotConnectedError,
+  OutcomeUnknownError,
+  RedisUnavailableError,
+} from "./errors.ts";
+
+/** node-redis errors that mean the command never left the process. */
+const NEVER_SENT = new Set(["ClientClosedError", "ClientOfflineError"]);
 export type { Address, RedisClient } from "./client.ts";
 
 /** Where the manager stands. */
@@ -199,9 +212,14 @@ export class ConnectionManager {
       this.breaker.release();
       throw err;
     }
+    // Once `fn` ran, its commands are on their way: a failure from here on leaves
+    // their outcome unknown.
+    let sent = false;
     try {
       const deadlineMs = options.deadlineMs ?? this.#opts.redis.connectTimeoutMs;
-      const result = await withDeadline(fn(client), deadlineMs);
+      const running = fn(client);
+      sent = true;
+      const result = await withDeadline(running, deadlineMs);
       this.breaker.recordSuccess();
       this.#opts.observer?.command((performance.now() - started) / 1000, true);
       return result;
@@ -216,8 +234,12 @@ export class ConnectionManager {
       if (kind === "other") throw err; // a bug of ours, not a Redis failure
       this.breaker.recordFailure();
       this.#onClientProblem(err);
-      // Socket closed, command timed out…: callers see one error type for "Redis away".
-      throw new NotConnectedError(errorInfo(err).message, { cause: err });
+      // Socket closed, command timed out…: callers see one error type for "Redis away",
+      // told apart only by whether the commands had been sent.
+      const message = errorInfo(err).message;
+      throw sent && !NEVER_SENT.has((err as Error).name)
+        ? new OutcomeUnknownError(message, { cause: err })
+        : new NotConnectedError(message, { cause: err });
     }
   }
 

@@ -22,6 +22,19 @@ export class NotConnectedError extends Error {
   }
 }
 
+/**
+ * Raised by `exec` when the command was handed to a live connection and then
+ * no answer came (its deadline passed, or the connection failed): it may have
+ * taken effect. A `NotConnectedError` too, so that callers that only care
+ * whether Redis answered treat it alike; the trigger answers 504 for it.
+ */
+export class OutcomeUnknownError extends NotConnectedError {
+  constructor(reason?: string, options?: ErrorOptions) {
+    super(reason, options);
+    this.name = "OutcomeUnknownError";
+  }
+}
+
 const CONNECTION_REPLY_RE = /^(READONLY|LOADING|MASTERDOWN|NOAUTH|WRONGPASS)/;
 const CONNECTION_ERROR_NAMES = new Set([
   "ConnectionTimeoutError",
@@ -33,6 +46,7 @@ const CONNECTION_ERROR_NAMES = new Set([
   "TimeoutError",
   "AbortError",
   "NotConnectedError",
+  "OutcomeUnknownError",
 ]);
 
 /**

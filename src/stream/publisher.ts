@@ -45,6 +45,12 @@ export interface PublisherOptions {
   dedupTtlS?: number;
   /** Where idempotency records live. Default: the schema of `serviceName`. */
   keys?: KeySchema;
+  /**
+   * How long a publish waits for Redis' answer once sent (ms); past it the
+   * publish fails with `OutcomeUnknownError`. Default: the connection's own
+   * command deadline (CONNECTION_TIMEOUT).
+   */
+  deadlineMs?: number;
   metrics?: Metrics;
   /** Tracing: a PRODUCER span per publish, its `traceparent` in the entry's headers. */
   tracing?: Tracing;
@@ -54,14 +60,20 @@ export interface PublisherOptions {
 export class Publisher {
   readonly #opts: PublisherOptions;
   readonly #keys: KeySchema;
+  readonly #deadline: { deadlineMs?: number };
 
   constructor(options: PublisherOptions) {
     this.#opts = options;
+    this.#deadline = { deadlineMs: options.deadlineMs };
     this.#keys = options.keys ??
       new KeySchema({ group: options.serviceName, serviceName: options.serviceName });
   }
 
-  /** Publishes one event. Throws `CircuitOpenError` / `NotConnectedError` when Redis is away. */
+  /**
+   * Publishes one event. Throws `CircuitOpenError` / `NotConnectedError` when
+   * Redis is away and nothing was sent, `OutcomeUnknownError` when it was sent
+   * and no answer came.
+   */
   publish(req: PublishRequest): Promise<PublishResult> {
     const tracing = this.#opts.tracing;
     if (!tracing?.enabled) return this.#publish(req);
@@ -98,20 +110,23 @@ export class Publisher {
       correlationId: req.correlationId,
     };
     if (!req.idempotencyKey) {
-      const id = await this.#opts.connection.exec((c) =>
-        c.sendCommand(["XADD", req.stream, "*", ...flat])
+      const id = await this.#opts.connection.exec(
+        (c) => c.sendCommand(["XADD", req.stream, "*", ...flat]),
+        this.#deadline,
       ) as string;
       this.#opts.metrics?.published.inc({ stream: req.stream });
       span?.setAttribute("messaging.message.id", id);
       return { id, ...base, published: true };
     }
     const key = this.#keys.publishIdempotency(req.idempotencyKey);
-    const [fresh, record] = await this.#opts.connection.exec((c) =>
-      PUBLISH_ONCE.run(c, [key, req.stream], [
-        String(this.#opts.dedupTtlS ?? 86_400),
-        JSON.stringify(base),
-        ...flat,
-      ])
+    const [fresh, record] = await this.#opts.connection.exec(
+      (c) =>
+        PUBLISH_ONCE.run(c, [key, req.stream], [
+          String(this.#opts.dedupTtlS ?? 86_400),
+          JSON.stringify(base),
+          ...flat,
+        ]),
+      this.#deadline,
     ) as [number, string];
     const first = JSON.parse(record) as Omit<PublishResult, "published">;
     if (Number(fresh) === 1) this.#opts.metrics?.published.inc({ stream: req.stream });

@@ -82,3 +82,45 @@ Deno.test("a Redis stopped with SIGSTOP turns readiness 503 and the service resu
   );
   assertEquals(await xlen(client, `${STREAM}:dlq`), 0, "nothing dead-lettered");
 });
+
+Deno.test("a trigger sent to a Redis stopped with SIGSTOP answers 504 outcome_unknown; a retry with its Idempotency-Key publishes once", async () => {
+  await using cleanup = new Cleanup();
+  const redis = cleanup.use(await startRedis());
+  cleanup.add(() => redis.resume());
+  const client = await redis.client();
+  const svc = cleanup.use(
+    await startService({
+      env: {
+        ...redis.env(),
+        SERVICE_NAME: "hung-trigger",
+        STREAM,
+        CONSUMER_GROUP: GROUP,
+        CONNECTION_TIMEOUT: "2000",
+        LOG_LEVEL: "INFO",
+      },
+    }),
+  );
+  const post = () =>
+    svc.request("/trigger-test-event", {
+      method: "POST",
+      headers: { "Content-Type": "application/json", "Idempotency-Key": "hung-key-1" },
+      body: JSON.stringify({ event: "order.created", aggregateId: "o-1" }),
+      timeoutMs: 20_000,
+    });
+  await redis.pause();
+  // Sent before the service could notice: it reaches the socket and no answer comes.
+  const first = await post();
+  assertEquals(first.status, 504, first.text);
+  assertEquals((first.json as { error: string }).error, "outcome_unknown");
+  assertEquals(first.headers.get("Retry-After"), null);
+
+  await redis.resume();
+  await svc.waitReady(30_000);
+  const retry = await post();
+  assertEquals(retry.status, 200, retry.text);
+  const published = (await readStream(client, STREAM)).filter((e) =>
+    JSON.parse(e.fields.headers).idempotencyKey === "hung-key-1"
+  );
+  assertEquals(published.length, 1, "published once, whatever the first request did");
+  assertEquals(published[0].id, (retry.json as { id: string }).id);
+});
