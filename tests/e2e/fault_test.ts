@@ -23,7 +23,7 @@ import {
   wireEntry,
   xlen,
 } from "../support/streams.ts";
-import { coverage, sourceIdOf } from "./fixtures/coverage.ts";
+import { coverage, sourceIdOf } from "../support/coverage.ts";
 
 const STREAM = "event-stream";
 const GROUP = "faults";
