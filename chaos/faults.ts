@@ -19,6 +19,7 @@ import { pendingEntries } from "../tests/support/streams.ts";
 import type { SupervisedService } from "../tests/support/supervisor.ts";
 import { sleep } from "../tests/support/wait.ts";
 import type { Rng } from "./rng.ts";
+import { compareIds } from "./tally.ts";
 
 /** The kinds of fault, in the order of the module documentation. */
 export const FAULT_KINDS = [
@@ -209,14 +210,6 @@ async function lastGeneratedId(client: RedisClient, stream: string): Promise<str
 
 async function xlen(client: RedisClient, stream: string): Promise<number> {
   return Number(await client.sendCommand(["XLEN", stream]));
-}
-
-/** Compares two stream ids (`ms-seq`): negative, 0 or positive. */
-export function compareIds(a: string, b: string): number {
-  const [am, as = "0"] = a.split("-");
-  const [bm, bs = "0"] = b.split("-");
-  const d = BigInt(am) - BigInt(bm) || BigInt(as) - BigInt(bs);
-  return d < 0n ? -1 : d > 0n ? 1 : 0;
 }
 
 /** `promise`, or a rejection after `ms` (the promise itself is left to settle later). */

@@ -49,6 +49,7 @@ export function formatReport(result: SoakResult): string {
     ["distinct sourceIds in out", fmt(t.distinct)],
     ["duplicates", fmt(t.duplicates)],
     ["missing", fmt(t.missing)],
+    ["still pending or unread", fmt(t.unsettled)],
     ["dead-lettered", fmt(t.deadLettered)],
     ["  poison dead-lettered", fmt(t.poisonDeadLettered)],
     ["  well-formed dead-lettered", fmt(t.goodDeadLettered)],

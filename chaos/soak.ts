@@ -14,7 +14,7 @@
 
 import { Cleanup } from "../tests/support/cleanup.ts";
 import { type RedisServer, startRedis } from "../tests/support/redis_server.ts";
-import { groupInfo, isDrained, readStream } from "../tests/support/streams.ts";
+import { groupInfo, isDrained, pendingEntries, readStream } from "../tests/support/streams.ts";
 import { type SupervisedExit, superviseService } from "../tests/support/supervisor.ts";
 import { sleep, waitFor } from "../tests/support/wait.ts";
 import {
@@ -143,6 +143,7 @@ export async function runSoak(opts: SoakOptions): Promise<SoakResult> {
 
   const producedFrom = Date.now();
   producer.start();
+  cleanup.add(() => producer.stop(0)); // When a step below throws (a no-op after the stop below).
   say(`producing ${opts.rate}/s for ${opts.seconds} s (seed ${opts.seed})`);
   const faults = await injectFaults(opts, targets, scheduleRng, producedFrom, say, producer);
   await producer.stop();
@@ -170,7 +171,14 @@ export async function runSoak(opts: SoakOptions): Promise<SoakResult> {
   }
 
   const group = await groupInfo(monitor, STREAM, GROUP);
+  const pendingIds = new Set(
+    group === undefined || group.pending === 0
+      ? []
+      : (await pendingEntries(monitor, STREAM, GROUP, group.pending)).map((p) => p.id),
+  );
   const result = tally({
+    pendingIds,
+    lastDeliveredId: group?.lastDeliveredId,
     produced: producer.produced,
     source: await readStream(monitor, STREAM),
     out: await readStream(monitor, OUT),

@@ -35,6 +35,10 @@ export interface TallyInput {
   pending: number;
   /** Lag of the group at the end (null when Redis could not tell). */
   lag: number | null;
+  /** Ids pending at the end (not counted as missing: still in the service's hands). */
+  pendingIds?: ReadonlySet<string>;
+  /** The group's last-delivered id at the end; later ids are unread, not missing. */
+  lastDeliveredId?: string;
 }
 
 /** The counts of one soak. Lists of ids hold at most 10 examples. */
@@ -66,6 +70,10 @@ export interface Tally {
   /** Expected source ids neither in the target nor in the dead-letter stream. */
   missing: number;
   missingIds: string[];
+  /** Missing entries per kind of entry. */
+  missingByKind: Partial<Record<EntryKind, number>>;
+  /** Expected entries in neither stream but still pending or not read yet (group not drained). */
+  unsettled: number;
   /** Entries in the dead-letter stream. */
   deadLettered: number;
   /** Poison entries in the dead-letter stream. */
@@ -117,6 +125,8 @@ export function tally(input: TallyInput): Tally {
   const poisonForwardedIds: string[] = [];
   const goodDeadLetteredIds: string[] = [];
   let missing = 0;
+  let unsettled = 0;
+  const missingByKind: Partial<Record<EntryKind, number>> = {};
   let poisonForwarded = 0;
   let goodDeadLettered = 0;
   let poisonDeadLettered = 0;
@@ -129,8 +139,11 @@ export function tally(input: TallyInput): Tally {
       duplicates += extra;
       if (duplicateIds.length < 10) duplicateIds.push(id);
     }
-    if (forwarded + dead === 0) {
+    if (forwarded + dead === 0 && isUnsettled(id, input)) {
+      unsettled++;
+    } else if (forwarded + dead === 0) {
       missing++;
+      missingByKind[kind] = (missingByKind[kind] ?? 0) + 1;
       if (missingIds.length < 10) missingIds.push(id);
     }
     if (isPoison(kind)) {
@@ -166,6 +179,8 @@ export function tally(input: TallyInput): Tally {
     duplicateIds,
     missing,
     missingIds,
+    missingByKind,
+    unsettled,
     deadLettered: input.dlq.length,
     poisonDeadLettered,
     poisonForwarded,
@@ -179,6 +194,20 @@ export function tally(input: TallyInput): Tally {
   };
 }
 
+/** Whether `id` is pending or not read yet, according to `input`. */
+function isUnsettled(id: string, input: TallyInput): boolean {
+  if (input.pendingIds?.has(id)) return true;
+  return input.lastDeliveredId !== undefined && compareIds(id, input.lastDeliveredId) > 0;
+}
+
+/** Compares two stream ids (`ms-seq`): negative, 0 or positive. */
+export function compareIds(a: string, b: string): number {
+  const [am, as = "0"] = a.split("-");
+  const [bm, bs = "0"] = b.split("-");
+  const d = BigInt(am) - BigInt(bm) || BigInt(as) - BigInt(bs);
+  return d < 0n ? -1 : d > 0n ? 1 : 0;
+}
+
 /**
  * Why the soak failed, one line per reason (empty when it passed): any missing entry, any
  * duplicate, poison in the target, copies of unknown or unreadable source ids, or a group not
@@ -189,8 +218,9 @@ export function problems(t: Tally): string[] {
   const ids = (list: string[], n: number) =>
     list.length === 0 ? "" : `: ${list.join(", ")}${n > list.length ? ", …" : ""}`;
   if (t.missing > 0) {
+    const kinds = Object.entries(t.missingByKind).map(([k, n]) => `${k} ${n}`).join(", ");
     out.push(
-      `${t.missing} entries lost (neither forwarded nor dead-lettered)${
+      `${t.missing} entries lost (neither forwarded nor dead-lettered; ${kinds})${
         ids(t.missingIds, t.missing)
       }`,
     );
@@ -208,7 +238,10 @@ export function problems(t: Tally): string[] {
   if (t.strangers > 0) out.push(`${t.strangers} copies of source ids never produced`);
   if (t.unreadable > 0) out.push(`${t.unreadable} copies without a readable source id`);
   if (t.pending > 0 || t.lag !== 0) {
-    out.push(`group not drained: pending ${t.pending}, lag ${t.lag ?? "unknown"}`);
+    out.push(
+      `group not drained: pending ${t.pending}, lag ${t.lag ?? "unknown"} ` +
+        `(${t.unsettled} expected entries still pending or unread)`,
+    );
   }
   return out;
 }

@@ -55,7 +55,9 @@ Deno.test("tally() finds a missing entry and a duplicate copy", () => {
   assertEquals([t.missing, t.missingIds, t.duplicates, t.duplicateIds], [1, ["1-1"], 1, ["1-0"]]);
   const found = problems(t);
   assertEquals(found.length, 2);
-  assert(found[0].includes("1 entries lost") && found[0].includes("1-1"), found[0]);
+  assertEquals(t.missingByKind, { good: 1 });
+  assert(found[0].includes("1 entries lost") && found[0].includes("good 1"), found[0]);
+  assert(found[0].includes("1-1"), found[0]);
   assert(found[1].includes("1 duplicate copies") && found[1].includes("1-0"), found[1]);
 });
 
@@ -118,6 +120,23 @@ Deno.test("tally() reports acknowledged XADDs Redis lost, copies of strangers an
   const lost = tally({ ...base, source: base.source.slice(1), out: base.out.slice(1) });
   assertEquals([lost.ackedNotInSource, lost.missing], [1, 1]);
   assert(warnings(lost).some((w) => w.includes("lost by Redis")));
+});
+
+Deno.test("tally() counts entries still pending or unread as unsettled, not missing", () => {
+  const base = input();
+  const t = tally({
+    ...base,
+    out: [forwarded("1-0", 0)],
+    dlq: [],
+    pending: 1,
+    lag: 2,
+    pendingIds: new Set(["1-1"]),
+    lastDeliveredId: "1-1",
+  });
+  assertEquals([t.missing, t.missingIds, t.unsettled], [0, [], 3]);
+  assertEquals(problems(t), [
+    "group not drained: pending 1, lag 2 (3 expected entries still pending or unread)",
+  ]);
 });
 
 Deno.test("chaosEntry() builds each kind with its sequence number first", () => {
