@@ -43,6 +43,8 @@ export class Producer {
   readonly produced: Produced[] = [];
   /** Ticks skipped because `maxInFlight` XADDs were waiting. */
   skipped = 0;
+  /** XADD failures by reason (the error's first words): error replies and lost connections. */
+  readonly failures: Map<string, number> = new Map();
   /** Acknowledged ids of `always-fails` entries (they stay pending while they are retried). */
   readonly retriedIds: Set<string> = new Set();
 
@@ -127,6 +129,8 @@ export class Producer {
         // An error reply (e.g. LOADING) means Redis refused it; otherwise no reply came and the
         // XADD stays "unknown".
         if (err instanceof ErrorReply) record.rejected = true;
+        const reason = err instanceof Error ? err.message.split(/\s+/).slice(0, 4).join(" ") : "?";
+        this.failures.set(reason, (this.failures.get(reason) ?? 0) + 1);
       },
     ).finally(() => this.#inFlight.delete(done));
     this.#inFlight.add(done);

@@ -72,6 +72,10 @@ export function formatReport(result: SoakResult): string {
       result.drainMs === null ? "NOT within the deadline" : `in ${fmt(result.drainMs)} ms`
     }`,
   ];
+  const failures = Object.entries(result.xaddFailures);
+  if (failures.length > 0) {
+    lines.push(`failed XADDs by reason: ${failures.map(([r, n]) => `${r}… ${n}`).join("; ")}`);
+  }
   for (const w of result.warnings) lines.push(`warning: ${w}`);
   if (result.passed) lines.push("PASS: nothing lost, nothing duplicated");
   else for (const p of result.problems) lines.push(`FAIL: ${p}`);

@@ -79,6 +79,8 @@ export interface SoakResult {
   drainMs: number | null;
   /** Producer ticks skipped because too many XADDs waited for a reply. */
   skipped: number;
+  /** Failed XADDs by reason (first words of the error). */
+  xaddFailures: Record<string, number>;
   /** Instance exits nobody asked for. */
   unexpectedExits: SupervisedExit[];
   /** Exit codes of the instances' final SIGTERM (0 is a clean shutdown). */
@@ -118,7 +120,11 @@ export async function runSoak(opts: SoakOptions): Promise<SoakResult> {
     }))
   );
   await Promise.all(instances.map((i) => i.waitReady(60_000)));
-  say(`instances ready: ${instances.map((i) => `${i.env.CONSUMER_NAME} (pid ${i.current.pid})`)}`);
+  say(
+    `instances ready: ${
+      instances.map((i) => `${i.env.CONSUMER_NAME} (pid ${i.current.pid})`).join(", ")
+    }`,
+  );
 
   const producer = new Producer({
     client: producerClient,
@@ -213,6 +219,7 @@ export async function runSoak(opts: SoakOptions): Promise<SoakResult> {
     producedMs,
     drainMs,
     skipped: producer.skipped,
+    xaddFailures: Object.fromEntries(producer.failures),
     unexpectedExits,
     finalExitCodes,
   };
