@@ -126,6 +126,7 @@ export class ServiceProcess implements AsyncDisposable {
   readonly #all: string[] = [];
   readonly #exitSignal = new AbortController();
   #status: ExitStatus | undefined;
+  #paused = false;
 
   /** Use {@linkcode startService}; the constructor spawns the process and does not wait. */
   constructor(env: Record<string, string>, port: number, cwd: string) {
@@ -267,9 +268,31 @@ export class ServiceProcess implements AsyncDisposable {
     }
   }
 
+  /** Whether the process is frozen by {@linkcode ServiceProcess.pause}. */
+  get paused(): boolean {
+    return this.#paused;
+  }
+
+  /**
+   * Freezes the process with SIGSTOP (a GC pause or CPU starvation taken to the extreme): its
+   * sockets stay open, nothing runs. `stop()` resumes it first.
+   */
+  pause(): void {
+    this.signal("SIGSTOP");
+    this.#paused = true;
+  }
+
+  /** Resumes a process frozen by {@linkcode ServiceProcess.pause} with SIGCONT. */
+  resume(): void {
+    if (!this.#paused) return;
+    this.#paused = false;
+    killQuietly(this.#child, "SIGCONT");
+  }
+
   /** Kills the process with SIGKILL (unless it already ended) and resolves with its status. */
   kill(): Promise<ExitStatus> {
     killQuietly(this.#child, "SIGKILL");
+    this.#paused = false;
     return this.exited;
   }
 
@@ -280,6 +303,7 @@ export class ServiceProcess implements AsyncDisposable {
   async stop(killAfterMs = 40_000): Promise<ExitStatus> {
     if (this.#status) return this.#status;
     killQuietly(this.#child, "SIGTERM");
+    this.resume(); // A frozen process only sees the SIGTERM once it runs again.
     const timer = setTimeout(() => killQuietly(this.#child, "SIGKILL"), killAfterMs);
     try {
       return await this.exited;
