@@ -1,7 +1,7 @@
 /**
  * The entries the chaos soak produces, in the service's wire format (README, "Stream entries"):
  * well-formed ones, and poison ones the service must dead-letter (no `event`, a `payload` that is
- * not JSON, a `diagnostic.fail` that always fails; with `--hostile`, more than 1,000 fields and
+ * not JSON, a `diagnostic.fail` that always fails; unless `--gentle`, more than 1,000 fields and
  * over 1 MB). Every entry carries its sequence number in an extra field, `chaosSeq` (extra fields
  * are kept by the service), first of all, so that even a truncated copy names it.
  *
@@ -21,7 +21,7 @@ export type EntryKind =
 
 /** Poison kinds mixed in by default. */
 export const POISON_KINDS: readonly EntryKind[] = ["no-event", "bad-json", "always-fails"];
-/** Poison kinds added by `--hostile` (known to break the service before its 1,000-field limit). */
+/** Hostile poison kinds, over the service's limits (left out with `--gentle`). */
 export const HOSTILE_KINDS: readonly EntryKind[] = ["many-fields", "huge"];
 
 /** The field that carries an entry's sequence number. */

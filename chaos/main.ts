@@ -3,8 +3,8 @@
  * report (`report.ts`), and exits 1 when anything was lost or duplicated (0 otherwise).
  *
  * Flags: --minutes N (1; fractions allowed), --rate N entries/s (200), --seed N (random; printed,
- * so a run can be replayed), --poison RATIO (0.03), --hostile (off: adds entries over the
- * service's limits), --drain-timeout S (120), --claim-idle-ms MS (2000), --connection-timeout-ms
+ * so a run can be replayed), --poison RATIO (0.03), --gentle (leaves out the hostile poison:
+ * entries over the service's limits, mixed in by default), --drain-timeout S (120), --claim-idle-ms MS (2000), --connection-timeout-ms
  * MS (3000).
  *
  * @module
@@ -16,7 +16,7 @@ import { randomSeed } from "./rng.ts";
 import { runSoak, type SoakOptions } from "./soak.ts";
 
 const USAGE =
-  `Usage: deno task chaos [--minutes N] [--rate N] [--seed N] [--poison RATIO] [--hostile]
+  `Usage: deno task chaos [--minutes N] [--rate N] [--seed N] [--poison RATIO] [--gentle]
                        [--drain-timeout S] [--claim-idle-ms MS] [--connection-timeout-ms MS]`;
 
 /**
@@ -31,7 +31,7 @@ export function parseChaosArgs(
     rate: 200,
     seed: "",
     poison: 0.03,
-    hostile: false,
+    gentle: false,
     "drain-timeout": 120,
     "claim-idle-ms": 2_000,
     "connection-timeout-ms": 3_000,
@@ -46,7 +46,7 @@ export function parseChaosArgs(
     rate: flags.rate,
     seed: flags.seed === "" ? randomSeed() : Number(flags.seed) >>> 0,
     poisonRatio: flags.poison,
-    hostile: flags.hostile,
+    hostile: !flags.gentle,
     drainTimeoutMs: flags["drain-timeout"] * 1000,
     claimIdleMs: flags["claim-idle-ms"],
     connectionTimeoutMs: flags["connection-timeout-ms"],
