@@ -1,26 +1,67 @@
 /**
- * Handler registry: handlers per event type, glob patterns allowed, and a
- * default handler for every other type (logs `manual_test` and
- * `test_starters` at INFO, others at DEBUG, and succeeds). Also the
- * diagnostic handlers (README: Stream entries), registered only when enabled.
+ * Handler registry: handlers per event type, glob patterns allowed, exact
+ * names winning over patterns and patterns going in order, and a default
+ * handler for every other type (logs `manual_test` and `test_starters` at
+ * INFO, others at DEBUG, and succeeds). A registered handler is resolved once
+ * into what the dispatcher needs: the function, the schema, the timeout and a
+ * concurrency limiter, and whether none of these applies (the fast path).
  */
-import { getLogger, type Logger } from "../log.ts";
-import { delay } from "../clock.ts";
+import { getLogger } from "../log.ts";
+import type { z } from "zod";
 import type { StreamEvent } from "./entry.ts";
 import { globMatcher } from "../glob.ts";
-
-/** What a handler gets besides the event. */
-export interface HandlerContext {
-  /** Deliveries of this entry so far, as counted by Redis (1 on first delivery). */
-  deliveries: number;
-  /** Logger of the consumer; its lines carry the entry's correlation id. */
-  logger: Logger;
-  /** Aborted when the service gives up waiting for handlers at shutdown. */
-  signal: AbortSignal;
-}
+import type { AnyHandlerDefinition, HandlerContext } from "./handler_api.ts";
 
 /** Handles one event; throwing means failure (the entry is retried or dead-lettered). */
 export type Handler = (event: StreamEvent, ctx: HandlerContext) => void | Promise<void>;
+
+/** At most `limit` holders at once; the others wait in order. */
+export class Limiter {
+  readonly limit: number;
+  #held = 0;
+  readonly #waiting: (() => void)[] = [];
+
+  constructor(limit: number) {
+    if (!(Number.isInteger(limit) && limit > 0)) {
+      throw new RangeError("limit must be a positive integer");
+    }
+    this.limit = limit;
+  }
+
+  /** Holders now. */
+  get held(): number {
+    return this.#held;
+  }
+
+  /** Resolves once a place is held (at once when one is free). */
+  acquire(): Promise<void> {
+    if (this.#held < this.limit) {
+      this.#held++;
+      return Promise.resolve();
+    }
+    return new Promise((resolve) => this.#waiting.push(resolve));
+  }
+
+  /** Gives a place back: to the first waiter, else free. */
+  release(): void {
+    const next = this.#waiting.shift();
+    if (next) next();
+    else this.#held = Math.max(0, this.#held - 1);
+  }
+}
+
+/** A handler as the dispatcher runs it. */
+export interface ResolvedHandler {
+  handle: Handler;
+  /** Validates the payload first. */
+  schema?: z.ZodType;
+  /** The run fails once this passes (ms). */
+  timeoutMs?: number;
+  /** Bounds the runs of this handler at once. */
+  limiter?: Limiter;
+  /** True when there is no schema, timeout or limit: the synchronous fast path applies. */
+  simple: boolean;
+}
 
 const LOUD_EVENTS = new Set(["manual_test", "test_starters"]);
 
@@ -43,32 +84,56 @@ export const defaultHandler: Handler = (event, { logger, deliveries }) => {
   else logger.debug("Received {event} {id}", props);
 };
 
-/** Event types mapped to handlers; exact names win over patterns, patterns go in order. */
+function resolved(handle: Handler): ResolvedHandler {
+  return { handle, simple: true };
+}
+
+/** The runtime form of a definition. */
+export function resolveDefinition(def: AnyHandlerDefinition): ResolvedHandler {
+  // The payload's type is checked where the definition was made; here it is erased.
+  const handle = def.handle as unknown as Handler;
+  const limiter = def.concurrency ? new Limiter(def.concurrency) : undefined;
+  return {
+    handle,
+    schema: def.payload as z.ZodType | undefined,
+    timeoutMs: def.timeoutMs,
+    limiter,
+    simple: !def.payload && !def.timeoutMs && !limiter,
+  };
+}
+
+/** Event types mapped to handlers. */
 export class HandlerRegistry {
-  readonly #exact = new Map<string, Handler>();
-  readonly #patterns: { match: (e: string) => boolean; handler: Handler }[] = [];
-  readonly #cache = new Map<string, Handler>();
-  #fallback: Handler = defaultHandler;
+  readonly #exact = new Map<string, ResolvedHandler>();
+  readonly #patterns: { match: (e: string) => boolean; handler: ResolvedHandler }[] = [];
+  readonly #cache = new Map<string, ResolvedHandler>();
+  readonly #names: string[] = [];
+  #fallback: ResolvedHandler = resolved(defaultHandler);
 
   /** Registers `handler` for an event type or glob pattern (`order.*`). */
   on(pattern: string, handler: Handler): this {
-    if (!pattern) throw new TypeError("Pattern must not be empty");
-    if (pattern.includes("*") || pattern.includes("?")) {
-      this.#patterns.push({ match: globMatcher(pattern), handler });
-    } else this.#exact.set(pattern, handler);
-    this.#cache.clear();
-    return this;
+    return this.#register(pattern, resolved(handler));
+  }
+
+  /** Registers a handler made by `defineHandler`. */
+  add(definition: AnyHandlerDefinition): this {
+    return this.#register(definition.event, resolveDefinition(definition));
   }
 
   /** Replaces the default handler. */
   fallback(handler: Handler): this {
-    this.#fallback = handler;
+    this.#fallback = resolved(handler);
     this.#cache.clear();
     return this;
   }
 
+  /** The event types and patterns registered, in order. */
+  get names(): readonly string[] {
+    return this.#names;
+  }
+
   /** The handler for `event`. */
-  resolve(event: string): Handler {
+  resolve(event: string): ResolvedHandler {
     let h = this.#cache.get(event);
     if (!h) {
       h = this.#exact.get(event) ?? this.#patterns.find((p) => p.match(event))?.handler ??
@@ -77,30 +142,14 @@ export class HandlerRegistry {
     }
     return h;
   }
-}
 
-/** Most a `diagnostic.sleep` waits. */
-export const MAX_DIAGNOSTIC_SLEEP_MS = 120_000;
-
-/**
- * Registers `diagnostic.fail` (throws on its first `payload.failTimes`
- * deliveries, all of them when absent) and `diagnostic.sleep` (waits
- * `payload.ms`, capped at 120 s).
- */
-export function registerDiagnosticHandlers(registry: HandlerRegistry): void {
-  registry.on("diagnostic.fail", (event, { deliveries }) => {
-    const failTimes = event.payload.failTimes;
-    const limit = typeof failTimes === "number" && Number.isFinite(failTimes)
-      ? failTimes
-      : Infinity;
-    if (deliveries <= limit) {
-      throw new Error(`diagnostic.fail: failing delivery ${deliveries}`);
-    }
-  });
-  registry.on("diagnostic.sleep", async (event, { signal }) => {
-    const ms = Number(event.payload.ms);
-    const wait = Number.isFinite(ms) && ms > 0 ? Math.min(ms, MAX_DIAGNOSTIC_SLEEP_MS) : 0;
-    await delay(wait, signal);
-    if (signal.aborted) throw new Error("diagnostic.sleep: aborted by shutdown");
-  });
+  #register(pattern: string, handler: ResolvedHandler): this {
+    if (!pattern) throw new TypeError("Pattern must not be empty");
+    if (pattern.includes("*") || pattern.includes("?")) {
+      this.#patterns.push({ match: globMatcher(pattern), handler });
+    } else this.#exact.set(pattern, handler);
+    this.#names.push(pattern);
+    this.#cache.clear();
+    return this;
+  }
 }

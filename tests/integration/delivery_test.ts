@@ -25,7 +25,8 @@ import {
   xlen,
 } from "../support/streams.ts";
 import { GROUP, startConsumer } from "../support/in_process_consumer.ts";
-import { HandlerRegistry, registerDiagnosticHandlers } from "../../src/stream/handlers.ts";
+import { HandlerRegistry } from "../../src/stream/handlers.ts";
+import { registerDiagnosticHandlers } from "../../src/stream/diagnostic_handlers.ts";
 import { DELETE_IDLE_CONSUMER } from "../../src/stream/scripts.ts";
 import { encodeSettle, SETTLE } from "../../src/stream/consumer/settle_codec.ts";
 
@@ -86,7 +87,7 @@ Deno.test("StreamConsumer retries a failing handler and dead-letters it after MA
     const list = runs.get(e.id) ?? [];
     runs.set(e.id, list);
     try {
-      await diagnostics.resolve(e.event)(e, ctx);
+      await diagnostics.resolve(e.event).handle(e, ctx);
       list.push({ deliveries: ctx.deliveries, ok: true });
     } catch (err) {
       list.push({ deliveries: ctx.deliveries, ok: false });

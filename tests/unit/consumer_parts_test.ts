@@ -61,23 +61,43 @@ Deno.test("encodeSettle() puts copies and marks after the bare acks, keys once e
   ]);
   assertEquals(args.slice(5), [
     "3-0",
-    // routed: id, kind, no mark, 2 targets (KEYS 3 and 4), 1 extra: the headers
+    // routed: id, kind, no mark, 2 targets (KEYS 3 and 4), 1 extra: the headers; no emits
     ..."1-0 f 0 2 3 4 1".split(" "),
     "{}",
-    // keyed: id, kind, mark KEYS[5], 1 target (KEYS 3), the headers
+    "0",
+    // keyed: id, kind, mark KEYS[5], 1 target (KEYS 3), the headers; no emits
     ..."2-0 f 5 1 3 1".split(" "),
     '{"a":"b"}',
-    // dead: id, kind, no mark, 1 target (KEYS 6), 2 extras: the dead-letter fields
-    ..."4-0 d 0 1 6 2 error x".split(" "),
-    // marked: id, kind m, mark KEYS[7], no target, no extra
-    ..."5-0 m 7 0 0".split(" "),
+    "0",
+    // dead: id, kind, no mark, 1 target (KEYS 6), 2 extras: the dead-letter fields; no emits
+    ..."4-0 d 0 1 6 2 error x 0".split(" "),
+    // marked: id, kind m, mark KEYS[7], no target, no extra, no emits
+    ..."5-0 m 7 0 0 0".split(" "),
   ]);
   assertEquals(order, [plain, routed, keyed, dead, marked]);
 });
 
 Deno.test("encodeSettle() of no bare acknowledgements sends an empty id list", () => {
   const { args } = encodeSettle(batch, [{ id: "1-0", dedupKey: "m" }]);
-  assertEquals(args.slice(5), ["", "1-0", "m", "3", "0", "0"]);
+  assertEquals(args.slice(5), ["", "1-0", "m", "3", "0", "0", "0"]);
+});
+
+Deno.test("encodeSettle() writes each emitted entry once per target", () => {
+  const op = {
+    id: "1-0",
+    emits: [
+      { targets: ["a", "b"], fields: ["event", "x"] },
+      { targets: ["a"], fields: ["event", "y", "k", "v"] },
+    ],
+  };
+  const { keys, args } = encodeSettle(batch, [op]);
+  assertEquals(keys, ["s", "s:checkpoint:g", "a", "b"]);
+  assertEquals(args.slice(5), [
+    "",
+    ..."1-0 m 0 0 0".split(" "),
+    // three writes: KEYS[3] and KEYS[4] get x, KEYS[3] gets y
+    ..."3 3 2 event x 4 2 event x 3 4 event y k v".split(" "),
+  ]);
 });
 
 Deno.test("decodeSettle() maps each result and the checkpoint flag", () => {

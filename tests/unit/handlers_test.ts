@@ -7,13 +7,9 @@
  */
 import { getLogger, resetLogging, setupLogging } from "../../src/log.ts";
 import type { StreamEvent } from "../../src/stream/entry.ts";
-import {
-  defaultHandler,
-  type Handler,
-  type HandlerContext,
-  HandlerRegistry,
-  registerDiagnosticHandlers,
-} from "../../src/stream/handlers.ts";
+import { defaultHandler, type Handler, HandlerRegistry } from "../../src/stream/handlers.ts";
+import type { HandlerContext } from "../../src/stream/handler_api.ts";
+import { registerDiagnosticHandlers } from "../../src/stream/diagnostic_handlers.ts";
 import { assert, assertEquals, assertRejects, assertThrows } from "../support/assert.ts";
 
 function event(type: string, payload: Record<string, unknown> = {}): StreamEvent {
@@ -29,7 +25,12 @@ function event(type: string, payload: Record<string, unknown> = {}): StreamEvent
 }
 
 function ctx(deliveries = 1, signal = new AbortController().signal): HandlerContext {
-  return { deliveries, logger: getLogger("test"), signal };
+  return {
+    deliveries,
+    logger: getLogger("test"),
+    signal,
+    publish: () => Promise.reject(new Error("publish is not expected here")),
+  };
 }
 
 /** A named no-op handler, distinguishable by identity. */
@@ -41,27 +42,30 @@ Deno.test("HandlerRegistry.resolve() prefers an exact name over a pattern", () =
   const pattern = named();
   const exact = named();
   const registry = new HandlerRegistry().on("order.*", pattern).on("order.created", exact);
-  assert(registry.resolve("order.created") === exact);
-  assert(registry.resolve("order.paid") === pattern);
+  assert(registry.resolve("order.created").handle === exact);
+  assert(registry.resolve("order.paid").handle === pattern);
 });
 
 Deno.test("HandlerRegistry.resolve() tries patterns in registration order", () => {
   const first = named();
   const second = named();
   const registry = new HandlerRegistry().on("order.*", first).on("*.created", second);
-  assert(registry.resolve("order.created") === first);
-  assert(registry.resolve("user.created") === second);
+  assert(registry.resolve("order.created").handle === first);
+  assert(registry.resolve("user.created").handle === second);
 });
 
 Deno.test("HandlerRegistry.resolve() answers the default handler, or the fallback", () => {
   const registry = new HandlerRegistry();
-  assert(registry.resolve("anything") === defaultHandler);
+  assert(registry.resolve("anything").handle === defaultHandler);
   const fallback = named();
   registry.fallback(fallback);
-  assert(registry.resolve("anything") === fallback, "fallback replaces a cached answer");
+  assert(registry.resolve("anything").handle === fallback, "fallback replaces a cached answer");
   const late = named();
   registry.on("anything", late);
-  assert(registry.resolve("anything") === late, "a later registration replaces a cached answer");
+  assert(
+    registry.resolve("anything").handle === late,
+    "a later registration replaces a cached answer",
+  );
 });
 
 Deno.test("HandlerRegistry.on() rejects an empty pattern", () => {
@@ -118,7 +122,7 @@ async function outcome(run: () => void | Promise<void>): Promise<string> {
 }
 
 Deno.test("diagnostic.fail with failTimes 2 throws on deliveries 1 and 2, then succeeds", async () => {
-  const fail = diagnostics().resolve("diagnostic.fail");
+  const fail = diagnostics().resolve("diagnostic.fail").handle;
   const e = event("diagnostic.fail", { failTimes: 2 });
   const outcomes: string[] = [];
   for (const d of [1, 2, 3, 4]) outcomes.push(await outcome(() => fail(e, ctx(d))));
@@ -131,7 +135,7 @@ Deno.test("diagnostic.fail with failTimes 2 throws on deliveries 1 and 2, then s
 });
 
 Deno.test("diagnostic.fail without failTimes always throws", async () => {
-  const fail = diagnostics().resolve("diagnostic.fail");
+  const fail = diagnostics().resolve("diagnostic.fail").handle;
   for (const d of [1, 2, 5, 1000]) {
     await assertRejects(async () => await fail(event("diagnostic.fail"), ctx(d)));
   }
@@ -142,7 +146,7 @@ Deno.test("diagnostic.fail without failTimes always throws", async () => {
 });
 
 Deno.test("diagnostic.fail with failTimes 0 never throws", async () => {
-  const fail = diagnostics().resolve("diagnostic.fail");
+  const fail = diagnostics().resolve("diagnostic.fail").handle;
   const outcomes: string[] = [];
   for (const d of [1, 2, 100]) {
     outcomes.push(await outcome(() => fail(event("diagnostic.fail", { failTimes: 0 }), ctx(d))));
@@ -151,7 +155,7 @@ Deno.test("diagnostic.fail with failTimes 0 never throws", async () => {
 });
 
 Deno.test("diagnostic.sleep resolves for a short ms and for a missing or unusable one", async () => {
-  const sleep = diagnostics().resolve("diagnostic.sleep");
+  const sleep = diagnostics().resolve("diagnostic.sleep").handle;
   const outcomes: string[] = [];
   for (const payload of [{ ms: 1 }, {}, { ms: -5 }, { ms: "soon" }]) {
     const running = sleep(event("diagnostic.sleep", payload), ctx());
@@ -162,7 +166,7 @@ Deno.test("diagnostic.sleep resolves for a short ms and for a missing or unusabl
 });
 
 Deno.test("diagnostic.sleep throws when its signal aborts", async () => {
-  const sleep = diagnostics().resolve("diagnostic.sleep");
+  const sleep = diagnostics().resolve("diagnostic.sleep").handle;
   const ac = new AbortController();
   const running = sleep(event("diagnostic.sleep", { ms: 60_000 }), ctx(1, ac.signal));
   ac.abort();

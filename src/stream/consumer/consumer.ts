@@ -105,6 +105,7 @@ export class StreamConsumer {
       ...common,
       registry: options.registry,
       router: options.router,
+      emit: { router: options.router, serviceName: s.serviceName, timezone: s.timezone },
       keys: s.keys,
       handlerConcurrency: s.handlerConcurrency,
       maxDeliveries: s.maxDeliveries,

@@ -18,12 +18,13 @@ import {
   parseEntry,
   type StreamEvent,
 } from "../entry.ts";
-import type { Handler, HandlerContext, HandlerRegistry } from "../handlers.ts";
+import type { Handler, HandlerRegistry, ResolvedHandler } from "../handlers.ts";
+import { describePayloadError, type HandlerContext } from "../handler_api.ts";
 import type { KeySchema } from "../keys.ts";
 import { LaneScheduler } from "../lanes.ts";
 import type { Router } from "../router.ts";
 import { CLAIM_OWN } from "../scripts.ts";
-import { EntryContext } from "./entry_context.ts";
+import { type EmitSettings, EntryContext } from "./entry_context.ts";
 import { deadLetterFields, onFailure, overDeliveryLimit } from "./failure_policy.ts";
 import type { IdempotencyGate } from "./idempotency.ts";
 import type { Held, InFlight } from "./in_flight.ts";
@@ -35,6 +36,8 @@ export interface DispatcherOptions {
   connection: ConnectionManager;
   registry: HandlerRegistry;
   router: Router;
+  /** How handlers' `ctx.publish` builds entries. */
+  emit: EmitSettings;
   keys: KeySchema;
   group: string;
   consumer: string;
@@ -135,36 +138,89 @@ export class Dispatcher {
     }
   }
 
-  /** Runs the handler (in a span when tracing); true when it succeeded. */
+  /**
+   * Runs the handler (in a span when tracing); true when it succeeded. A
+   * payload that fails the handler's schema is dead-lettered at once (false).
+   * A handler without schema, timeout or concurrency limit that returns no
+   * promise finishes synchronously: no promise is made for it.
+   */
   #invoke(h: Held): boolean | Promise<boolean> {
     const o = this.#o;
-    const event = h.event!;
+    let event = h.event!;
     h.phase = "running";
     const handler = o.registry.resolve(event.event);
-    const ctx = new EntryContext(
-      h.deliveries,
-      o.logger,
-      event.headers.correlationId,
-      this.#handlerAbort.signal,
-    );
+    if (handler.schema) {
+      const parsed = handler.schema.safeParse(event.payload);
+      if (!parsed.success) {
+        this.#deadLetter(h, describePayloadError(parsed.error), event.event);
+        return false;
+      }
+      event = { ...event, payload: parsed.data as StreamEvent["payload"] };
+    }
+    if (!handler.simple) return this.#guarded(h, handler, event);
+    const ctx = new EntryContext(h.deliveries, o.logger, event, this.#handlerAbort.signal, o.emit);
     const started = o.metrics ? performance.now() : 0;
     let result: void | Promise<void>;
     try {
-      result = o.tracing ? this.#traced(o.tracing, h, handler, ctx) : handler(event, ctx);
+      result = o.tracing
+        ? this.#traced(o.tracing, h, handler.handle, event, ctx)
+        : handler.handle(event, ctx);
     } catch (err) {
       return this.#finish(h, started, false, err);
     }
     if (result instanceof Promise) {
       return result.then(
-        () => this.#finish(h, started, true),
+        () => this.#finish(h, started, true, undefined, ctx),
         (err: unknown) => this.#finish(h, started, false, err),
       );
     }
-    return this.#finish(h, started, true);
+    return this.#finish(h, started, true, undefined, ctx);
   }
 
-  /** Records a handler's outcome: settle the success, or apply the failure policy. */
-  #finish(h: Held, started: number, ok: boolean, err?: unknown): boolean {
+  /** Runs a handler with a concurrency limit and/or a timeout. */
+  async #guarded(h: Held, handler: ResolvedHandler, event: StreamEvent): Promise<boolean> {
+    const o = this.#o;
+    if (handler.limiter) await handler.limiter.acquire();
+    const timeoutMs = handler.timeoutMs;
+    const expiry = timeoutMs ? new AbortController() : undefined;
+    const signal = expiry
+      ? AbortSignal.any([this.#handlerAbort.signal, expiry.signal])
+      : this.#handlerAbort.signal;
+    const ctx = new EntryContext(h.deliveries, o.logger, event, signal, o.emit);
+    const started = performance.now();
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    try {
+      const run = (async () =>
+        o.tracing
+          ? await this.#traced(o.tracing, h, handler.handle, event, ctx)
+          : await handler.handle(event, ctx))();
+      if (expiry) {
+        run.catch(() => {}); // a run that ends after its timeout changes nothing
+        await Promise.race([
+          run,
+          new Promise<never>((_, reject) => {
+            timer = setTimeout(() => {
+              const err = new Error(`timed out after ${timeoutMs} ms (timeoutMs)`);
+              expiry.abort(err);
+              reject(err);
+            }, timeoutMs);
+          }),
+        ]);
+      } else await run;
+      return this.#finish(h, started, true, undefined, ctx);
+    } catch (err) {
+      return this.#finish(h, started, false, err);
+    } finally {
+      clearTimeout(timer);
+      handler.limiter?.release();
+    }
+  }
+
+  /**
+   * Records a handler's outcome: settle the success (with the entries it
+   * emitted), or apply the failure policy (what it emitted is dropped).
+   */
+  #finish(h: Held, started: number, ok: boolean, err?: unknown, ctx?: EntryContext): boolean {
     const o = this.#o;
     o.metrics?.processingDuration.observe((performance.now() - started) / 1000);
     if (!ok) {
@@ -182,13 +238,19 @@ export class Dispatcher {
       copy: targets.length > 0
         ? { kind: "forward", targets, headers: forwardHeaders(event) }
         : undefined,
+      emits: ctx?.emitted,
     });
     return true;
   }
 
   /** Runs the handler in a CONSUMER span whose parent is the entry's `traceparent`. */
-  #traced(tracing: Tracing, h: Held, handler: Handler, ctx: HandlerContext): Promise<void> {
-    const event = h.event!;
+  #traced(
+    tracing: Tracing,
+    h: Held,
+    handler: Handler,
+    event: StreamEvent,
+    ctx: HandlerContext,
+  ): Promise<void> {
     return tracing.withSpan(`process ${h.stream}`, {
       kind: "consumer",
       parentHeaders: event.headers,

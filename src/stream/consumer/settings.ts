@@ -31,8 +31,10 @@ export interface ConsumerSettings {
   dedupTtlS: number;
   /** STREAM_RETENTION_MS: entries older than this are trimmed; 0 turns trimming off. */
   retentionMs: number;
-  /** TIMEZONE: zone of the checkpoint's `<consumer>:at` timestamps. */
+  /** TIMEZONE: zone of the checkpoint's `<consumer>:at` timestamps and of emitted entries. */
   timezone: string;
+  /** SERVICE_NAME: the `serviceName` of entries handlers emit. */
+  serviceName: string;
   /** CONNECTION_TIMEOUT: added to BLOCK_MS as the deadline of a blocking read. */
   connectTimeoutMs: number;
   /** Every derived key (dead-letter stream, checkpoint, dedup marks). */
@@ -58,6 +60,7 @@ export function consumerSettings(config: Config): ConsumerSettings {
     dedupTtlS: s.dedupTtlS,
     retentionMs: s.retentionMs,
     timezone: config.service.timezone,
+    serviceName: config.service.name,
     connectTimeoutMs: config.redis.connectTimeoutMs,
     keys: keySchema(config),
   };

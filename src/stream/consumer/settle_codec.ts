@@ -27,6 +27,12 @@ export type SettleCopy =
    */
   | { kind: "dead_letter"; target: string; fields: readonly string[] };
 
+/** An entry a handler emitted: its fields, XADDed to each target. */
+export interface EmitWrite {
+  targets: readonly string[];
+  fields: readonly string[];
+}
+
 /** One entry to settle. */
 export interface SettleOpInput {
   /** Entry id. */
@@ -35,6 +41,8 @@ export interface SettleOpInput {
   dedupKey?: string;
   /** The copy to write, if any. */
   copy?: SettleCopy;
+  /** Entries the handler emitted (`ctx.publish`), written only with the acknowledgement. */
+  emits?: readonly EmitWrite[];
 }
 
 /** The batch-wide arguments. */
@@ -60,6 +68,7 @@ export type SettleFailure =
   | "target_type"
   | "dead_letter_type"
   | "dedup_key_type"
+  | "emit_target_type"
   | "too_many_fields";
 
 /** What the settle did with one op. */
@@ -89,7 +98,8 @@ const KIND_CODE = { forward: "f", dead_letter: "d" } as const;
  * The other ops follow, each as: id, kind (`f` forward, `d` dead letter, `m`
  * mark only), dedup key index (0 for none), target count, target key
  * indexes, extra count, extras (forward: the new headers; dead letter: the
- * dead-letter fields). Keys are passed by index into KEYS, each once.
+ * dead-letter fields), then the count of emitted writes and per write: target
+ * key index, field count, fields. Keys are passed by index into KEYS, each once.
  */
 export function encodeSettle<T extends SettleOpInput>(
   batch: SettleBatch,
@@ -115,7 +125,7 @@ export function encodeSettle<T extends SettleOpInput>(
   ];
   const plain: T[] = [];
   const rich: T[] = [];
-  for (const op of ops) (op.dedupKey || op.copy ? rich : plain).push(op);
+  for (const op of ops) (op.dedupKey || op.copy || op.emits?.length ? rich : plain).push(op);
   args.push(plain.map((op) => op.id).join(","));
   for (const op of rich) {
     const copy = op.copy;
@@ -128,6 +138,15 @@ export function encodeSettle<T extends SettleOpInput>(
     } else {
       args.push("1", indexOf(copy.target), String(copy.fields.length), ...copy.fields);
     }
+    const writes: string[] = [];
+    let count = 0;
+    for (const emit of op.emits ?? []) {
+      for (const t of emit.targets) {
+        writes.push(indexOf(t), String(emit.fields.length), ...emit.fields);
+        count++;
+      }
+    }
+    args.push(String(count), ...writes);
   }
   return { keys, args, order: rich.length > 0 ? plain.concat(rich) : plain };
 }
@@ -136,6 +155,7 @@ const FAILURES: ReadonlySet<string> = new Set<SettleFailure>([
   "target_type",
   "dead_letter_type",
   "dedup_key_type",
+  "emit_target_type",
   "too_many_fields",
 ]);
 
@@ -168,7 +188,7 @@ function describe(reply: unknown): string {
  * KEYS: stream, checkpoint hash, then every other key ops refer to (by index).
  * ARGV: group, consumer, now (ISO), dedup TTL s, field limit, plain ids joined by commas (bare acknowledgements; may be empty), then per other
  *   op: id, kind, dedupKeyIndex (0 for none), targetCount, targetKeyIndex…,
- *   extraCount, extra…
+ *   extraCount, extra…, writeCount, then per write: keyIndex, fieldCount, field…
  * Returns per plain id the XACK reply; per other op 1 settled, 0 not pending
  * for this consumer, 2 acknowledged without a copy (the entry is gone), or a
  * failure reason (nothing written); then 1 when the checkpoint could be
@@ -204,7 +224,10 @@ while i <= #ARGV do
   local tstart = i + 4
   local ne = tonumber(ARGV[tstart + nt])
   local estart = tstart + nt + 1
-  i = estart + ne
+  local nw = tonumber(ARGV[estart + ne])
+  local wstart = estart + ne + 1
+  i = wstart
+  for _ = 1, nw do i = i + 2 + tonumber(ARGV[i + 1]) end
   local result = nil
   local copy = nil
   -- 1. Checks: nothing is written for an op that fails one.
@@ -221,6 +244,17 @@ while i <= #ARGV do
         if kind == 'd' then result = 'dead_letter_type' else result = 'target_type' end
         break
       end
+    end
+  end
+  if not result then
+    local w = wstart
+    for _ = 1, nw do
+      local ty = ktype(KEYS[tonumber(ARGV[w])])
+      if ty ~= 'none' and ty ~= 'stream' then
+        result = 'emit_target_type'
+        break
+      end
+      w = w + 2 + tonumber(ARGV[w + 1])
     end
   end
   if not result and nt > 0 then
@@ -262,6 +296,12 @@ while i <= #ARGV do
       for t = 0, nt - 1 do
         redis.call('XADD', KEYS[tonumber(ARGV[tstart + t])], '*', unpack(copy))
       end
+    end
+    local w = wstart
+    for _ = 1, nw do
+      local nf = tonumber(ARGV[w + 1])
+      redis.call('XADD', KEYS[tonumber(ARGV[w])], '*', unpack(ARGV, w + 2, w + 1 + nf))
+      w = w + 2 + nf
     end
     if dedup > 0 then redis.call('SET', KEYS[dedup], id, 'EX', ttl) end
     track(id)

@@ -162,6 +162,11 @@ export class Settler {
     let deadLettered = 0;
     order.forEach((op, i) => {
       const result = reply.results[i];
+      if ((result === "settled" || result === "gone") && op.emits) {
+        for (const emit of op.emits) {
+          for (const target of emit.targets) o.metrics?.published.inc({ stream: target });
+        }
+      }
       if (result === "settled" || result === "gone") {
         if (op.outcome === "deleted") deleted++;
         else {
@@ -225,4 +230,5 @@ const FAILURE_DETAIL: Record<string, string> = {
   dead_letter_type: "the dead-letter stream exists and is not a stream",
   dedup_key_type: "the idempotency mark key exists and is not a string",
   too_many_fields: "the entry has too many fields to copy",
+  emit_target_type: "a stream a handler published to exists and is not a stream",
 };
