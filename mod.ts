@@ -17,7 +17,7 @@
  *
  * @module
  */
-export { z } from "zod";
+export { z } from "npm:zod@^4.6.7";
 export { createService, type Service, type ServiceOptions } from "./src/service.ts";
 export {
   type AnyHandlerDefinition,

@@ -14,7 +14,7 @@ import {
   resetSync,
   type Sink,
   withContext,
-} from "@logtape/logtape";
+} from "npm:@logtape/logtape@^2.4.2";
 
 export type { Logger };
 export { withContext };

@@ -26,7 +26,7 @@ import {
   SpanStatusCode,
   trace,
   type Tracer,
-} from "@opentelemetry/api";
+} from "npm:@opentelemetry/api@^1.9.0";
 
 /** Kind of a span, by name. */
 export type SpanKindName = "internal" | "server" | "client" | "producer" | "consumer";

@@ -4,7 +4,7 @@
  * and `parseEnv`, which turns the environment into typed values plus one
  * problem per invalid variable. Pure: no file, no `Deno.env`.
  */
-import { z } from "zod";
+import { z } from "npm:zod@^4.6.7";
 import type { ConfigProblem } from "./errors.ts";
 
 const SERVICE_NAME_RE = /^[a-z0-9][a-z0-9\-_.]{0,62}$/;

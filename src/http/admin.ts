@@ -3,7 +3,7 @@
  * POST /admin/dlq/replay, both through `StreamAdmin`. The replay body follows
  * the same rules as the trigger's (`json_body.ts`: 415, 413, 400).
  */
-import { Hono } from "hono";
+import { Hono } from "npm:hono@^4.13.19";
 import type { StreamAdmin } from "../stream/admin.ts";
 import { readJsonBody, validationFailed } from "./json_body.ts";
 import { apiKeyAuth } from "./middleware.ts";

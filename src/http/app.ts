@@ -7,10 +7,10 @@
  * under its route in the metrics). A trailing slash on a known path answers
  * as the path without it, with no redirect. HTTP code never talks to Redis.
  */
-import { Hono } from "hono";
-import { HTTPException } from "hono/http-exception";
-import { secureHeaders } from "hono/secure-headers";
-import { timeout } from "hono/timeout";
+import { Hono } from "npm:hono@^4.13.19";
+import { HTTPException } from "npm:hono@^4.13.19/http-exception";
+import { secureHeaders } from "npm:hono@^4.13.19/secure-headers";
+import { timeout } from "npm:hono@^4.13.19/timeout";
 import { errorInfo, getLogger, type Logger } from "../log.ts";
 import type { Metrics } from "../metrics.ts";
 import { CircuitOpenError } from "../redis/breaker.ts";

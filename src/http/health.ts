@@ -3,7 +3,7 @@
  * that judge it are in src/health_state.ts) and so answer in well under
  * 100 ms whatever Redis does.
  */
-import { Hono } from "hono";
+import { Hono } from "npm:hono@^4.13.19";
 import { evaluateHealth, type HealthSnapshot, readiness } from "../health_state.ts";
 import type { AppEnv } from "./types.ts";
 

@@ -5,8 +5,8 @@
  * JSON (400 `invalid_json`) matching a zod schema (400 `validation_failed`
  * with `details`). An empty body reads as `{}`.
  */
-import type { Context } from "hono";
-import type { z } from "zod";
+import type { Context } from "npm:hono@^4.13.19";
+import type { z } from "npm:zod@^4.6.7";
 import { type AppEnv, jsonError } from "./types.ts";
 
 /** Largest accepted JSON body, in bytes (10 KB). */

@@ -2,7 +2,7 @@
  * HTTP middleware factories: correlation id, request metrics, API key, rate
  * limit. Each takes an options object and returns a named handler.
  */
-import type { Context, MiddlewareHandler } from "hono";
+import type { Context, MiddlewareHandler } from "npm:hono@^4.13.19";
 import { withContext } from "../log.ts";
 import type { Metrics } from "../metrics.ts";
 import type { RateLimiter } from "./rate_limit.ts";

@@ -4,7 +4,7 @@
  * schemas of `schemas.ts` through `z.toJSONSchema` (JSON Schema 2020-12, the
  * dialect of OpenAPI 3.1), so the document and the code cannot drift apart.
  */
-import { z } from "zod";
+import { z } from "npm:zod@^4.6.7";
 import {
   DEFAULT_REPLAY_COUNT,
   errorSchema,

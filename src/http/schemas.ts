@@ -4,7 +4,7 @@
  * them into the schemas of `/openapi.json`, so the document and the code share
  * one definition; the tests validate real answers against that document.
  */
-import { z } from "zod";
+import { z } from "npm:zod@^4.6.7";
 
 /** Body of `POST /trigger-test-event` (all optional; empty body: a default `manual_test`). */
 export const triggerRequestSchema = z.object({

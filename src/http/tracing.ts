@@ -7,7 +7,7 @@
  *
  * @module
  */
-import type { MiddlewareHandler } from "hono";
+import type { MiddlewareHandler } from "npm:hono@^4.13.19";
 import type { Tracing } from "../tracing.ts";
 import type { AppEnv } from "./types.ts";
 

@@ -3,7 +3,7 @@
  * `schemas.ts`) and publishes one event through the `Publisher`. Empty body:
  * a default `manual_test` event. `Idempotency-Key` publishes once per key.
  */
-import { Hono } from "hono";
+import { Hono } from "npm:hono@^4.13.19";
 import type { PublishRequest, PublishResult } from "../stream/publisher.ts";
 import { readJsonBody, validationFailed } from "./json_body.ts";
 import { apiKeyAuth, rateLimit } from "./middleware.ts";

@@ -4,8 +4,8 @@
  * the JSON error body helper. Imports nothing from the route modules, so every
  * route module can import it without a circle.
  */
-import type { Context } from "hono";
-import type { ContentfulStatusCode } from "hono/utils/http-status";
+import type { Context } from "npm:hono@^4.13.19";
+import type { ContentfulStatusCode } from "npm:hono@^4.13.19/utils/http-status";
 
 /** The validated trigger request, passed from validation to publishing. */
 export interface TriggerRequest {

@@ -5,7 +5,7 @@
  * picked up), TCP keep-alive; and `enforceDeadlines`, which makes a client's
  * `sendCommand` keep its deadline itself.
  */
-import { createClient, type RedisClientOptions } from "@redis/client";
+import { createClient, type RedisClientOptions } from "npm:@redis/client@^5.12.1";
 import { DeadlineError, withDeadline } from "../clock.ts";
 import { type Config, readTlsFiles } from "../config.ts";
 

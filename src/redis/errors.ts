@@ -4,7 +4,7 @@
  * and `classifyError`, which tells a Redis reply from a connection failure
  * from a bug of ours. Pure.
  */
-import { ErrorReply } from "@redis/client";
+import { ErrorReply } from "npm:@redis/client@^5.12.1";
 
 /** Raised when the initial connection attempts all failed. */
 export class RedisUnavailableError extends Error {

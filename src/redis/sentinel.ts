@@ -4,7 +4,7 @@
  * under its own deadline, so an unreachable or hung sentinel only moves the
  * search on to the next one.
  */
-import { createClient } from "@redis/client";
+import { createClient } from "npm:@redis/client@^5.12.1";
 import { withDeadline } from "../clock.ts";
 import type { HostPort } from "../config.ts";
 import { errorInfo } from "../log.ts";

@@ -4,7 +4,7 @@
  * retries, dead-lettering, claiming, the shutdown budget, typed payloads,
  * timeouts and exactly-once emits end to end.
  */
-import { z } from "zod";
+import { z } from "npm:zod@^4.6.7";
 import { delay } from "../clock.ts";
 import { type AnyHandlerDefinition, defineHandler } from "./handler_api.ts";
 import type { HandlerRegistry } from "./handlers.ts";

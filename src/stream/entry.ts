@@ -3,7 +3,7 @@
  * (README: Stream entries): parsing with zod into `StreamEvent`, building the fields
  * of a published entry, and ISO 8601 timestamps in a configured zone. Pure.
  */
-import { z } from "zod";
+import { z } from "npm:zod@^4.6.7";
 
 /** Largest entry accepted, summed over field names and values (bytes). */
 export const MAX_ENTRY_BYTES = 1024 * 1024;

@@ -6,7 +6,7 @@
  * whose entries are written by the settle, atomically with the
  * acknowledgement, only when it takes effect.
  */
-import type { z } from "zod";
+import type { z } from "npm:zod@^4.6.7";
 import type { StreamEvent } from "./entry.ts";
 
 /** The logger a handler gets; its lines carry the entry's correlation id. */

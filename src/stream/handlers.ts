@@ -7,7 +7,7 @@
  * concurrency limiter, and whether none of these applies (the fast path).
  */
 import { getLogger } from "../log.ts";
-import type { z } from "zod";
+import type { z } from "npm:zod@^4.6.7";
 import type { StreamEvent } from "./entry.ts";
 import { globMatcher } from "../glob.ts";
 import type { AnyHandlerDefinition, HandlerContext } from "./handler_api.ts";

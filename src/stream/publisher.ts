@@ -5,7 +5,7 @@
  */
 import type { ConnectionManager } from "../redis/connection.ts";
 import type { Metrics } from "../metrics.ts";
-import type { Span } from "@opentelemetry/api";
+import type { Span } from "npm:@opentelemetry/api@^1.9.0";
 import type { Tracing } from "../tracing.ts";
 import { isoInZone, toFields } from "./entry.ts";
 import { PUBLISH_ONCE } from "./scripts.ts";
