@@ -6,7 +6,7 @@
 #
 # Configuration comes from the environment only (README, Configuration); no .env file is baked in.
 
-# The one Deno version of the project: the same in .ci/run (DENO_VERSION) and the README.
+# The one Deno version of the project: the same in scripts/bootstrap.sh (DENO_VERSION) and the README.
 ARG DENO_VERSION=2.9.6
 
 # --- build -------------------------------------------------------------------------------------

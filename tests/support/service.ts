@@ -40,6 +40,11 @@ export interface StartServiceOptions {
   waitReady?: boolean;
   /** Deadline for readiness, in milliseconds. Default: 20000. */
   readyTimeoutMs?: number;
+  /**
+   * The program to run instead of the repository's `main.ts` (e.g. a program of another
+   * project that imports `mod.ts`); it runs without the repository's deno.json.
+   */
+  program?: string;
 }
 
 /** A consumed HTTP response, as returned by {@linkcode ServiceProcess.request}. */
@@ -93,9 +98,12 @@ export function serviceEnvFor(
   };
 }
 
-function serviceCommand(env: Record<string, string>, cwd: string): Deno.Command {
+function serviceCommand(env: Record<string, string>, cwd: string, program?: string): Deno.Command {
+  const target = program
+    ? ["--no-config", program]
+    : ["--config", `${REPO_ROOT}/deno.json`, `${REPO_ROOT}/main.ts`];
   return new Deno.Command(Deno.execPath(), {
-    args: ["run", ...DENO_FLAGS, "--config", `${REPO_ROOT}/deno.json`, `${REPO_ROOT}/main.ts`],
+    args: ["run", ...DENO_FLAGS, ...target],
     cwd,
     clearEnv: true,
     env,
@@ -129,10 +137,10 @@ export class ServiceProcess implements AsyncDisposable {
   #paused = false;
 
   /** Use {@linkcode startService}; the constructor spawns the process and does not wait. */
-  constructor(env: Record<string, string>, port: number, cwd: string) {
+  constructor(env: Record<string, string>, port: number, cwd: string, program?: string) {
     this.port = port;
     this.baseUrl = `http://127.0.0.1:${port}`;
-    this.#child = serviceCommand(env, cwd).spawn();
+    this.#child = serviceCommand(env, cwd, program).spawn();
     const readers = [this.#child.stdout.getReader(), this.#child.stderr.getReader()];
     const pumps = Promise.all([
       readLines(readers[0], (line) => this.#push(line, this.lines)),
@@ -350,7 +358,7 @@ export async function startService(opts: StartServiceOptions): Promise<ServicePr
     (opts.env.SERVICE_PORT !== undefined ? Number(opts.env.SERVICE_PORT) : freePort());
   const env = serviceEnv(opts.env, port); // env.SERVICE_PORT, when set, wins over `port`...
   if (opts.port !== undefined) env.SERVICE_PORT = String(opts.port); // ...unless opts.port is set.
-  const svc = new ServiceProcess(env, port, cwd);
+  const svc = new ServiceProcess(env, port, cwd, opts.program);
   if (waitReady) {
     try {
       await svc.waitReady(readyTimeoutMs);
