@@ -14,6 +14,7 @@ import { type RedisServer, startRedis } from "../support/redis_server.ts";
 import { serviceEnvFor, startService } from "../support/service.ts";
 import { waitFor } from "../support/wait.ts";
 import {
+  commandStat,
   createGroup,
   pendingEntries,
   readAsGhost,
@@ -33,15 +34,6 @@ function env(redis: RedisServer, consumer: string, extra: Record<string, string>
     STREAM_START_ID: "0",
     ...extra,
   });
-}
-
-/** Calls of Redis command `name` so far (INFO commandstats). */
-async function calls(
-  client: Awaited<ReturnType<RedisServer["client"]>>,
-  name: string,
-): Promise<number> {
-  const info = String(await client.sendCommand(["INFO", "commandstats"]));
-  return Number(new RegExp(`cmdstat_${name}:calls=(\\d+)`).exec(info)?.[1] ?? 0);
 }
 
 Deno.test("a service frozen with SIGSTOP past CLAIM_IDLE_MS resumes without claiming its own running entry", async () => {
@@ -70,13 +62,13 @@ Deno.test("a service frozen with SIGSTOP past CLAIM_IDLE_MS resumes without clai
       const [p] = await pendingEntries(client, STREAM, GROUP);
       return p.idleMs > 2_500;
     }, { timeoutMs: 15_000, message: "frozen for 2.5 times CLAIM_IDLE_MS" });
-    const before = await calls(client, "evalsha");
+    const before = await commandStat(client, "evalsha");
     svc.resume();
     // Resumed: wait until the entry was refreshed and several more script calls (keep-alives,
     // claim rounds) ran, the handler still sleeping.
     await waitFor(async () => {
       const [p] = await pendingEntries(client, STREAM, GROUP);
-      return p.idleMs < 1_000 && await calls(client, "evalsha") >= before + 6;
+      return p.idleMs < 1_000 && await commandStat(client, "evalsha") >= before + 6;
     }, { timeoutMs: 8_000, message: "the entry refreshed after resuming" });
   }
   const [held] = await pendingEntries(client, STREAM, GROUP);

@@ -12,6 +12,7 @@ import { Cleanup } from "../support/cleanup.ts";
 import { startRedis } from "../support/redis_server.ts";
 import { gate, sleep, waitFor } from "../support/wait.ts";
 import {
+  commandStat,
   createGroup,
   pendingCount,
   pendingEntries,
@@ -183,10 +184,7 @@ Deno.test("StreamConsumer holds at most MAX_IN_FLIGHT entries while handlers are
   // Several keep-alive rounds (XCLAIM of the held entries) pass while the gate is shut
   // (CLAIM_IDLE_MS 300: the claim loop skips its rounds while the consumer is full).
   const stats = await redis.client();
-  const xclaimCalls = async () => {
-    const info = String(await stats.sendCommand(["INFO", "commandstats"]));
-    return Number(/cmdstat_xclaim:calls=(\d+)/.exec(info)?.[1] ?? 0);
-  };
+  const xclaimCalls = () => commandStat(stats, "xclaim");
   const before = await xclaimCalls();
   await waitFor(async () => await xclaimCalls() >= before + 30, {
     message: "3 keep-alive rounds",

@@ -14,6 +14,7 @@ import { Cleanup } from "../support/cleanup.ts";
 import { startRedis } from "../support/redis_server.ts";
 import { gate, waitFor } from "../support/wait.ts";
 import {
+  commandStat,
   consumers,
   createGroup,
   pendingCount,
@@ -281,10 +282,7 @@ Deno.test("StreamConsumer does not claim an entry whose handler still runs elsew
   // CLAIM_IDLE_MS, while the handler is blocked.
   const stats = await redis.client();
   // Every claim round runs XPENDING twice (others' idle entries, own ones not held).
-  const xpendingCalls = async () => {
-    const info = String(await stats.sendCommand(["INFO", "commandstats"]));
-    return Number(/cmdstat_xpending:calls=(\d+)/.exec(info)?.[1] ?? 0);
-  };
+  const xpendingCalls = () => commandStat(stats, "xpending");
   const before = await xpendingCalls();
   await waitFor(async () => await xpendingCalls() >= before + 32, {
     message: "16 claim rounds",

@@ -9,6 +9,7 @@ import { assert, assertEquals, assertStringIncludes } from "../support/assert.ts
 import { Cleanup } from "../support/cleanup.ts";
 import { startRedis } from "../support/redis_server.ts";
 import {
+  commandStat,
   createGroup,
   groups,
   pendingCount,
@@ -231,10 +232,7 @@ Deno.test("a consumer paused past CLAIM_IDLE_MS under CPU load never claims its 
   const id = await xadd(client, "s", wireEntry("test.gated", "a"));
   await waitFor(() => runs.length === 1, { message: "the handler runs" });
   const stats = await redis.client();
-  const xpendingCalls = async () => {
-    const info = String(await stats.sendCommand(["INFO", "commandstats"]));
-    return Number(/cmdstat_xpending:calls=(\d+)/.exec(info)?.[1] ?? 0);
-  };
+  const xpendingCalls = () => commandStat(stats, "xpending");
   for (let pause = 0; pause < 3; pause++) {
     // The whole process stops for five times CLAIM_IDLE_MS (as a GC pause or SIGSTOP would):
     // when it resumes, the claim loop may well run before the keep-alive.
@@ -275,10 +273,7 @@ Deno.test("start() retries while a key of the wrong type is in the way and consu
   cleanup.add(() => consumer.stop(Date.now() + 10_000));
   let started = false;
   const starting = consumer.start().then(() => (started = true));
-  const failedGroupCreations = async () => {
-    const info = String(await client.sendCommand(["INFO", "commandstats"]));
-    return Number(/cmdstat_xgroup\|create:[^\r\n]*failed_calls=(\d+)/.exec(info)?.[1] ?? 0);
-  };
+  const failedGroupCreations = () => commandStat(client, "xgroup|create", "failed_calls");
   await waitFor(async () => await failedGroupCreations() >= 2, { message: "two failed tries" });
   assert(!started && !consumer.status().active, "not started while the key is in the way");
   await client.del("s");

@@ -300,3 +300,19 @@ export async function checkpoint(
   const flat = await client.sendCommand(["HGETALL", `${stream}:checkpoint:${group}`]) as string[];
   return pairsToRecord(flat);
 }
+
+/**
+ * A figure of Redis' INFO commandstats for `command` (e.g. `xpending`, `xgroup|create`):
+ * `calls` (default) or `failed_calls`; 0 while the command was never called. Counts commands
+ * called from scripts too, so tests can wait for rounds of a loop.
+ */
+export async function commandStat(
+  client: RedisClient,
+  command: string,
+  stat: "calls" | "failed_calls" = "calls",
+): Promise<number> {
+  const info = String(await client.sendCommand(["INFO", "commandstats"]));
+  const escaped = command.replace(/[|]/g, "\\|");
+  const line = new RegExp(`cmdstat_${escaped}:([^\\r\\n]*)`).exec(info)?.[1] ?? "";
+  return Number(new RegExp(`(?:^|,)${stat}=(\\d+)`).exec(line)?.[1] ?? 0);
+}
