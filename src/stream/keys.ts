@@ -62,3 +62,96 @@ export class KeySchema {
     return `${this.#serviceName}:idempotency:${idempotencyKey}`;
   }
 }
+
+// ---------------------------------------------------------------------------
+// Slots and partitions (README "Redis Cluster and partitioned streams").
+// ---------------------------------------------------------------------------
+
+/** Number of hash slots of a Redis Cluster. */
+export const CLUSTER_SLOTS = 16_384;
+
+const encoder = new TextEncoder();
+
+/**
+ * The hash tag of `key` by Redis' rule: the content of the first `{…}` when that content is not
+ * empty (the first `{` and the first `}` after it), else `undefined` (the whole key is hashed).
+ */
+export function hashTag(key: string): string | undefined {
+  const open = key.indexOf("{");
+  if (open < 0) return undefined;
+  const close = key.indexOf("}", open + 1);
+  if (close < 0 || close === open + 1) return undefined;
+  return key.slice(open + 1, close);
+}
+
+/** CRC16/XMODEM (polynomial 0x1021, initial 0), the checksum Redis Cluster hashes keys with. */
+const CRC16_TABLE: Uint16Array = (() => {
+  const table = new Uint16Array(256);
+  for (let i = 0; i < 256; i++) {
+    let crc = i << 8;
+    for (let bit = 0; bit < 8; bit++) {
+      crc = crc & 0x8000 ? (crc << 1) ^ 0x1021 : crc << 1;
+    }
+    table[i] = crc & 0xffff;
+  }
+  return table;
+})();
+
+/** CRC16/XMODEM of `bytes`. */
+export function crc16(bytes: Uint8Array): number {
+  let crc = 0;
+  for (const b of bytes) crc = ((crc << 8) ^ CRC16_TABLE[((crc >> 8) ^ b) & 0xff]) & 0xffff;
+  return crc;
+}
+
+/**
+ * The cluster hash slot of `key`, as `CLUSTER KEYSLOT` computes it: CRC16 of the UTF-8 bytes of
+ * its hash tag (or of the whole key when it has none) modulo 16384. The tag is found on the
+ * bytes, as Redis does; `{` and `}` are single bytes in UTF-8, so finding it on the string's
+ * characters gives the same result.
+ */
+export function slotOf(key: string): number {
+  return crc16(encoder.encode(hashTag(key) ?? key)) % CLUSTER_SLOTS;
+}
+
+/** FNV-1a, 32 bits, of the UTF-8 bytes of `text` (offset basis 0x811c9dc5, prime 0x01000193). */
+export function fnv1a32(text: string): number {
+  let hash = 0x811c9dc5;
+  for (const b of encoder.encode(text)) {
+    hash ^= b;
+    hash = Math.imul(hash, 0x01000193);
+  }
+  return hash >>> 0;
+}
+
+/**
+ * The partition of an entry of a stream with `partitions` partitions: FNV-1a (32-bit) of the
+ * UTF-8 bytes of its `aggregateId`, modulo `partitions`. Every producer can compute it.
+ */
+export function partitionOf(aggregateId: string, partitions: number): number {
+  if (!Number.isInteger(partitions) || partitions < 1) {
+    throw new RangeError(`partitions must be a positive integer, got ${partitions}`);
+  }
+  return fnv1a32(aggregateId) % partitions;
+}
+
+/** The key of partition `index` of the partitioned stream `stream`: `{<stream>:<index>}`. */
+export function partitionKey(stream: string, index: number): string {
+  if (!Number.isInteger(index) || index < 0) {
+    throw new RangeError(`partition index must be a non-negative integer, got ${index}`);
+  }
+  if (stream.includes("{") || stream.includes("}")) {
+    throw new TypeError(`a partitioned stream name must contain no braces: ${stream}`);
+  }
+  return `{${stream}:${index}}`;
+}
+
+/** Every partition key of `stream`, `{S:0}` … `{S:N-1}`, in partition order. */
+export function partitionKeys(stream: string, partitions: number): string[] {
+  return Array.from({ length: partitions }, (_, i) => partitionKey(stream, i));
+}
+
+/** Whether `a` and `b` hash to one cluster slot (so one script may name both). */
+export function sameSlot(a: string, b: string): boolean {
+  return slotOf(a) === slotOf(b);
+}
