@@ -61,6 +61,56 @@ export class KeySchema {
   publishIdempotency(idempotencyKey: string): string {
     return `${this.#serviceName}:idempotency:${idempotencyKey}`;
   }
+
+  /**
+   * The lease of a partition for this group: `<partition key>:lease:<group>`, e.g.
+   * `{orders:3}:lease:billing`. Its value is the owner's CONSUMER_NAME; it shares the
+   * partition's slot, so the settle script can check it (fencing).
+   */
+  lease(partitionKey: string): string {
+    return `${partitionKey}:lease:${this.group}`;
+  }
+
+  /**
+   * The membership record of the live instances of this group consuming the partitioned stream
+   * `stream`: a sorted set of CONSUMER_NAME scored by expiry, `{<stream>}:members:<group>`. One
+   * per stream and group (not per partition): every instance computes the assignment of all
+   * the stream's partitions from it. A stream with braces (never partitioned) keeps its name.
+   */
+  members(stream: string): string {
+    return `${withOwnTag(stream)}:members:${this.group}`;
+  }
+
+  /**
+   * The outbox of `stream`: `<stream>:outbox`, in the stream's slot. The settle writes there the
+   * copies for `ROUTES` targets in another slot; the relay moves them on.
+   */
+  outbox(stream: string): string {
+    return `${stream}:outbox`;
+  }
+
+  /**
+   * The relay's mark that the outbox entry `outboxId` of `outbox` was copied to `target`, in the
+   * target's slot (so the copy and the mark are one script): `<target>:relayed:<outbox>:<id>`
+   * when the target has a hash tag, else `{<target>}:relayed:<outbox>:<id>`.
+   * @throws {TypeError} for a target with braces but no hash tag that contains `}`: no key with
+   * a tag can land in its slot.
+   */
+  relayMark(target: string, outbox: string, outboxId: string): string {
+    return `${withOwnTag(target)}:relayed:${outbox}:${outboxId}`;
+  }
+}
+
+/**
+ * `key` itself when it has a hash tag, else `{key}`: a prefix whose derived keys hash to the
+ * slot of `key` whatever follows it.
+ */
+function withOwnTag(key: string): string {
+  if (hashTag(key) !== undefined) return key;
+  if (key.includes("}")) {
+    throw new TypeError(`no hash-tagged key shares the slot of ${JSON.stringify(key)}`);
+  }
+  return `{${key}}`;
 }
 
 // ---------------------------------------------------------------------------
