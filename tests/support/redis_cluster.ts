@@ -37,6 +37,11 @@ export interface StartRedisClusterOptions {
   appendonly?: boolean;
   /** Extra `redis-server` arguments for every node, appended last. */
   args?: string[];
+  /**
+   * `requirepass` (and `masterauth`) of every node; the fixture's own connections and its
+   * clients use it. Default: none.
+   */
+  password?: string;
   /** Deadline for the whole start (nodes, create, every node ok), in ms. Default: 60000. */
   startTimeoutMs?: number;
 }
@@ -45,7 +50,7 @@ export interface StartRedisClusterOptions {
 export interface RedisClusterClientOptions {
   /** ACL user name for every node. Default: none. */
   username?: string;
-  /** Password for every node. Default: none. */
+  /** Password for every node. Default: the cluster's `password`. */
   password?: string;
   /** Deadline for the first connection, in ms. Default: 15000. */
   connectTimeoutMs?: number;
@@ -73,11 +78,13 @@ export class RedisClusterFixture implements AsyncDisposable {
   readonly nodes: readonly RedisServer[];
   readonly #clients = new Map<RedisClusterClient, () => void>();
   readonly #timeoutMs: number;
+  readonly #password?: string;
   #stopped = false;
 
-  private constructor(nodes: RedisServer[], timeoutMs: number) {
+  private constructor(nodes: RedisServer[], timeoutMs: number, password?: string) {
     this.nodes = nodes;
     this.#timeoutMs = timeoutMs;
+    this.#password = password;
   }
 
   /** Ports of every node. */
@@ -115,7 +122,7 @@ export class RedisClusterFixture implements AsyncDisposable {
       rootNodes,
       defaults: {
         username: opts.username,
-        password: opts.password,
+        password: opts.password ?? this.#password,
         socket: {
           connectTimeout: 2_000,
           reconnectStrategy: (retries: number) => Math.min(50 * 2 ** retries, 500),
@@ -153,6 +160,7 @@ export class RedisClusterFixture implements AsyncDisposable {
   async command(port: number, args: string[]): Promise<unknown> {
     const client = createClient({
       RESP: 2,
+      password: this.#password,
       socket: { host: HOST, port, connectTimeout: 2_000, reconnectStrategy: false },
     });
     client.on("error", () => {});
@@ -295,6 +303,9 @@ export class RedisClusterFixture implements AsyncDisposable {
     if (masters < 3) throw new RangeError("redis-cli --cluster create needs at least 3 masters");
     const deadline = Date.now() + startTimeoutMs;
     const count = masters * (1 + replicasPerMaster);
+    const auth = opts.password === undefined
+      ? []
+      : ["--requirepass", opts.password, "--masterauth", opts.password];
     const nodes: RedisServer[] = [];
     try {
       const started = await Promise.allSettled(
@@ -302,7 +313,7 @@ export class RedisClusterFixture implements AsyncDisposable {
           startNode({
             appendonly,
             nodeTimeoutMs,
-            args: opts.args ?? [],
+            args: [...auth, ...(opts.args ?? [])],
             timeoutMs: Math.max(1_000, deadline - Date.now()),
           })),
       );
@@ -310,8 +321,8 @@ export class RedisClusterFixture implements AsyncDisposable {
       const failed = started.find((s) => s.status === "rejected");
       if (failed) throw (failed as PromiseRejectedResult).reason;
 
-      await createCluster_(nodes.map((n) => n.port), replicasPerMaster, deadline);
-      const fixture = new RedisClusterFixture(nodes, startTimeoutMs);
+      await createCluster_(nodes.map((n) => n.port), replicasPerMaster, deadline, opts.password);
+      const fixture = new RedisClusterFixture(nodes, startTimeoutMs, opts.password);
       await fixture.waitHealthy({ timeoutMs: Math.max(1_000, deadline - Date.now()) });
       return fixture;
     } catch (err) {
@@ -371,9 +382,15 @@ async function startNode(
 }
 
 /** Runs `redis-cli --cluster create` on `ports`, killing it at the deadline. */
-async function createCluster_(ports: number[], replicas: number, deadline: number): Promise<void> {
+async function createCluster_(
+  ports: number[],
+  replicas: number,
+  deadline: number,
+  password: string | undefined,
+): Promise<void> {
   const child = new Deno.Command("redis-cli", {
     args: [
+      ...(password === undefined ? [] : ["-a", password, "--no-auth-warning"]),
       "--cluster",
       "create",
       ...ports.map((p) => `${HOST}:${p}`),
