@@ -20,15 +20,17 @@ export type { HostPort } from "./config/validate.ts";
 /** The validated configuration. Field comments give the variable it comes from. */
 export interface Config {
   redis: {
-    /** REDIS_HOST (absent with Sentinel) */
+    /** REDIS_HOST (absent with Sentinel or Cluster) */
     host: string;
-    /** REDIS_PORT (absent with Sentinel) */
+    /** REDIS_PORT (absent with Sentinel or Cluster) */
     port: number;
     username?: string;
     password?: string;
     /** REDIS_TLS_ENABLED, and the paths of REDIS_TLS_CA / _CERT / _KEY (read by `readTlsFiles`) */
     tls: TlsPaths;
     sentinel?: { nodes: HostPort[]; master: string };
+    /** REDIS_CLUSTER_NODES: the seed nodes of a Redis Cluster (then host and port are unused) */
+    cluster?: { nodes: HostPort[] };
     connectTimeoutMs: number;
     maxRetryAttempts: number;
     retryDelaysMs: number[];
@@ -44,6 +46,10 @@ export interface Config {
   };
   stream: {
     streams: string[];
+    /** STREAM_PARTITIONS: above 1, each stream S is the keys {S:0} … {S:N-1} */
+    partitions: number;
+    /** PARTITION_LEASE_MS: how long a partition lease lasts without renewal */
+    partitionLeaseMs: number;
     group: string;
     consumer: string;
     startId: string;
@@ -125,6 +131,7 @@ export function deriveConfig(
         key: e.REDIS_TLS_KEY,
       },
       sentinel: v.sentinel,
+      cluster: v.cluster,
       connectTimeoutMs: e.CONNECTION_TIMEOUT,
       maxRetryAttempts: e.MAX_RETRY_ATTEMPTS,
       retryDelaysMs: e.RETRY_DELAYS,
@@ -140,6 +147,8 @@ export function deriveConfig(
     },
     stream: {
       streams: v.streams,
+      partitions: e.STREAM_PARTITIONS,
+      partitionLeaseMs: e.PARTITION_LEASE_MS,
       group: e.CONSUMER_GROUP ?? e.SERVICE_NAME,
       consumer: e.CONSUMER_NAME ?? e.HOSTNAME ?? `${e.SERVICE_NAME}-${suffix()}`,
       startId: e.STREAM_START_ID,

@@ -11,6 +11,8 @@ const SERVICE_NAME_RE = /^[a-z0-9][a-z0-9\-_.]{0,62}$/;
 const HOST_RE =
   /^(?=.{1,253}$)[A-Za-z0-9_]([A-Za-z0-9\-_]{0,62})(\.[A-Za-z0-9_]([A-Za-z0-9\-_]{0,62}))*\.?$/;
 const ENTRY_ID_RE = /^\d+(-\d+)?$/;
+/** The most partitions a stream may have (STREAM_PARTITIONS). */
+export const MAX_PARTITIONS = 1024;
 
 /** True for a host name or an IP address (IPv6 with or without brackets). */
 export function isHost(v: string): boolean {
@@ -68,10 +70,13 @@ const envSchema = z.object({
   REDIS_TLS_KEY: optionalString,
   REDIS_SENTINELS: optionalString,
   REDIS_SENTINEL_MASTER: optionalString,
+  REDIS_CLUSTER_NODES: optionalString,
   SERVICE_PORT: intVar(8000, 1, 65535),
   ENVIRONMENT: z.string().trim().min(1).default("development"),
   SERVICE_VERSION: z.string().trim().min(1).default("1.0.0"),
   STREAM: z.string().trim().default("event-stream"),
+  STREAM_PARTITIONS: intVar(1, 1, MAX_PARTITIONS),
+  PARTITION_LEASE_MS: intVar(10_000, 1_000, 600_000),
   CONSUMER_GROUP: optionalString,
   CONSUMER_NAME: optionalString,
   HOSTNAME: optionalString,

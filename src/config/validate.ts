@@ -1,7 +1,8 @@
 /**
  * Configuration, step 2 of 3: validate. The rules that look at more than one
- * variable, or at a variable the schema keeps as text: Redis address or
- * Sentinel, the stream list, `ROUTES` (and that no route loops into a
+ * variable, or at a variable the schema keeps as text: Redis address,
+ * Sentinel or Cluster, the stream list (hash tags in cluster mode, no braces
+ * with partitions), the dead-letter stream's slot, `ROUTES` (and that no route loops into a
  * consumed stream), the mutual-TLS pair. Checked even when other variables
  * failed, so that every problem is reported at once. Pure: whether the TLS
  * files exist is checked at the edge (`readTlsFiles` in src/config.ts).
@@ -9,8 +10,9 @@
 import { ProblemList } from "./errors.ts";
 import { isHost, type ParsedEnv } from "./parse.ts";
 import { parseRoutes, type Route } from "./routes.ts";
+import { hashTag, partitionKeys, slotOf } from "../stream/keys.ts";
 
-/** Sentinel endpoint. */
+/** Sentinel or cluster node endpoint. */
 export interface HostPort {
   host: string;
   port: number;
@@ -20,7 +22,9 @@ export interface HostPort {
 export interface ValidatedEnv {
   /** Set when `REDIS_SENTINELS` and `REDIS_SENTINEL_MASTER` are both valid. */
   sentinel?: { nodes: HostPort[]; master: string };
-  /** `REDIS_PORT`; 0 with Sentinel. */
+  /** Set when `REDIS_CLUSTER_NODES` is valid (and `REDIS_SENTINELS` unset). */
+  cluster?: { nodes: HostPort[] };
+  /** `REDIS_PORT`; 0 with Sentinel or Cluster. */
   redisPort: number;
   streams: string[];
   routes: Route[];
@@ -32,8 +36,19 @@ const STREAM_NAME_RE = /^[^\s,]{1,256}$/;
 export function validateEnv(parsed: ParsedEnv, problems: ProblemList): ValidatedEnv {
   const env = parsed.env;
   let sentinel: ValidatedEnv["sentinel"];
+  let cluster: ValidatedEnv["cluster"];
   let redisPort = 0;
-  if (env.REDIS_SENTINELS !== undefined) {
+  const clusterMode = env.REDIS_CLUSTER_NODES !== undefined;
+  if (clusterMode) {
+    const nodes = parseHostPorts(env.REDIS_CLUSTER_NODES!);
+    if (typeof nodes === "string") problems.add("REDIS_CLUSTER_NODES", nodes);
+    else if (env.REDIS_SENTINELS !== undefined) {
+      problems.add(
+        "REDIS_CLUSTER_NODES",
+        "cannot be set together with REDIS_SENTINELS: use Redis Cluster or Sentinel, not both",
+      );
+    } else cluster = { nodes };
+  } else if (env.REDIS_SENTINELS !== undefined) {
     const nodes = parseHostPorts(env.REDIS_SENTINELS);
     if (typeof nodes === "string") problems.add("REDIS_SENTINELS", nodes);
     if (env.REDIS_SENTINEL_MASTER === undefined) {
@@ -59,6 +74,8 @@ export function validateEnv(parsed: ParsedEnv, problems: ProblemList): Validated
     problems.add("STREAM", "must be one or more stream names separated by commas");
   } else if (new Set(streams).size !== streams.length) {
     problems.add("STREAM", "lists a stream twice");
+  } else {
+    checkStreamSlots(env, streams, partitionsOf(env), clusterMode, problems);
   }
 
   let routes: Route[] = [];
@@ -82,7 +99,70 @@ export function validateEnv(parsed: ParsedEnv, problems: ProblemList): Validated
   if (env.REDIS_TLS_KEY !== undefined && env.REDIS_TLS_CERT === undefined) {
     problems.add("REDIS_TLS_CERT", "is required with REDIS_TLS_KEY (mutual TLS)");
   }
-  return { sentinel, redisPort, streams, routes };
+  return { sentinel, cluster, redisPort, streams, routes };
+}
+
+/** STREAM_PARTITIONS when it is a valid integer (the schema reports it otherwise), else 1. */
+function partitionsOf(env: Readonly<Record<string, string>>): number {
+  const n = Number(env.STREAM_PARTITIONS?.trim() ?? "1");
+  return Number.isInteger(n) && n >= 1 ? n : 1;
+}
+
+/**
+ * The slot rules of README "Redis Cluster and partitioned streams". With
+ * partitions, a stream `S` is the keys `{S:0}` … `{S:N-1}`, so `S` must have
+ * no braces of its own. In cluster mode every script names the source stream
+ * with the keys derived from it, so: an unpartitioned stream needs a hash tag
+ * (the message suggests `{S}`), and a single `DLQ_STREAM` must hash to the
+ * slot of every source key.
+ */
+function checkStreamSlots(
+  env: Readonly<Record<string, string>>,
+  streams: string[],
+  partitions: number,
+  clusterMode: boolean,
+  problems: ProblemList,
+): void {
+  if (partitions > 1) {
+    const braced = streams.find((s) => s.includes("{") || s.includes("}"));
+    if (braced !== undefined) {
+      problems.add(
+        "STREAM",
+        `"${braced}" contains braces: with STREAM_PARTITIONS above 1 the partition keys ` +
+          `{<stream>:<i>} carry the hash tag, so name the stream without braces`,
+      );
+      return;
+    }
+  }
+  if (!clusterMode) return;
+  if (partitions === 1) {
+    const untagged = streams.find((s) => hashTag(s) === undefined);
+    if (untagged !== undefined) {
+      problems.add(
+        "STREAM",
+        `"${untagged}" has no hash tag: in cluster mode every consumed stream needs one so that ` +
+          `its dead-letter stream, checkpoint and idempotency marks share its slot; ` +
+          `name it "{${untagged}}"`,
+      );
+      return;
+    }
+  }
+  const dlq = env.DLQ_STREAM?.trim();
+  if (dlq === undefined || dlq === "") return;
+  const sources = partitions > 1 ? streams.flatMap((s) => partitionKeys(s, partitions)) : streams;
+  const elsewhere = sources.find((source) => slotOf(source) !== slotOf(dlq));
+  if (elsewhere !== undefined) {
+    const suggestion = partitions > 1
+      ? "leave DLQ_STREAM unset so that each partition gets its own <partition>:dlq"
+      : `use the stream's hash tag, e.g. "{${hashTag(elsewhere)}}:dlq", or leave DLQ_STREAM ` +
+        "unset for <stream>:dlq";
+    problems.add(
+      "DLQ_STREAM",
+      `is in hash slot ${slotOf(dlq)}, but the consumed stream "${elsewhere}" is in slot ` +
+        `${slotOf(elsewhere)}: in cluster mode the dead-letter stream must share the source's ` +
+        `slot; ${suggestion}`,
+    );
+  }
 }
 
 function parseHostPorts(s: string): HostPort[] | string {

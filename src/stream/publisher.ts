@@ -9,7 +9,7 @@ import type { Span } from "npm:@opentelemetry/api@^1.9.0";
 import type { Tracing } from "../tracing.ts";
 import { isoInZone, toFields } from "./entry.ts";
 import { PUBLISH_ONCE } from "./scripts.ts";
-import { KeySchema } from "./keys.ts";
+import { KeySchema, partitionKey, partitionOf } from "./keys.ts";
 
 /** What to publish. */
 export interface PublishRequest {
@@ -27,6 +27,7 @@ export interface PublishRequest {
 /** What was published (or, for a repeated idempotency key, first published). */
 export interface PublishResult {
   id: string;
+  /** The key written: the stream, or with partitions its partition key `{S:i}`. */
   stream: string;
   event: string;
   aggregateId: string;
@@ -54,6 +55,11 @@ export interface PublisherOptions {
   metrics?: Metrics;
   /** Tracing: a PRODUCER span per publish, its `traceparent` in the entry's headers. */
   tracing?: Tracing;
+  /**
+   * STREAM_PARTITIONS: above 1, an event for stream `S` goes to the partition key `{S:i}` with
+   * i = FNV-1a(aggregateId) mod N (src/stream/keys.ts). Default: 1 (the stream itself).
+   */
+  partitions?: number;
 }
 
 /** Publishes events to streams. */
@@ -74,7 +80,14 @@ export class Publisher {
    * Redis is away and nothing was sent, `OutcomeUnknownError` when it was sent
    * and no answer came.
    */
-  publish(req: PublishRequest): Promise<PublishResult> {
+  publish(request: PublishRequest): Promise<PublishResult> {
+    const partitions = this.#opts.partitions ?? 1;
+    const req = partitions > 1
+      ? {
+        ...request,
+        stream: partitionKey(request.stream, partitionOf(request.aggregateId, partitions)),
+      }
+      : request;
     const tracing = this.#opts.tracing;
     if (!tracing?.enabled) return this.#publish(req);
     return tracing.withSpan(`publish ${req.stream}`, {

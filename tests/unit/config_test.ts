@@ -50,6 +50,7 @@ Deno.test("loadConfig() applies the documented default of every variable", () =>
       password: undefined,
       tls: { enabled: false, ca: undefined, cert: undefined, key: undefined },
       sentinel: undefined,
+      cluster: undefined,
       connectTimeoutMs: 10_000,
       maxRetryAttempts: 3,
       retryDelaysMs: [5000, 15000, 30000],
@@ -65,6 +66,8 @@ Deno.test("loadConfig() applies the documented default of every variable", () =>
     },
     stream: {
       streams: ["event-stream"],
+      partitions: 1,
+      partitionLeaseMs: 10_000,
       group: "orders-svc",
       consumer: "pod-1",
       startId: "$",
@@ -154,6 +157,8 @@ Deno.test("loadConfig() reads every variable when given", () => {
   });
   assertEquals(config.stream, {
     streams: ["a", "b"],
+    partitions: 1,
+    partitionLeaseMs: 10_000,
     group: "g1",
     consumer: "c1",
     startId: "0",

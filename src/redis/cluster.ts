@@ -1,0 +1,465 @@
+/**
+ * Redis Cluster access (README "Redis Cluster and partitioned streams"): `ClusterConnection`
+ * owns node-redis' cluster client (MOVED/ASK followed by node-redis, failovers followed by
+ * `followFailovers`), with TLS and ACL applied to every node, RESP2, a readiness check that
+ * PINGs every master, commands routed by key through the circuit breaker and a deadline, and
+ * one dedicated blocking connection per master for XREADGROUP BLOCK on streams of one slot, so
+ * a blocked read never delays another command. The same spirit as `ConnectionManager`
+ * (connection.ts): states, deadlines, the breaker; node-redis reconnects the node clients.
+ */
+import { createCluster, type RedisClusterType } from "@redis/client";
+import { delay, withDeadline } from "../clock.ts";
+import { type Config, readTlsFiles } from "../config.ts";
+import { errorInfo, getLogger, type Logger } from "../log.ts";
+import { slotOf } from "../stream/keys.ts";
+import { retryDelay } from "./backoff.ts";
+import { CircuitBreaker } from "./breaker.ts";
+import { type Address, newClient, type RedisClient } from "./client.ts";
+import type { Commander } from "./commander.ts";
+import type { CommandObserver, ConnectionState } from "./connection.ts";
+import {
+  classifyError,
+  NotConnectedError,
+  OutcomeUnknownError,
+  RedisUnavailableError,
+} from "./errors.ts";
+import { destroyQuietly } from "./sentinel.ts";
+
+/** A RESP2 node-redis cluster client without modules, scripts or type mapping. */
+export type ClusterClient = RedisClusterType;
+
+/** A seed node as node-redis' `rootNodes` takes it. */
+export interface RootNode {
+  socket: { host: string; port: number };
+}
+
+/** What node-redis' cluster slots object offers for a refresh (internal API, see below). */
+interface Rediscoverable {
+  rediscover(startWith: { options?: unknown }): Promise<void>;
+}
+
+/**
+ * Makes `cluster` refresh its slot map whenever a node's connection drops. node-redis v5
+ * refreshes the map only on `MOVED`/`ASK` replies; a command routed to a master that died waits
+ * for that node forever (or fails at once without an offline queue), even after its replica took
+ * over. With this, each drop starts a rediscovery (at most one at a time, at most one every
+ * `minIntervalMs`, starting from a random seed); once the cluster has failed over, the dead node
+ * leaves the map, its client is destroyed, and commands go to the new master.
+ *
+ * Uses `cluster._slots.rediscover`, an internal of node-redis 5 (`@redis/client`
+ * lib/cluster/cluster-slots), the same call it makes itself after a `MOVED`. Returns a function
+ * that stops following.
+ */
+export function followFailovers(
+  cluster: ClusterClient,
+  seeds: readonly RootNode[],
+  minIntervalMs = 250,
+): () => void {
+  // The internal `_slots` is typed, but not with `rediscover`'s loose argument: see above.
+  const slots = (cluster as unknown as { _slots: Rediscoverable })._slots;
+  let running = false;
+  let last = 0;
+  let stopped = false;
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const refresh = () => {
+    if (stopped || running || !cluster.isOpen) return;
+    const wait = last + minIntervalMs - Date.now();
+    if (wait > 0) {
+      timer ??= setTimeout(() => {
+        timer = undefined;
+        refresh();
+      }, wait);
+      return;
+    }
+    running = true;
+    last = Date.now();
+    const seed = seeds[Math.floor(Math.random() * seeds.length)];
+    slots.rediscover({ options: seed }).catch(() => {
+      // No seed answered (yet): the next drop or retry of the node's client tries again.
+    }).finally(() => {
+      running = false;
+    });
+  };
+  cluster.on("node-reconnecting", refresh);
+  cluster.on("node-error", refresh);
+  return () => {
+    stopped = true;
+    clearTimeout(timer);
+    cluster.off("node-reconnecting", refresh);
+    cluster.off("node-error", refresh);
+  };
+}
+
+/** node-redis errors that mean the command never left the process. */
+const NEVER_SENT = new Set(["ClientClosedError", "ClientOfflineError"]);
+/** Replies that mean the cluster is being reconfigured: retry soon, on a fresh slot map. */
+const RECONFIGURING_RE = /^(MOVED|ASK|TRYAGAIN|CLUSTERDOWN|UNBLOCKED|READONLY|MASTERDOWN)/;
+
+/** Options of `ClusterConnection`. */
+export interface ClusterConnectionOptions {
+  /** The Redis configuration; `redis.cluster` names the seed nodes. */
+  redis: Config["redis"];
+  /** Client name prefix shown in CLIENT LIST. */
+  clientName: string;
+  logger?: Logger;
+  observer?: CommandObserver;
+}
+
+/** The cluster client, the readiness of every master, routed commands, blocking connections. */
+export class ClusterConnection implements Commander {
+  readonly breaker: CircuitBreaker;
+  readonly #opts: ClusterConnectionOptions;
+  readonly #log: Logger;
+  readonly #seeds: RootNode[];
+  #state: ConnectionState = "idle";
+  #cluster?: ClusterClient;
+  #unfollow?: () => void;
+  /** Dedicated blocking clients by master address (`host:port`). */
+  #blocking = new Map<string, { client: RedisClient; ready: Promise<RedisClient> }>();
+  #closing = new AbortController();
+  #lastError?: string;
+  #latencyMs?: number;
+
+  constructor(options: ClusterConnectionOptions) {
+    if (!options.redis.cluster) throw new TypeError("redis.cluster (REDIS_CLUSTER_NODES) is unset");
+    this.#opts = options;
+    this.#log = options.logger ?? getLogger("redis-cluster");
+    this.#seeds = options.redis.cluster.nodes.map((n) => ({
+      socket: { host: n.host, port: n.port },
+    }));
+    this.breaker = new CircuitBreaker({
+      failureThreshold: options.redis.circuitFailureThreshold,
+      resetMs: options.redis.circuitResetMs,
+      onStateChange: (from, to) => {
+        this.#log.warn("Circuit breaker {from} -> {to}", { from, to });
+        this.#emitObserver();
+      },
+    });
+  }
+
+  /** Current state: "connected" from a successful `connect()` until `close()`. */
+  get state(): ConnectionState {
+    return this.#state;
+  }
+
+  /** Why the last operation or attempt failed, when it did. */
+  get lastError(): string | undefined {
+    return this.#lastError;
+  }
+
+  /** Round trip of the slowest master in the last `ready()` check, in ms. */
+  get latencyMs(): number | undefined {
+    return this.#latencyMs;
+  }
+
+  /** The cluster client. @throws {NotConnectedError} before `connect()` or after `close()`. */
+  get client(): ClusterClient {
+    if (this.#state !== "connected" || !this.#cluster) throw new NotConnectedError();
+    return this.#cluster;
+  }
+
+  /**
+   * The initial connection: up to `maxRetryAttempts` attempts (each: discover the topology from
+   * the seeds, connect to every master, PING every master, all within CONNECTION_TIMEOUT),
+   * waiting `retryDelaysMs` between them.
+   * @throws {RedisUnavailableError} when every attempt failed.
+   */
+  async connect(): Promise<void> {
+    const { maxRetryAttempts, retryDelaysMs, connectTimeoutMs } = this.#opts.redis;
+    this.#setState("connecting");
+    for (let attempt = 1;; attempt++) {
+      const cluster = this.#newCluster();
+      try {
+        await withDeadline(cluster.connect(), connectTimeoutMs);
+        this.#cluster = cluster;
+        this.#unfollow = followFailovers(cluster, this.#seeds);
+        this.#state = "connected"; // ready() needs `client`; announced below.
+        if (!(await this.ready(connectTimeoutMs))) throw new Error(this.#lastError);
+        this.breaker.recordSuccess();
+        this.#setState("connected", true);
+        this.#log.info("Connected to Redis Cluster: {masters} masters", {
+          masters: cluster.masters.length,
+        });
+        return;
+      } catch (err) {
+        this.#unfollow?.();
+        this.#cluster = this.#unfollow = undefined;
+        this.#state = "connecting";
+        destroyQuietly(cluster);
+        this.#lastError = errorInfo(err).message;
+        if (this.#closing.signal.aborted) {
+          throw new RedisUnavailableError("Closed while connecting");
+        }
+        if (attempt >= maxRetryAttempts) {
+          throw new RedisUnavailableError(
+            `Redis Cluster unavailable after ${attempt} attempt(s): ${this.#lastError}`,
+            { cause: err },
+          );
+        }
+        const wait = retryDelay(retryDelaysMs, attempt);
+        this.#log.warn("Cluster connection attempt {attempt} failed: {reason}; next in {wait} ms", {
+          attempt,
+          reason: this.#lastError,
+          wait,
+        });
+        await delay(wait, this.#closing.signal);
+      }
+    }
+  }
+
+  /**
+   * Readiness: PINGs every master the slot map names, each within `timeoutMs`. True when all
+   * answered (and every slot has a master); false otherwise, with the reason in `lastError`.
+   */
+  async ready(timeoutMs = 1000): Promise<boolean> {
+    let cluster: ClusterClient;
+    try {
+      cluster = this.client;
+    } catch (err) {
+      this.#lastError = errorInfo(err).message;
+      return false;
+    }
+    const masters = cluster.masters;
+    if (masters.length === 0) {
+      this.#lastError = "no master known";
+      return false;
+    }
+    const started = performance.now();
+    const results = await Promise.allSettled(masters.map(async (master) => {
+      const client = await withDeadline(cluster.nodeClient(master), timeoutMs);
+      await withDeadline(client.ping(), timeoutMs);
+    }));
+    const failed = results.flatMap((r, i) =>
+      r.status === "rejected"
+        ? [`${masters[i].host}:${masters[i].port}: ${errorInfo(r.reason).message}`]
+        : []
+    );
+    if (failed.length > 0) {
+      this.#lastError = `master(s) not answering: ${failed.join("; ")}`;
+      this.breaker.recordFailure();
+      return false;
+    }
+    this.#latencyMs = Math.round((performance.now() - started) * 10) / 10;
+    this.breaker.recordSuccess();
+    return true;
+  }
+
+  /**
+   * Runs `fn` with the cluster client through the circuit breaker, within `deadlineMs` (default
+   * CONNECTION_TIMEOUT). `fn` should name `key` first in its commands (node-redis routes by it).
+   * A connection failure (or a redirection node-redis gave up on) fails with
+   * `NotConnectedError` (nothing sent) or `OutcomeUnknownError` (maybe applied) and starts a
+   * refresh of the slot map; Redis' own error replies pass through.
+   */
+  async exec<T>(
+    key: string | undefined,
+    fn: (cluster: ClusterClient) => Promise<T>,
+    options: { deadlineMs?: number } = {},
+  ): Promise<T> {
+    this.breaker.acquire();
+    let cluster: ClusterClient;
+    try {
+      cluster = this.client;
+    } catch (err) {
+      this.breaker.release();
+      throw err;
+    }
+    const started = performance.now();
+    let sent = false;
+    try {
+      const running = fn(cluster);
+      sent = true;
+      const result = await withDeadline(
+        running,
+        options.deadlineMs ?? this.#opts.redis.connectTimeoutMs,
+      );
+      this.breaker.recordSuccess();
+      this.#opts.observer?.command((performance.now() - started) / 1000, true);
+      return result;
+    } catch (err) {
+      this.#opts.observer?.command((performance.now() - started) / 1000, false);
+      const reconfiguring = err instanceof Error && RECONFIGURING_RE.test(err.message);
+      const kind = classifyError(err);
+      if (kind === "other" && !reconfiguring) throw err;
+      if (reconfiguring || kind === "connection") this.refresh(key);
+      if (kind === "reply" && !reconfiguring) {
+        this.breaker.recordSuccess();
+        throw err;
+      }
+      this.breaker.recordFailure();
+      const message = errorInfo(err).message;
+      this.#lastError = message;
+      throw sent && !NEVER_SENT.has((err as Error).name)
+        ? new OutcomeUnknownError(message, { cause: err })
+        : new NotConnectedError(message, { cause: err });
+    }
+  }
+
+  /** `Commander`: one raw command routed by `firstKey`, through `exec`. */
+  send(firstKey: string | undefined, args: readonly string[]): Promise<unknown> {
+    return this.exec(firstKey, (c) => c.sendCommand(firstKey, false, [...args]));
+  }
+
+  /** Refreshes the slot map now (after a failover, `MOVED` on a blocking read, `TRYAGAIN`…). */
+  refresh(_reason?: string): void {
+    const cluster = this.#cluster;
+    if (!cluster?.isOpen) return;
+    const slots = (cluster as unknown as { _slots: Rediscoverable })._slots;
+    const seed = this.#seeds[Math.floor(Math.random() * this.#seeds.length)];
+    slots.rediscover({ options: seed }).catch(() => {});
+  }
+
+  /** Address (`host:port`) of the master serving `key`'s slot in the current slot map. */
+  masterAddressOf(key: string): Address {
+    const shard = this.client.slots[slotOf(key)];
+    if (!shard?.master) throw new NotConnectedError(`no master known for slot ${slotOf(key)}`);
+    return { host: shard.master.host, port: shard.master.port };
+  }
+
+  /**
+   * The dedicated blocking connection to the master serving `key`'s slot (created on first use,
+   * with the same TLS and ACL settings; replaced when closed or when the slot moved). Blocking
+   * reads on it name streams of that one slot only.
+   */
+  async blockingFor(key: string): Promise<RedisClient> {
+    const address = this.masterAddressOf(key);
+    const id = `${address.host}:${address.port}`;
+    const known = this.#blocking.get(id);
+    if (known && known.client.isOpen) return await known.ready;
+    if (known) this.#blocking.delete(id);
+    const client = newClient(
+      this.#opts.redis,
+      address,
+      `${this.#opts.clientName}:blk:${address.port}`,
+      undefined,
+    );
+    const ready = withDeadline(client.connect(), this.#opts.redis.connectTimeoutMs)
+      .then(() => client as RedisClient);
+    const entry = { client, ready };
+    this.#blocking.set(id, entry);
+    client.on("error", () => {
+      if (this.#blocking.get(id) === entry) this.#blocking.delete(id);
+      destroyQuietly(client);
+    });
+    try {
+      return await ready;
+    } catch (err) {
+      if (this.#blocking.get(id) === entry) this.#blocking.delete(id);
+      destroyQuietly(client);
+      throw new NotConnectedError(errorInfo(err).message, { cause: err });
+    }
+  }
+
+  /**
+   * XREADGROUP … BLOCK `blockMs` … STREAMS on the blocking connection of their slot. Every
+   * stream must hash to one slot. Within BLOCK_MS + CONNECTION_TIMEOUT; a connection failure,
+   * `MOVED` (the slot moved), `UNBLOCKED` (the node became a replica) or `TRYAGAIN` closes that
+   * connection, refreshes the slot map and rejects with `NotConnectedError`: read again.
+   * @param args everything after `XREADGROUP` up to (not including) `STREAMS`.
+   */
+  async readGroup(
+    streams: readonly string[],
+    ids: readonly string[],
+    args: readonly string[],
+    blockMs: number,
+  ): Promise<unknown> {
+    if (streams.length === 0 || streams.length !== ids.length) {
+      throw new TypeError("readGroup needs one id per stream");
+    }
+    const slot = slotOf(streams[0]);
+    const other = streams.find((s) => slotOf(s) !== slot);
+    if (other !== undefined) {
+      throw new TypeError(`${other} and ${streams[0]} are in different slots: read them apart`);
+    }
+    const client = await this.blockingFor(streams[0]);
+    const command = [
+      "XREADGROUP",
+      ...args,
+      "BLOCK",
+      String(blockMs),
+      "STREAMS",
+      ...streams,
+      ...ids,
+    ];
+    try {
+      return await withDeadline(
+        client.sendCommand(command),
+        blockMs + this.#opts.redis.connectTimeoutMs,
+      );
+    } catch (err) {
+      const reconfiguring = err instanceof Error && RECONFIGURING_RE.test(err.message);
+      if (!reconfiguring && classifyError(err) === "reply") throw err; // NOGROUP…
+      this.#dropBlocking(client);
+      this.refresh();
+      throw new NotConnectedError(errorInfo(err).message, { cause: err });
+    }
+  }
+
+  /** Closes every client; no reconnect after this. */
+  async close(): Promise<void> {
+    this.#closing.abort();
+    this.#setState("closed", true);
+    this.#unfollow?.();
+    const cluster = this.#cluster;
+    this.#cluster = this.#unfollow = undefined;
+    const blocking = [...this.#blocking.values()].map((b) => b.client);
+    this.#blocking.clear();
+    for (const c of blocking) destroyQuietly(c);
+    if (cluster) {
+      try {
+        await withDeadline(cluster.close(), 2000);
+      } catch {
+        destroyQuietly(cluster);
+      }
+    }
+  }
+
+  #dropBlocking(client: RedisClient): void {
+    for (const [id, entry] of this.#blocking) {
+      if (entry.client === client) this.#blocking.delete(id);
+    }
+    destroyQuietly(client);
+  }
+
+  #newCluster(): ClusterClient {
+    const r = this.#opts.redis;
+    const tls = r.tls.enabled ? { tls: true as const, ...readTlsFiles(r.tls) } : {};
+    const cluster = createCluster({
+      rootNodes: this.#seeds,
+      RESP: 2,
+      maxCommandRedirections: 16,
+      defaults: {
+        username: r.username,
+        password: r.password,
+        name: `${this.#opts.clientName}:cmd`.replace(/[^\x21-\x7e]/g, "_"),
+        disableOfflineQueue: true,
+        // keepAlive/noDelay apply to TLS sockets too (see client.ts).
+        socket: {
+          connectTimeout: r.connectTimeoutMs,
+          keepAlive: true,
+          keepAliveInitialDelay: 5000,
+          noDelay: true,
+          reconnectStrategy: (retries: number) => Math.min(100 * 2 ** retries, 3000),
+          ...tls,
+        } as Record<string, unknown>,
+      },
+    }) as ClusterClient;
+    // Errors surface through the commands; this keeps a node's socket error from being unhandled.
+    cluster.on("error", () => {});
+    cluster.on("node-error", (err: unknown) => {
+      this.#lastError = errorInfo(err).message;
+    });
+    return cluster;
+  }
+
+  #setState(state: ConnectionState, force = false): void {
+    if (!force && this.#state === state) return;
+    if (this.#state === "closed") return;
+    this.#state = state;
+    this.#emitObserver();
+  }
+
+  #emitObserver(): void {
+    this.#opts.observer?.state(this.#state === "connected", this.breaker.state);
+  }
+}

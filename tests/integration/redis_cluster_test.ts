@@ -1,0 +1,99 @@
+/**
+ * Self-test of the Redis Cluster fixture of `tests/support/redis_cluster.ts`: 3 masters and 3
+ * replicas start and join, a cluster client routes keys, `slotOf` agrees with `CLUSTER KEYSLOT`,
+ * a killed master is replaced by its replica and rejoins after a restart, and `stop()` ends every
+ * process.
+ *
+ * @module
+ */
+
+import { assert, assertEquals, assertNotEquals } from "../support/assert.ts";
+import { Cleanup } from "../support/cleanup.ts";
+import { probeRedis } from "../support/redis_server.ts";
+import { slotOf, startRedisCluster } from "../support/redis_cluster.ts";
+import { waitFor } from "../support/wait.ts";
+
+function processAlive(pid: number): boolean {
+  try {
+    Deno.kill(pid, "SIGCONT"); // Harmless probe: fails with ESRCH when the process is gone.
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+Deno.test({
+  name: "startRedisCluster(): 3 masters + 3 replicas, routed keys, failover, restart, stop",
+  sanitizeOps: false, // node-redis cluster clients keep timers for their topology refresh.
+  sanitizeResources: false,
+  fn: async () => {
+    const cluster = await startRedisCluster();
+    const pids = cluster.nodes.map((n) => n.pid);
+    try {
+      assertEquals(cluster.nodes.length, 6);
+      assert(!cluster.ports.includes(6379));
+      assertEquals(cluster.env().REDIS_CLUSTER_NODES.split(",").length, 6);
+      const masters = await cluster.masters();
+      assertEquals(masters.length, 3);
+      for (const port of cluster.ports) {
+        assertEquals((await cluster.clusterInfo(port)).cluster_state, "ok");
+      }
+
+      // Keys spread over every master, and the client routes each to its node.
+      const client = await cluster.client();
+      const keys = Array.from({ length: 30 }, (_, i) => `key-${i}`);
+      for (const key of keys) await client.set(key, key.toUpperCase());
+      for (const key of keys) assertEquals(await client.get(key), key.toUpperCase());
+      const owners = new Set(await Promise.all(keys.map((k) => cluster.masterOf(k))));
+      assertEquals(owners.size, 3, "30 keys should land on all three masters");
+      for (const key of ["key-1", "{user:7}.a", "{}x", "a{b}c{d}"]) {
+        assertEquals(
+          slotOf(key),
+          Number(await cluster.command(masters[0], ["CLUSTER", "KEYSLOT", key])),
+        );
+      }
+
+      // Kill the master of key-1: its replica takes over and the client follows.
+      const slot = slotOf("key-1");
+      const oldMaster = await cluster.masterOfSlot(slot);
+      await cluster.kill(oldMaster);
+      const newMaster = await cluster.waitFailover(slot, oldMaster);
+      assertNotEquals(newMaster, oldMaster);
+      await waitFor(async () => (await client.get("key-1")) === "KEY-1", {
+        timeoutMs: 30_000,
+        message: "the cluster client to read key-1 from the new master",
+      });
+      await client.set("key-1", "after-failover");
+
+      // The killed node comes back and rejoins as a replica.
+      await cluster.restart(oldMaster);
+      await cluster.waitHealthy();
+      assertEquals(await cluster.masterOfSlot(slot), newMaster);
+      assertEquals(await client.get("key-1"), "after-failover");
+    } finally {
+      await cluster.stop();
+    }
+    for (const node of cluster.nodes) {
+      assert(!node.running);
+      assert(!(await probeRedis(node.port, { timeoutMs: 200 })));
+    }
+    for (const pid of pids) assert(!processAlive(pid), `redis-server ${pid} still alive`);
+  },
+});
+
+Deno.test({
+  name: "startRedisCluster() works with Cleanup and a second stop() is a no-op",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  fn: async () => {
+    const cleanup = new Cleanup();
+    const cluster = cleanup.use(await startRedisCluster());
+    const pids = cluster.nodes.map((n) => n.pid);
+    const client = await cluster.client();
+    await client.set("{t}a", "1");
+    assertEquals(await client.get("{t}a"), "1");
+    assertEquals(await cleanup.run(), []);
+    await cluster.stop();
+    for (const pid of pids) assert(!processAlive(pid), `redis-server ${pid} still alive`);
+  },
+});
