@@ -3,7 +3,13 @@
  * `Metrics` object per process, passed to the parts that report; `/metrics`
  * renders `registry`. Route labels are route patterns, never raw paths.
  */
-import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from "npm:prom-client@^15.1.3";
+import {
+  collectDefaultMetrics,
+  Counter,
+  Gauge,
+  Histogram,
+  Registry,
+} from "npm:prom-client@^15.1.3";
 import type { CircuitState } from "./redis/breaker.ts";
 import type { CommandObserver } from "./redis/connection.ts";
 
