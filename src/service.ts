@@ -224,14 +224,40 @@ async function startConsumer(
 
 /** The configuration, or undefined after printing every problem to stderr. */
 function configure(env: Record<string, string>): Config | undefined {
+  let problems: string[];
   try {
-    return loadConfigAndFiles(env);
+    const config = loadConfigAndFiles(env);
+    problems = notYetSupported(config);
+    if (problems.length === 0) return config;
   } catch (err) {
     if (!(err instanceof ConfigError)) throw err;
-    const lines = ["Invalid configuration:", ...err.lines().map((l) => `  ${l}`)];
-    console.error(lines.join("\n"));
-    return undefined;
+    problems = err.lines();
   }
+  console.error(["Invalid configuration:", ...problems.map((l) => `  ${l}`)].join("\n"));
+  return undefined;
+}
+
+/**
+ * Settings the configuration accepts (and validates) whose runtime is not
+ * wired into the consumer yet: Redis Cluster and partitioned streams have
+ * their building blocks (src/redis/cluster.ts, src/stream/partitions/) but
+ * the service does not run them. Refused with exit 78 rather than run wrongly.
+ */
+function notYetSupported(config: Config): string[] {
+  const out: string[] = [];
+  if (config.redis.cluster) {
+    out.push(
+      "REDIS_CLUSTER_NODES: Redis Cluster is not supported by this version yet; " +
+        "use one primary (REDIS_HOST/REDIS_PORT) or Sentinel",
+    );
+  }
+  if (config.stream.partitions > 1) {
+    out.push(
+      `STREAM_PARTITIONS=${config.stream.partitions}: partitioned streams are not supported ` +
+        "by this version yet; leave it at 1",
+    );
+  }
+  return out;
 }
 
 /** The event handlers, with the diagnostic ones when DIAGNOSTIC_EVENTS is on. */

@@ -81,6 +81,21 @@ Deno.test("main.ts exits 78 naming every bad variable at once, never printing RE
   assert(!all.includes("sup3rs3cret"), `the password leaked:\n${all}`);
 });
 
+Deno.test("main.ts exits 78 for Redis Cluster and partitioned streams, which it does not run yet", async () => {
+  const run = await runService(configEnv({
+    REDIS_HOST: undefined,
+    REDIS_PORT: undefined,
+    REDIS_CLUSTER_NODES: "127.0.0.1:7000,127.0.0.1:7001",
+    STREAM: "orders",
+    STREAM_PARTITIONS: "4",
+  }));
+  assertEquals(run.code, 78, `exit code; stderr:\n${run.stderr}`);
+  const named = problemLines(run.stderr).map((l) => l.split(":")[0]).sort();
+  assertEquals(named, ["REDIS_CLUSTER_NODES", "STREAM_PARTITIONS=4"]);
+  assertStringIncludes(run.stderr, "not supported by this version yet");
+  assertEquals(run.stdout.trim(), "", "nothing is logged before the configuration is valid");
+});
+
 Deno.test("main.ts never prints REDIS_PW when another variable is invalid", async () => {
   const run = await runService(configEnv({ SERVICE_NAME: "Bad_Name", REDIS_PW: "sup3rs3cret" }));
   const all = `${run.stdout}\n${run.stderr}`;
