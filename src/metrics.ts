@@ -81,6 +81,8 @@ export class Metrics implements CommandObserver {
   readonly pendingMessages: Gauge<"stream" | "group">;
   readonly published: Counter<"stream">;
   readonly inFlight: Gauge;
+  /** STREAM_PARTITIONS above 1: partitions of each stream this instance owns (reads). */
+  readonly partitionsOwned: Gauge<"stream">;
   readonly deletedPending: Counter<"stream">;
   readonly dlqLength: Gauge<"stream">;
   readonly deadLetters: Counter<"stream">;
@@ -152,6 +154,12 @@ export class Metrics implements CommandObserver {
     this.inFlight = new Gauge({
       name: "stream_in_flight",
       help: "Entries handed to handlers and not yet acknowledged",
+      registers,
+    });
+    this.partitionsOwned = new Gauge({
+      name: "stream_partitions_owned",
+      help: "Partitions of the stream whose lease this instance holds (STREAM_PARTITIONS > 1)",
+      labelNames: ["stream"],
       registers,
     });
     this.deletedPending = new Counter({

@@ -178,8 +178,15 @@ function compose(
     ),
     metrics,
     tracing,
+    partitions: config.stream.partitions,
   });
-  const admin = new StreamAdmin({ connection, dlqFor: (s) => keys.dlq(s) });
+  const admin = new StreamAdmin({
+    connection,
+    dlqFor: (s) => keys.dlq(s),
+    partitions: config.stream.partitions,
+    leaseFor: (p) => keys.lease(p),
+    group: config.stream.group,
+  });
   const health = new HealthState({
     service,
     group: config.stream.group,
@@ -239,9 +246,9 @@ function configure(env: Record<string, string>): Config | undefined {
 
 /**
  * Settings the configuration accepts (and validates) whose runtime is not
- * wired into the consumer yet: Redis Cluster and partitioned streams have
- * their building blocks (src/redis/cluster.ts, src/stream/partitions/) but
- * the service does not run them. Refused with exit 78 rather than run wrongly.
+ * wired into the consumer yet: Redis Cluster has its building blocks
+ * (src/redis/cluster.ts) but the service does not run it. Refused with exit
+ * 78 rather than run wrongly. (Partitioned streams run on a single Redis.)
  */
 function notYetSupported(config: Config): string[] {
   const out: string[] = [];
@@ -249,12 +256,6 @@ function notYetSupported(config: Config): string[] {
     out.push(
       "REDIS_CLUSTER_NODES: Redis Cluster is not supported by this version yet; " +
         "use one primary (REDIS_HOST/REDIS_PORT) or Sentinel",
-    );
-  }
-  if (config.stream.partitions > 1) {
-    out.push(
-      `STREAM_PARTITIONS=${config.stream.partitions}: partitioned streams are not supported ` +
-        "by this version yet; leave it at 1",
     );
   }
   return out;

@@ -11,6 +11,7 @@ import {
   healthReportSchema,
   MAX_REPLAY_COUNT,
   notReadySchema,
+  partitionsReportSchema,
   readySchema,
   replayRequestSchema,
   replayResponseSchema,
@@ -204,6 +205,21 @@ export function openApiDocument(version: string): Json {
           },
         },
       },
+      "/admin/partitions": {
+        get: {
+          operationId: "adminPartitions",
+          summary: "Per partitioned stream and partition: key, owner, lease expiry, pending, lag",
+          description: "Empty `streams` when STREAM_PARTITIONS is 1.",
+          security: secured,
+          responses: {
+            "200": response("Report", json("PartitionsReport")),
+            "401": ref("responses", "Unauthorized"),
+            "500": ref("responses", "InternalError"),
+            "503": error("Redis unavailable or breaker open", retryAfter),
+            ...common,
+          },
+        },
+      },
       "/admin/dlq/replay": {
         post: {
           operationId: "adminDlqReplay",
@@ -239,6 +255,7 @@ export function openApiDocument(version: string): Json {
         NotReady: jsonSchema(notReadySchema, "output"),
         HealthReport: jsonSchema(healthReportSchema, "output"),
         StreamsReport: jsonSchema(streamsReportSchema, "output"),
+        PartitionsReport: jsonSchema(partitionsReportSchema, "output"),
       },
       responses: {
         NotFound: error("not_found: no such path"),

@@ -115,6 +115,22 @@ export const healthReportSchema = z.looseObject({
   reasons: z.array(z.string()).optional(),
 });
 
+/** 200 of `GET /admin/partitions`. */
+export const partitionsReportSchema = z.looseObject({
+  partitions: z.number().int().describe("STREAM_PARTITIONS (1: streams are not partitioned)"),
+  streams: z.array(z.looseObject({
+    stream: z.string().describe("A consumed stream (STREAM)"),
+    partitions: z.array(z.looseObject({
+      key: z.string().describe("The partition key, {stream:i}"),
+      partition: z.number().int(),
+      owner: z.string().nullable().describe("CONSUMER_NAME holding the lease; null when free"),
+      leaseExpiresAt: z.string().nullable().describe("Lease expiry (ISO 8601); null when free"),
+      pending: z.number().int(),
+      lag: z.number().int().nullable(),
+    })),
+  })),
+});
+
 /** 200 of `GET /admin/streams`. */
 export const streamsReportSchema = z.looseObject({
   streams: z.array(z.looseObject({

@@ -3,10 +3,15 @@
  * figures (length, groups, consumers, pending, lag, dead-letter length) and
  * replaying dead-letter entries into their stream (one atomic script: each
  * entry is re-added without its dead-letter fields and deleted from the DLQ).
+ * With partitioned streams (STREAM_PARTITIONS above 1) a stream S stands for its
+ * partition keys {S:0} … {S:N-1}: the reports and the replay cover all of them, and
+ * `partitions(S)` reads who owns each (its lease) with its pending and lag.
  */
+import type { Commander } from "../redis/commander.ts";
 import type { ConnectionManager } from "../redis/connection.ts";
 import { fetchConsumers, fetchGroups, groupLag } from "./group_ops.ts";
-import { DEAD_LETTER_FIELDS } from "./keys.ts";
+import { DEAD_LETTER_FIELDS, partitionKeys } from "./keys.ts";
+import { readLease } from "./partitions/leases.ts";
 import { LuaScript } from "./scripts.ts";
 
 /**
@@ -59,11 +64,32 @@ export interface StreamReport {
   deadLetter: { stream: string; length: number };
 }
 
+/** One partition of a partitioned stream, for `GET /admin/partitions`. */
+export interface PartitionReport {
+  /** The partition key, `{S:i}`. */
+  key: string;
+  partition: number;
+  /** CONSUMER_NAME of the lease holder; null when no instance holds it. */
+  owner: string | null;
+  /** When the lease expires (ISO 8601, Redis' clock); null when free. */
+  leaseExpiresAt: string | null;
+  /** Entries delivered to the group and not acknowledged (0 without a group). */
+  pending: number;
+  /** Entries not yet delivered to the group (null without a group). */
+  lag: number | null;
+}
+
 /** Options of `StreamAdmin`. */
 export interface StreamAdminOptions {
   connection: ConnectionManager;
   /** The dead-letter stream of a stream. */
   dlqFor: (stream: string) => string;
+  /** STREAM_PARTITIONS (default 1: streams are not partitioned). */
+  partitions?: number;
+  /** The lease key of a partition key (needed with partitions). */
+  leaseFor?: (partitionKey: string) => string;
+  /** CONSUMER_GROUP: the group whose pending and lag `partitions()` reports. */
+  group?: string;
 }
 
 /** Reads and repairs streams for the admin API. */
@@ -72,6 +98,47 @@ export class StreamAdmin {
 
   constructor(options: StreamAdminOptions) {
     this.#opts = options;
+  }
+
+  /** STREAM_PARTITIONS (1 when streams are not partitioned). */
+  get partitionCount(): number {
+    return this.#opts.partitions ?? 1;
+  }
+
+  /** The keys a consumed stream stands for: itself, or its partition keys. */
+  keysOf(stream: string): string[] {
+    const n = this.partitionCount;
+    return n > 1 ? partitionKeys(stream, n) : [stream];
+  }
+
+  /** Per partition of `stream`: its lease owner and expiry, pending and lag. */
+  async partitions(stream: string): Promise<PartitionReport[]> {
+    const o = this.#opts;
+    const conn = o.connection;
+    const cmd: Commander = { send: (_k, args) => conn.exec((c) => c.sendCommand([...args])) };
+    return await Promise.all(
+      this.keysOf(stream).map(async (key, partition) => {
+        const lease = await readLease(cmd, o.leaseFor ? o.leaseFor(key) : key);
+        const figures = await conn.exec(async (c) => {
+          const [length, groups] = await Promise.all([
+            c.sendCommand(["XLEN", key]) as Promise<number>,
+            fetchGroups(c, key),
+          ]);
+          const g = groups.find((x) => x.name === o.group);
+          if (!g) return { pending: 0, lag: null };
+          return { pending: g.pending, lag: await groupLag(c, key, g, Number(length)) };
+        });
+        return {
+          key,
+          partition,
+          owner: lease.owner ?? null,
+          leaseExpiresAt: lease.expiresAt === undefined
+            ? null
+            : new Date(lease.expiresAt).toISOString(),
+          ...figures,
+        };
+      }),
+    );
   }
 
   /** Figures of `stream` (a stream that does not exist reads as empty). */
@@ -105,11 +172,21 @@ export class StreamAdmin {
     });
   }
 
-  /** Moves up to `count` dead-letter entries of `stream` back into it; returns their new ids. */
+  /**
+   * Moves up to `count` dead-letter entries of `stream` back into it; returns their new ids.
+   * A partitioned stream: each partition's dead letters back into that partition, in
+   * partition order, `count` in all.
+   */
   async replay(stream: string, count: number): Promise<string[]> {
-    const dlq = this.#opts.dlqFor(stream);
-    return await this.#opts.connection.exec((c) =>
-      REPLAY.run(c, [dlq, stream], [String(count), stream, ...DEAD_LETTER_FIELDS])
-    ) as string[];
+    const moved: string[] = [];
+    for (const key of this.keysOf(stream)) {
+      if (moved.length >= count) break;
+      const dlq = this.#opts.dlqFor(key);
+      const ids = await this.#opts.connection.exec((c) =>
+        REPLAY.run(c, [dlq, key], [String(count - moved.length), key, ...DEAD_LETTER_FIELDS])
+      ) as string[];
+      moved.push(...ids);
+    }
+    return moved;
   }
 }

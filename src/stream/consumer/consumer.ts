@@ -9,7 +9,12 @@
  * - `IdempotencyGate`: idempotency keys in progress;
  * - `Settler`: batched atomic settling;
  * - `Housekeeping`: keep-alive, idle claims, reaper, trimming, stats;
- * - `StatsBoard`: the per-stream figures that `status()` reports.
+ * - `StatsBoard`: the per-stream figures that `status()` reports;
+ * - `Ownership` (STREAM_PARTITIONS above 1): the partitions this instance holds.
+ *
+ * With partitions, the consumed streams are every partition key (groups, stats, in-flight
+ * keys); the reader and housekeeping read the ones this instance holds from `Ownership`, and
+ * the settles are fenced by the partition's lease.
  */
 import { delay, raceDeadline } from "../../clock.ts";
 import { errorInfo, getLogger, type Logger } from "../../log.ts";
@@ -18,6 +23,7 @@ import type { Metrics } from "../../metrics.ts";
 import type { ConnectionManager } from "../../redis/connection.ts";
 import type { Tracing } from "../../tracing.ts";
 import type { HandlerRegistry } from "../handlers.ts";
+import { partitionKeys } from "../keys.ts";
 import type { Router } from "../router.ts";
 import type { ConsumerStatus } from "../status.ts";
 import { Dispatcher } from "./dispatcher.ts";
@@ -26,6 +32,7 @@ import { Housekeeping } from "./housekeeping.ts";
 import { IdempotencyGate } from "./idempotency.ts";
 import { type Held, InFlight } from "./in_flight.ts";
 import { OutcomeCounter } from "./outcomes.ts";
+import { Ownership } from "./partitions.ts";
 import { Reader } from "./reader.ts";
 import { schedule } from "./schedule.ts";
 import type { ConsumerSettings } from "./settings.ts";
@@ -59,6 +66,9 @@ export class StreamConsumer {
   readonly #dispatcher: Dispatcher;
   readonly #reader: Reader;
   readonly #housekeeping: Housekeeping;
+  readonly #ownership?: Ownership;
+  /** Every stream consumed: the streams, or with partitions every partition key. */
+  readonly #keys: readonly string[];
   #loops: Promise<void>[] = [];
   #started = false;
 
@@ -69,23 +79,27 @@ export class StreamConsumer {
     const metrics = options.metrics;
     const stopping = this.#stop.signal;
     const times = schedule(s);
+    const partitions = s.partitions ?? 1;
+    const streams = this.#keys = partitions > 1
+      ? s.streams.flatMap((x) => partitionKeys(x, partitions))
+      : s.streams;
     // Every consumed stream has a dead-letter series from the start, at 0, so that an
     // alert on its increase catches the first dead letter.
-    for (const stream of s.streams) metrics?.deadLetters.inc({ stream }, 0);
+    for (const stream of streams) metrics?.deadLetters.inc({ stream }, 0);
     const common = { connection, group: s.group, consumer: s.consumer, logger, stopping };
 
     const inFlight = this.#inFlight = new InFlight({
-      streams: s.streams,
+      streams,
       capacity: s.maxInFlight,
       onSize: metrics ? (n) => metrics.inFlight.set(n) : undefined,
     });
     const gate = this.#gate = new IdempotencyGate({ connection, keys: s.keys, logger });
     const release = (h: Held) => this.#release(h);
-    const stats = this.#stats = new StatsBoard(s.streams, s.group, (x) => s.keys.dlq(x));
+    const stats = this.#stats = new StatsBoard(streams, s.group, (x) => s.keys.dlq(x));
     const outcomes = new OutcomeCounter(metrics);
     this.#groups = new Groups({
       connection,
-      streams: s.streams,
+      streams,
       group: s.group,
       startId: s.startId,
       logger,
@@ -100,6 +114,7 @@ export class StreamConsumer {
       outcomes,
       stats,
       metrics,
+      leaseOf: partitions > 1 ? (key) => s.keys.lease(key) : undefined,
     });
     this.#dispatcher = new Dispatcher({
       ...common,
@@ -118,9 +133,24 @@ export class StreamConsumer {
       metrics,
       tracing: options.tracing?.enabled ? options.tracing : undefined,
     });
+    // The reader and housekeeping ask the ownership for the partitions held now; it is
+    // built after the reader it drives, so they reach it through this late-bound source.
+    const source = partitions > 1
+      ? {
+        get streams() {
+          return own().streams;
+        },
+        get version() {
+          return own().version;
+        },
+        changed: () => own().changed(),
+      }
+      : undefined;
+    const own = () => this.#ownership!;
     this.#reader = new Reader({
       ...common,
-      streams: s.streams,
+      streams,
+      source,
       batchSize: s.batchSize,
       blockMs: s.blockMs,
       connectTimeoutMs: s.connectTimeoutMs,
@@ -130,7 +160,8 @@ export class StreamConsumer {
     });
     this.#housekeeping = new Housekeeping({
       ...common,
-      streams: s.streams,
+      streams,
+      source,
       batchSize: s.batchSize,
       claimIdleMs: s.claimIdleMs,
       retentionMs: s.retentionMs,
@@ -141,6 +172,30 @@ export class StreamConsumer {
       stats,
       metrics,
     });
+    if (partitions > 1) {
+      this.#ownership = new Ownership({
+        connection,
+        keys: s.keys,
+        streams: s.streams,
+        partitions,
+        leaseMs: s.partitionLeaseMs ?? 10_000,
+        group: s.group,
+        consumer: s.consumer,
+        batchSize: s.batchSize,
+        inFlight,
+        reader: this.#reader,
+        groups: this.#groups,
+        release,
+        metrics,
+        logger,
+        stopping,
+      });
+    }
+  }
+
+  /** Partitioned streams: the partition keys held now, with their phase (a copy). */
+  partitionsHeld(): Map<string, string> {
+    return this.#ownership?.held() ?? new Map();
   }
 
   /** Snapshot for health checks; never touches Redis. */
@@ -190,8 +245,11 @@ export class StreamConsumer {
       })
     );
     this.#loops.push(this.#reader.run(), ...this.#housekeeping.start());
+    if (this.#ownership) this.#loops.push(this.#ownership.run());
     this.#log.info("Consuming {streams} as {consumer} in group {group}", {
-      streams: this.#s.streams.join(","),
+      streams: this.#ownership
+        ? `${this.#s.streams.join(",")} (${this.#s.partitions} partitions each, shared)`
+        : this.#s.streams.join(","),
       consumer: this.#s.consumer,
       group: this.#s.group,
     });
@@ -204,6 +262,17 @@ export class StreamConsumer {
    */
   async stop(deadline: number): Promise<boolean> {
     if (!this.#started) return true;
+    const settled = await this.#stopConsuming(deadline);
+    if (this.#ownership) {
+      // Partitions: leave the membership, release the leases (held entries settled, or left
+      // pending for the next owner when the deadline passed). A short grace past it.
+      const budget = Math.max(1000, deadline - Date.now());
+      await raceDeadline(this.#ownership.leave().then(() => true), budget, false);
+    }
+    return settled;
+  }
+
+  async #stopConsuming(deadline: number): Promise<boolean> {
     this.#stop.abort();
     this.#inFlight.wakeAll();
     await this.#conn.unblockReader();

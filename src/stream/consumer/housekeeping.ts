@@ -16,14 +16,20 @@ import { readGroupFigures, removeIdleConsumers, trimOlderThan } from "../group_o
 import { CLAIM_IDLE, CLAIM_OWN } from "../scripts.ts";
 import { type Groups, isNoGroup } from "./groups.ts";
 import type { Held, InFlight } from "./in_flight.ts";
-import type { Reader } from "./reader.ts";
+import type { Reader, StreamSource } from "./reader.ts";
 import type { Schedule } from "./schedule.ts";
 import type { StatsBoard } from "./stats.ts";
 
 /** Options of `Housekeeping`. */
 export interface HousekeepingOptions {
   connection: ConnectionManager;
+  /** Every consumed stream (with partitions: every partition key): the stats poller's. */
   streams: readonly string[];
+  /**
+   * Partitioned streams: the partitions this instance reads now; claims, the reaper and
+   * trimming work on these only (default: `streams`).
+   */
+  source?: StreamSource;
   group: string;
   consumer: string;
   batchSize: number;
@@ -101,7 +107,7 @@ export class Housekeeping {
    */
   async claimIdle(): Promise<void> {
     const o = this.#o;
-    for (const stream of o.streams) {
+    for (const stream of o.source?.streams ?? o.streams) {
       let start = "-";
       while (start !== "") {
         const room = o.inFlight.room;
@@ -170,7 +176,7 @@ export class Housekeeping {
   /** Removes consumers idle past ten times CLAIM_IDLE_MS that hold nothing. */
   async removeDeadConsumers(): Promise<void> {
     const o = this.#o;
-    for (const stream of o.streams) {
+    for (const stream of o.source?.streams ?? o.streams) {
       const removed = await removeIdleConsumers(
         o.connection,
         stream,
@@ -191,7 +197,7 @@ export class Housekeeping {
   /** Trims entries older than STREAM_RETENTION_MS. */
   async trim(): Promise<void> {
     const o = this.#o;
-    for (const stream of o.streams) {
+    for (const stream of o.source?.streams ?? o.streams) {
       const count = await trimOlderThan(o.connection, stream, o.retentionMs);
       if (count > 0) {
         o.logger.debug("Trimmed {count} entries of {stream} older than {retentionMs} ms", {

@@ -6,6 +6,11 @@
  * recounted), then reads new entries (`>`), prefetching the next read while
  * the current batch is dispatched. Reading pauses while MAX_IN_FLIGHT entries
  * are held. The reader owns `lastMessage` and whether it is active.
+ *
+ * With partitioned streams the streams read come from a `StreamSource` (the
+ * partitions this instance reads now, see `partitions.ts`) instead of the fixed
+ * list; a stream that joins it is first searched for own pending entries, and
+ * `reading(stream)` tells the hand-over whether a read naming it is still out.
  */
 import { CircuitOpenError } from "../../redis/breaker.ts";
 import { delay } from "../../clock.ts";
@@ -21,10 +26,23 @@ import { type Groups, isNoGroup } from "./groups.ts";
 import type { Held, InFlight } from "./in_flight.ts";
 import type { ClaimedEntry, RawEntry, ReadReply } from "./raw.ts";
 
+/** The streams to read, when they change while running (partitioned streams). */
+export interface StreamSource {
+  /** The streams to read now. */
+  readonly streams: readonly string[];
+  /** Changes whenever `streams` does. */
+  readonly version: number;
+  /** Resolves at the next change (or when stopping). */
+  changed(): Promise<void>;
+}
+
 /** Options of `Reader`. */
 export interface ReaderOptions {
   connection: ConnectionManager;
+  /** The streams read, unless `source` is given. */
   streams: readonly string[];
+  /** Partitioned streams: the streams read now (replaces `streams`). */
+  source?: StreamSource;
   group: string;
   consumer: string;
   batchSize: number;
@@ -44,6 +62,8 @@ export class Reader {
   readonly #o: ReaderOptions;
   #active = false;
   #lastMessage?: Date;
+  /** With a source: per stream, the reads naming it whose entries are not admitted yet. */
+  readonly #out = new Map<string, number>();
 
   constructor(options: ReaderOptions) {
     this.#o = options;
@@ -59,15 +79,27 @@ export class Reader {
     return this.#lastMessage;
   }
 
+  /**
+   * True while a read naming `stream` (or its prefetch) is out or its entries are not yet
+   * held: a partition being handed over waits for this to turn false (partitioned streams).
+   */
+  reading(stream: string): boolean {
+    return (this.#out.get(stream) ?? 0) > 0;
+  }
+
   /** The read loop; resolves once stopping and the last read's entries are dispatched. */
   async run(): Promise<void> {
     const o = this.#o;
+    const source = o.source;
+    let streams = source ? source.streams : o.streams;
+    let version = source?.version;
     let generation = -1;
     const pendingCursor = new Map<string, string>();
     // The next read of new entries, sent before the current batch is dispatched
     // so that Redis works on it meanwhile (it is sent only when the batch it may
     // return still fits under MAX_IN_FLIGHT).
     let prefetch: Promise<ReadReply> | undefined;
+    let prefetchStreams = streams;
     while (!o.stopping.aborted) {
       if (!o.connection.connected) {
         this.#active = false;
@@ -76,7 +108,20 @@ export class Reader {
       if (o.connection.generation !== generation) {
         // New connection: first re-read our own pending entries from id 0.
         generation = o.connection.generation;
-        for (const s of o.streams) pendingCursor.set(s, "0");
+        for (const s of streams) pendingCursor.set(s, "0");
+      }
+      if (source && source.version !== version) {
+        // Partitions joined or left: look for own pending entries in the new ones first.
+        const before = new Set(streams);
+        streams = source.streams;
+        version = source.version;
+        for (const s of streams) if (!before.has(s)) pendingCursor.set(s, "0");
+        for (const s of pendingCursor.keys()) if (!streams.includes(s)) pendingCursor.delete(s);
+      }
+      if (streams.length === 0 && !prefetch) {
+        this.#active = o.connection.connected;
+        await source?.changed();
+        continue;
       }
       const room = o.inFlight.room;
       if (room <= 0) {
@@ -91,23 +136,40 @@ export class Reader {
           // At start nothing is held: re-read own pending entries from id 0. After a
           // reconnect, entries still held (handlers running) must not be handed out
           // again, nor have their delivery counters raised: claim only the others.
-          const last = o.inFlight.size === 0
-            ? await this.#readPendingPage(stream, cursor, count)
-            : await this.#claimPendingPage(stream, cursor, count);
-          if (last === null) pendingCursor.delete(stream);
-          else pendingCursor.set(stream, last);
-        } else {
-          const current = prefetch ?? this.#readNew(count);
-          prefetch = undefined;
-          const reply = await current;
-          const got = reply ? reply.reduce((n, [, entries]) => n + entries.length, 0) : 0;
-          const next = Math.min(o.batchSize, room - got);
-          if (got > 0 && next >= o.batchSize && !o.stopping.aborted) {
-            prefetch = this.#readNew(next);
-            prefetch.catch(() => {}); // awaited (and its error handled) next turn
+          if (source) this.#begin([stream]);
+          try {
+            const last = o.inFlight.size === 0
+              ? await this.#readPendingPage(stream, cursor, count)
+              : await this.#claimPendingPage(stream, cursor, count);
+            if (last === null) pendingCursor.delete(stream);
+            else pendingCursor.set(stream, last);
+          } finally {
+            if (source) this.#end([stream]);
           }
-          if (reply) {
-            for (const [stream, entries] of reply) this.#admitNew(stream, entries);
+        } else {
+          const list = prefetch ? prefetchStreams : streams;
+          if (source && !prefetch) this.#begin(list);
+          const current = prefetch ?? this.#readNew(count, list);
+          prefetch = undefined;
+          try {
+            const reply = await current;
+            const got = reply ? reply.reduce((n, [, entries]) => n + entries.length, 0) : 0;
+            const next = Math.min(o.batchSize, room - got);
+            // With a source, no prefetch of a list that changed meanwhile.
+            if (
+              got > 0 && next >= o.batchSize && !o.stopping.aborted &&
+              (!source || source.version === version)
+            ) {
+              if (source) this.#begin(streams);
+              prefetchStreams = streams;
+              prefetch = this.#readNew(next, streams);
+              prefetch.catch(() => {}); // awaited (and its error handled) next turn
+            }
+            if (reply) {
+              for (const [stream, entries] of reply) this.#admitNew(stream, entries);
+            }
+          } finally {
+            if (source) this.#end(list);
           }
         }
       } catch (err) {
@@ -121,6 +183,7 @@ export class Reader {
       // Entries it read are pending for this consumer: handle them before stopping.
       const reply = await prefetch.catch(() => null);
       if (reply) { for (const [stream, entries] of reply) this.#admitNew(stream, entries); }
+      if (source) this.#end(prefetchStreams);
     }
     this.#active = false;
   }
@@ -159,7 +222,15 @@ export class Reader {
     this.#o.dispatcher.admit(fresh);
   }
 
-  async #readNew(count: number): Promise<ReadReply> {
+  #begin(streams: readonly string[]): void {
+    for (const s of streams) this.#out.set(s, (this.#out.get(s) ?? 0) + 1);
+  }
+
+  #end(streams: readonly string[]): void {
+    for (const s of streams) this.#out.set(s, (this.#out.get(s) ?? 1) - 1);
+  }
+
+  async #readNew(count: number, streams: readonly string[]): Promise<ReadReply> {
     const o = this.#o;
     const args = [
       "XREADGROUP",
@@ -171,8 +242,8 @@ export class Reader {
       "BLOCK",
       String(o.blockMs),
       "STREAMS",
-      ...o.streams,
-      ...o.streams.map(() => ">"),
+      ...streams,
+      ...streams.map(() => ">"),
     ];
     return await o.connection.blocking.sendCommand(args, {
       timeout: o.blockMs + o.connectTimeoutMs,

@@ -39,6 +39,13 @@ export interface ConsumerSettings {
   connectTimeoutMs: number;
   /** Every derived key (dead-letter stream, checkpoint, dedup marks). */
   keys: KeySchema;
+  /**
+   * STREAM_PARTITIONS: above 1, each stream S of `streams` is the partition keys {S:0} …
+   * {S:N-1}, shared with the other instances through leases (default 1).
+   */
+  partitions?: number;
+  /** PARTITION_LEASE_MS: how long a partition lease lasts without renewal (default 10000). */
+  partitionLeaseMs?: number;
   /** Interval of the stats poller behind /health and the gauges (ms). Default 2000. */
   statsIntervalMs?: number;
 }
@@ -63,6 +70,8 @@ export function consumerSettings(config: Config): ConsumerSettings {
     serviceName: config.service.name,
     connectTimeoutMs: config.redis.connectTimeoutMs,
     keys: keySchema(config),
+    partitions: s.partitions,
+    partitionLeaseMs: s.partitionLeaseMs,
   };
 }
 

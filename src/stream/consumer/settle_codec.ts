@@ -15,6 +15,7 @@
  * id acknowledged.
  */
 import { MAX_ENTRY_FIELDS } from "../entry.ts";
+import { LEASE_CHECK } from "../partitions/leases.ts";
 import { ID_COMPARE, LuaScript } from "../scripts.ts";
 
 /** A copy the settle writes with the acknowledgement. */
@@ -54,6 +55,11 @@ export interface SettleBatch {
   /** ISO 8601 time written beside the checkpoint. */
   now: string;
   dedupTtlS: number;
+  /**
+   * Partitioned streams: the partition's lease key. The batch is fenced: it is written only
+   * while the lease names `consumer` (run it with `SETTLE_FENCED`).
+   */
+  leaseKey?: string;
 }
 
 /** A script call, and the ops in the order of its reply. */
@@ -77,6 +83,8 @@ export type SettleResult =
   | "settled"
   /** Not pending for this consumer (acknowledged elsewhere, or claimed by another): nothing written. */
   | "not_ours"
+  /** Partitioned streams: the partition's lease no longer names this consumer; nothing written. */
+  | "fenced"
   /** Acknowledged, but Redis no longer had the entry, so no forwarded copy could be made. */
   | "gone"
   /** Nothing written: a write would have failed. */
@@ -106,6 +114,7 @@ export function encodeSettle<T extends SettleOpInput>(
   ops: readonly T[],
 ): EncodedSettle<T> {
   const keys = [batch.stream, batch.checkpointKey];
+  if (batch.leaseKey) keys.push(batch.leaseKey); // KEYS[3] of SETTLE_FENCED
   const keyIndex = new Map<string, number>();
   const indexOf = (k: string) => {
     let i = keyIndex.get(k);
@@ -161,6 +170,7 @@ const FAILURES: ReadonlySet<string> = new Set<SettleFailure>([
 
 /** Decodes the reply to a call of `count` ops. */
 export function decodeSettle(reply: unknown, count: number): SettleReply {
+  if (reply === FENCED) return { results: new Array(count).fill(FENCED), checkpointWritten: true };
   if (!Array.isArray(reply) || reply.length !== count + 1) {
     throw new TypeError(`Settle script answered ${describe(reply)} for ${count} entries`);
   }
@@ -178,6 +188,9 @@ export function decodeSettle(reply: unknown, count: number): SettleReply {
   });
   return { results, checkpointWritten: Number(reply[count]) === 1 };
 }
+
+/** The whole reply of `SETTLE_FENCED` when the lease is not held. */
+const FENCED = "fenced";
 
 function describe(reply: unknown): string {
   return Array.isArray(reply) ? `${reply.length} results` : typeof reply;
@@ -326,3 +339,18 @@ end
 results[#results + 1] = cp
 return results
 `);
+
+/**
+ * `SETTLE` fenced by the partition's lease (partitioned streams, see `LEASE_CHECK`): KEYS[3]
+ * is the lease key (`SettleBatch.leaseKey`), ARGV[2] the consumer, the lease's owner. One check
+ * for the whole batch, before any write (a batch is one stream, so one partition): when the
+ * lease does not name this consumer, nothing is written and the reply is \`fenced\`: the
+ * entries stay pending for the partition's new owner.
+ */
+export const SETTLE_FENCED = new LuaScript(SETTLE.source.replace(
+  "#!lua\n",
+  `#!lua
+${LEASE_CHECK}
+if not lease_held(KEYS[3], ARGV[2]) then return 'fenced' end
+`,
+));

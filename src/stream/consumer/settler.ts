@@ -14,7 +14,13 @@ import { isoInZone } from "../entry.ts";
 import type { KeySchema } from "../keys.ts";
 import type { Held } from "./in_flight.ts";
 import type { OutcomeCounter } from "./outcomes.ts";
-import { decodeSettle, encodeSettle, SETTLE, type SettleOpInput } from "./settle_codec.ts";
+import {
+  decodeSettle,
+  encodeSettle,
+  SETTLE,
+  SETTLE_FENCED,
+  type SettleOpInput,
+} from "./settle_codec.ts";
 import type { StatsBoard } from "./stats.ts";
 
 /** One held entry to settle, and what it counts as. */
@@ -47,6 +53,11 @@ export interface SettlerOptions {
   logger: Logger;
   /** Aborted when the consumer stops (waits for a lost connection are then bounded). */
   stopping: AbortSignal;
+  /**
+   * Partitioned streams: the lease key of a partition key. Its settles are fenced: written
+   * only while the lease names this consumer (see `SETTLE_FENCED`).
+   */
+  leaseOf?: (stream: string) => string;
 }
 
 /** Batches and settles ops. */
@@ -144,6 +155,7 @@ export class Settler {
 
   async #settle(stream: string, ops: SettleOp[]): Promise<void> {
     const o = this.#o;
+    const leaseKey = o.leaseOf?.(stream);
     const { keys, args, order } = encodeSettle({
       stream,
       checkpointKey: o.keys.checkpoint(stream),
@@ -151,11 +163,14 @@ export class Settler {
       consumer: o.consumer,
       now: isoInZone(new Date(), o.timezone),
       dedupTtlS: o.dedupTtlS,
+      leaseKey,
     }, ops);
+    const script = leaseKey ? SETTLE_FENCED : SETTLE;
     const reply = decodeSettle(
-      await o.connection.exec((c) => SETTLE.run(c, keys, args)),
+      await o.connection.exec((c) => script.run(c, keys, args)),
       order.length,
     );
+    let fenced = 0;
     // Counted per batch: one increment per (event, outcome), not per entry.
     const counts = new Map<string, { event: string; outcome: Outcome; n: number }>();
     let deleted = 0;
@@ -188,7 +203,8 @@ export class Settler {
           id: op.id,
           stream,
         });
-      } else this.#failed(stream, op, result.failed);
+      } else if (result === "fenced") fenced++;
+      else this.#failed(stream, op, result.failed);
       o.release(op.held);
     });
     for (const c of counts.values()) o.outcomes.count(stream, c.event, c.outcome, c.n);
@@ -197,6 +213,15 @@ export class Settler {
       o.metrics?.deadLetters.inc({ stream }, deadLettered);
     }
     if (deleted > 0) o.metrics?.deletedPending.inc({ stream }, deleted);
+    if (fenced > 0) {
+      // The partition changed owner: its entries stay pending for the new one. Expected
+      // during a rebalance, so neither an error nor a /health degradation.
+      o.metrics?.settleFailures.inc({ stream, reason: "fenced" }, fenced);
+      o.logger.info(
+        "{count} entries of {stream} left pending: this instance no longer holds the partition's lease",
+        { count: fenced, stream },
+      );
+    }
     if (!reply.checkpointWritten) this.#failed(stream, undefined, "checkpoint_type");
     o.reportInFlight();
   }
