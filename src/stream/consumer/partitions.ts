@@ -200,7 +200,7 @@ export class Ownership implements StreamSource {
   #takeOver(key: string): void {
     const o = this.#o;
     this.#held.set(key, "taking_over");
-    o.logger.info("Took the lease of partition {key}", { key });
+    o.logger.info("Took the lease of partition {partition}", { partition: key });
     this.#track((async () => {
       let start = "-";
       let groupReady = false;
@@ -231,8 +231,8 @@ export class Ownership implements StreamSource {
             o.reader.admitClaimed(key, claimed);
           }
         } catch (err) {
-          o.logger.warn("Taking over partition {key} failed: {error}; retrying", {
-            key,
+          o.logger.warn("Taking over partition {partition} failed: {error}; retrying", {
+            partition: key,
             error: errorInfo(err).message,
           });
           await delay(200, o.stopping);
@@ -240,9 +240,9 @@ export class Ownership implements StreamSource {
       }
       if (this.#held.get(key) !== "taking_over" || o.stopping.aborted) return;
       if (claimedTotal > 0) {
-        o.logger.info("Took over {count} pending entries of partition {key}", {
+        o.logger.info("Took over {count} pending entries of partition {partition}", {
           count: claimedTotal,
-          key,
+          partition: key,
         });
       }
       this.#held.set(key, "reading");
@@ -257,7 +257,7 @@ export class Ownership implements StreamSource {
     this.#held.set(key, "draining");
     if (wasReading) this.#publish();
     this.#leavePending(key);
-    o.logger.info("Handing over partition {key}", { key });
+    o.logger.info("Handing over partition {partition}", { partition: key });
     this.#track((async () => {
       const deadline = Date.now() + o.leaseMs;
       while (
@@ -273,14 +273,14 @@ export class Ownership implements StreamSource {
         await this.#leases.release(o.keys.lease(key));
       } catch (err) {
         // It expires on its own within the lease time.
-        o.logger.warn("Releasing the lease of {key} failed: {error}", {
-          key,
+        o.logger.warn("Releasing the lease of {partition} failed: {error}", {
+          partition: key,
           error: errorInfo(err).message,
         });
       }
       if (this.#held.get(key) === "draining") this.#held.delete(key);
       this.#report(this.#streamOf(key));
-      o.logger.info("Released partition {key}", { key });
+      o.logger.info("Released partition {partition}", { partition: key });
     })());
   }
 
@@ -291,8 +291,8 @@ export class Ownership implements StreamSource {
     if (wasReading) this.#publish();
     this.#leavePending(key);
     this.#o.logger.warn(
-      "Lost the lease of partition {key}; what this instance still holds of it is fenced",
-      { key },
+      "Lost the lease of partition {partition}; what this instance still holds of it is fenced",
+      { partition: key },
     );
   }
 
