@@ -7,7 +7,7 @@
  * a blocked read never delays another command. The same spirit as `ConnectionManager`
  * (connection.ts): states, deadlines, the breaker; node-redis reconnects the node clients.
  */
-import { createCluster, type RedisClusterType } from "@redis/client";
+import { createCluster, type RedisClusterType } from "npm:@redis/client@^5.12.1";
 import { delay, withDeadline } from "../clock.ts";
 import { type Config, readTlsFiles } from "../config.ts";
 import { errorInfo, getLogger, type Logger } from "../log.ts";
