@@ -61,6 +61,7 @@ export const ROUTES = new Set([
   "/openapi.json",
   "/trigger-test-event",
   "/admin/streams",
+  "/admin/partitions",
   "/admin/dlq/replay",
 ]);
 

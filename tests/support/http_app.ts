@@ -113,6 +113,9 @@ export function harness(o: HarnessOptions = {}) {
         replays.push([stream, count]);
         return o.admin?.replay?.(stream, count) ?? Promise.resolve(["1-1", "1-2"]);
       },
+      partitions: o.admin?.partitions,
+      partitionCount: o.admin?.partitionCount,
+      keysOf: o.admin?.keysOf,
     },
     availability: () => state.available,
     metrics,

@@ -186,13 +186,49 @@ Deno.test("real answers of every route and status validate against the OpenAPI d
   };
   const rich = harness({ admin: { report: () => Promise.resolve(report) } });
   assertEquals(await check("GET", "/admin/streams", await rich.request("/admin/streams")), 200);
+  const parts = "/admin/partitions";
+  assertEquals(await check("GET", parts, await rich.request(parts)), 200, "unpartitioned");
+  const partitioned = harness({
+    apiKey: KEY,
+    admin: {
+      partitionCount: 2,
+      partitions: (stream: string) =>
+        Promise.resolve([
+          {
+            key: `{${stream}:0}`,
+            partition: 0,
+            owner: "pod-1",
+            leaseExpiresAt: "2026-01-01T00:00:10.000Z",
+            pending: 3,
+            lag: 0,
+          },
+          {
+            key: `{${stream}:1}`,
+            partition: 1,
+            owner: null,
+            leaseExpiresAt: null,
+            pending: 0,
+            lag: null,
+          },
+        ]),
+    },
+  });
+  const partsRes = await partitioned.request(parts, { headers: AUTH });
+  assertEquals(await check("GET", parts, partsRes.clone()), 200);
+  const partsBody = await partsRes.json();
+  assertEquals(partsBody.partitions, 2);
+  assertEquals(partsBody.streams[0].partitions[0].owner, "pod-1");
+  assertEquals(await check("GET", parts, await partitioned.request(parts)), 401);
   const adminDown = harness({
     admin: {
       report: () => Promise.reject(new NotConnectedError("closed")),
       replay: () => Promise.reject(new CircuitOpenError(2000)),
+      partitionCount: 2,
+      partitions: () => Promise.reject(new NotConnectedError("closed")),
     },
   });
   await check("GET", "/admin/streams", await adminDown.request("/admin/streams"));
+  assertEquals(await check("GET", parts, await adminDown.request(parts)), 503);
   await check(
     "POST",
     replay,
@@ -206,9 +242,12 @@ Deno.test("real answers of every route and status validate against the OpenAPI d
     admin: {
       report: () => Promise.reject(new Error("boom")),
       replay: () => Promise.reject(new Error("boom")),
+      partitionCount: 2,
+      partitions: () => Promise.reject(new Error("boom")),
     },
   });
   await check("GET", "/admin/streams", await adminBroken.request("/admin/streams"));
+  assertEquals(await check("GET", parts, await adminBroken.request(parts)), 500);
   await check(
     "POST",
     replay,
