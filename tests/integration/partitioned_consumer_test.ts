@@ -3,7 +3,8 @@
  * real redis-server: three instances share 8 partitions evenly through the lease keys, one
  * that stops hands its partitions over and one that joins takes its share, with nothing lost
  * and each aggregate's entries forwarded in stream order; and a settle after the partition's
- * lease went to another owner writes nothing (fenced).
+ * lease went to another owner writes nothing (fenced), in the script and in a running consumer;
+ * `StreamAdmin` reports the partitions and replays their dead letters.
  *
  * @module
  */
@@ -19,7 +20,8 @@ import {
   testConfig,
 } from "../support/in_process_consumer.ts";
 import { ConnectionManager } from "../../src/redis/connection.ts";
-import { waitFor } from "../support/wait.ts";
+import { StreamAdmin } from "../../src/stream/admin.ts";
+import { gate, waitFor } from "../support/wait.ts";
 import { HandlerRegistry } from "../../src/stream/handlers.ts";
 import { KeySchema, partitionKey, partitionKeys, partitionOf } from "../../src/stream/keys.ts";
 import { encodeSettle, SETTLE_FENCED } from "../../src/stream/consumer/settle_codec.ts";
@@ -155,4 +157,114 @@ Deno.test("a settle after the partition's lease went to another owner writes not
   const reply = await settle("new") as unknown[];
   assertEquals(reply[0], 1, "acknowledged by the owner");
   assertEquals(await pendingEntries(client, key, GROUP), []);
+});
+
+Deno.test("StreamAdmin reports each partition's owner, pending and lag, and replays every partition's dead letters", async () => {
+  await using cleanup = new Cleanup();
+  const redis = cleanup.use(await startRedis());
+  const client = await redis.client();
+  const connection = new ConnectionManager({ redis: testConfig(redis).redis, clientName: "t" });
+  cleanup.add(() => connection.close());
+  await connection.connect();
+  const admin = new StreamAdmin({
+    connection,
+    dlqFor: (s) => KEYS.dlq(s),
+    partitions: N,
+    leaseFor: (p) => KEYS.lease(p),
+    group: GROUP,
+  });
+  const p0 = partitionKey("orders", 0);
+  await client.sendCommand(["XGROUP", "CREATE", p0, GROUP, "0", "MKSTREAM"]);
+  await xadd(client, p0, wireEntry("t", "a"));
+  await xadd(client, p0, wireEntry("t", "a"));
+  await client.sendCommand([
+    "XREADGROUP",
+    "GROUP",
+    GROUP,
+    "pod-a",
+    "COUNT",
+    "1",
+    "STREAMS",
+    p0,
+    ">",
+  ]);
+  await client.sendCommand(["SET", KEYS.lease(p0), "pod-a", "PX", "60000"]);
+  const before = Date.now();
+  const report = await admin.partitions("orders");
+  assertEquals(report.map((p) => p.key), partitionKeys("orders", N));
+  assertEquals([report[0].owner, report[0].pending, report[0].lag], ["pod-a", 1, 1]);
+  const expiry = Date.parse(report[0].leaseExpiresAt!);
+  assert(expiry > before + 50_000 && expiry < before + 70_000, report[0].leaseExpiresAt!);
+  assertEquals(report[1], {
+    key: partitionKey("orders", 1),
+    partition: 1,
+    owner: null,
+    leaseExpiresAt: null,
+    pending: 0,
+    lag: null,
+  });
+
+  // Dead letters of two partitions go back into their own partitions.
+  for (const i of [1, 3]) {
+    const key = partitionKey("orders", i);
+    await xadd(client, KEYS.dlq(key), {
+      ...wireEntry("t", `agg-${i}`),
+      error: "boom",
+      sourceStream: key,
+      sourceId: "1-1",
+      deliveries: "3",
+      consumer: "pod-a",
+      failedAt: new Date().toISOString(),
+    });
+  }
+  const ids = await admin.replay("orders", 10);
+  assertEquals(ids.length, 2);
+  for (const i of [1, 3]) {
+    const key = partitionKey("orders", i);
+    const back = await readStream(client, key);
+    assertEquals(back.map((e) => e.fields.aggregateId), [`agg-${i}`]);
+    assertEquals(back[0].fields.sourceStream, undefined, "dead-letter fields removed");
+    assertEquals(await readStream(client, KEYS.dlq(key)), []);
+  }
+  assertEquals(
+    (await admin.report(partitionKey("orders", 3))).length,
+    1,
+    "/admin/streams reports partition keys",
+  );
+  assertEquals(admin.keysOf("orders"), partitionKeys("orders", N));
+});
+
+Deno.test("a consumer whose lease is taken while a handler runs writes nothing of that entry", async () => {
+  await using cleanup = new Cleanup();
+  const redis = cleanup.use(await startRedis());
+  const client = await redis.client();
+  const started = gate();
+  const finish = gate();
+  const registry = new HandlerRegistry().fallback(async () => {
+    started.open();
+    await finish.promise;
+  });
+  const c1 = await startConsumer(cleanup, redis, {
+    ...ENV,
+    STREAM_PARTITIONS: "2",
+    CONSUMER_NAME: "c1",
+    CLAIM_IDLE_MS: "60000",
+  }, registry);
+  const key = partitionKey("orders", partitionOf("a", 2));
+  await waitFor(async () => String(await client.sendCommand(["GET", KEYS.lease(key)])) === "c1", {
+    message: "c1 holds the lease",
+  });
+  const id = await xadd(client, key, wireEntry("t", "a"));
+  await started.promise;
+  // Another owner takes the partition (as after a pause past the lease time).
+  await client.sendCommand(["SET", KEYS.lease(key), "other", "PX", "60000"]);
+  await waitFor(() => !c1.consumer.partitionsHeld().has(key), {
+    message: "c1 sees the lease lost",
+  });
+  finish.open();
+  await waitFor(() => c1.consumer.inFlight === 0, { message: "the entry settled (fenced)" });
+  const pending = await pendingEntries(client, key, GROUP);
+  assertEquals(pending.map((p) => [p.id, p.consumer]), [[id, "c1"]], "left pending");
+  assertEquals(await client.sendCommand(["EXISTS", "out"]), 0, "not forwarded");
+  assertEquals(await client.sendCommand(["EXISTS", KEYS.checkpoint(key)]), 0, "no checkpoint");
 });
