@@ -245,7 +245,8 @@ export class StreamConsumer {
       })
     );
     this.#loops.push(this.#reader.run(), ...this.#housekeeping.start());
-    if (this.#ownership) this.#loops.push(this.#ownership.run());
+    // Not one of #loops: it keeps renewing the leases while stop() drains, until leave().
+    this.#ownership?.start();
     this.#log.info("Consuming {streams} as {consumer} in group {group}", {
       streams: this.#ownership
         ? `${this.#s.streams.join(",")} (${this.#s.partitions} partitions each, shared)`

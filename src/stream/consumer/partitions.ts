@@ -66,6 +66,9 @@ export class Ownership implements StreamSource {
   readonly #held = new Map<string, PartitionPhase>();
   readonly #changes = new Wakeup();
   readonly #tasks = new Set<Promise<void>>();
+  /** Aborted by `leave()`: ends the loop. */
+  readonly #leaving = new AbortController();
+  #loop?: Promise<void>;
   #streams: readonly string[] = [];
   #version = 0;
 
@@ -103,24 +106,39 @@ export class Ownership implements StreamSource {
     return new Map(this.#held);
   }
 
-  /** The ownership loop; resolves when stopping (the leases are released by `leave`). */
+  /** Starts the ownership loop (`run`); `leave()` ends it. */
+  start(): void {
+    this.#loop ??= this.run();
+  }
+
+  /**
+   * The ownership loop, until `leave()`. Once the consumer stops it only renews the leases it
+   * holds, so that the entries still held settle under them (not fenced) however long the
+   * stop's drain takes.
+   */
   async run(): Promise<void> {
     const o = this.#o;
     const every = ownershipIntervalMs(o.leaseMs);
     let failures = 0;
-    while (!o.stopping.aborted) {
+    while (!this.#leaving.signal.aborted) {
       try {
-        await this.turn();
+        if (o.stopping.aborted) await this.#renewAll();
+        else await this.turn();
         failures = 0;
       } catch (err) {
-        if (o.stopping.aborted) break;
         if (failures++ % 30 === 0) {
           o.logger.warn("Partition ownership turn failed: {error}", {
             error: errorInfo(err).message,
           });
         }
       }
-      await delay(every, o.stopping);
+      await delay(every, this.#leaving.signal);
+    }
+  }
+
+  async #renewAll(): Promise<void> {
+    for (const key of [...this.#held.keys()]) {
+      if (!await this.#leases.renew(this.#o.keys.lease(key))) this.#held.delete(key);
     }
   }
 
@@ -156,6 +174,8 @@ export class Ownership implements StreamSource {
    */
   async leave(): Promise<void> {
     const o = this.#o;
+    this.#leaving.abort();
+    await this.#loop;
     await Promise.allSettled(this.#tasks);
     for (const [stream, m] of this.#members) {
       await m.leave().catch((err) =>
