@@ -34,6 +34,7 @@ const ROUTE_PATTERNS = new Set([
   "/openapi.json",
   "/trigger-test-event",
   "/admin/streams",
+  "/admin/partitions",
   "/admin/dlq/replay",
   "other",
 ]);
