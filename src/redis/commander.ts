@@ -5,6 +5,7 @@
  * on the node that answers NOSCRIPT. Every key a script touches is in KEYS, in one slot.
  */
 import type { ClusterClient } from "./cluster.ts";
+import type { ConnectionManager } from "./connection.ts";
 
 /** Sends one raw command; on a cluster, to the master serving `firstKey`'s slot. */
 export interface Commander {
@@ -20,6 +21,14 @@ export interface RawSender {
 /** A commander over one connection (single Redis, or one cluster node): the key is ignored. */
 export function nodeCommander(client: RawSender): Commander {
   return { send: (_key, args) => client.sendCommand([...args]) };
+}
+
+/**
+ * A commander over the service's `ConnectionManager` (single Redis or Sentinel): each command
+ * through `exec`, so through the breaker and under its deadline; the key is ignored.
+ */
+export function managedCommander(connection: ConnectionManager): Commander {
+  return { send: (_key, args) => connection.exec((c) => c.sendCommand([...args])) };
 }
 
 /** A commander over a node-redis cluster client: routed by `firstKey` (MOVED/ASK followed). */

@@ -7,7 +7,7 @@
  * partition keys {S:0} … {S:N-1}: the reports and the replay cover all of them, and
  * `partitions(S)` reads who owns each (its lease) with its pending and lag.
  */
-import type { Commander } from "../redis/commander.ts";
+import { managedCommander } from "../redis/commander.ts";
 import type { ConnectionManager } from "../redis/connection.ts";
 import { fetchConsumers, fetchGroups, groupLag } from "./group_ops.ts";
 import { DEAD_LETTER_FIELDS, partitionKeys } from "./keys.ts";
@@ -115,7 +115,7 @@ export class StreamAdmin {
   async partitions(stream: string): Promise<PartitionReport[]> {
     const o = this.#opts;
     const conn = o.connection;
-    const cmd: Commander = { send: (_k, args) => conn.exec((c) => c.sendCommand([...args])) };
+    const cmd = managedCommander(conn);
     return await Promise.all(
       this.keysOf(stream).map(async (key, partition) => {
         const lease = await readLease(cmd, o.leaseFor ? o.leaseFor(key) : key);

@@ -93,6 +93,12 @@ Deno.test("three processes share 8 partitions; a SIGKILL and a join rebalance; o
   const metrics = (await p1.request("/metrics")).text;
   const owned = metrics.match(/^stream_partitions_owned\{stream="orders"\} (\d+)$/m);
   assert(owned && Number(owned[1]) >= 2 && Number(owned[1]) <= 3, `gauge: ${owned?.[0]}`);
+  for (const key of partitionKeys("orders", N)) {
+    // The lag and pending gauges are per partition key.
+    const labels = `{stream="${key}",group="${GROUP}"}`;
+    assert(metrics.includes(`stream_consumer_lag${labels}`), `lag of ${key}`);
+    assert(metrics.includes(`stream_pending_messages${labels}`), `pending of ${key}`);
+  }
 
   // p2 dies without a word: its leases lapse and p1 and p3 take its partitions over.
   await waitFor(async () => await xlen(client, "out") >= 300, {

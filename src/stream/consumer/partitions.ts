@@ -20,7 +20,7 @@
 import { delay } from "../../clock.ts";
 import { errorInfo, type Logger } from "../../log.ts";
 import type { Metrics } from "../../metrics.ts";
-import type { Commander } from "../../redis/commander.ts";
+import { managedCommander } from "../../redis/commander.ts";
 import type { ConnectionManager } from "../../redis/connection.ts";
 import { type KeySchema, partitionKey } from "../keys.ts";
 import { partitionsOf } from "../partitions/assignment.ts";
@@ -59,7 +59,6 @@ export interface OwnershipOptions {
 /** The partitions this instance holds, and the loop that keeps them. */
 export class Ownership implements StreamSource {
   readonly #o: OwnershipOptions;
-  readonly #cmd: Commander;
   readonly #leases: Leases;
   readonly #members: Map<string, Membership>;
   /** Partition key → phase, for every partition whose lease this instance holds. */
@@ -74,15 +73,12 @@ export class Ownership implements StreamSource {
 
   constructor(options: OwnershipOptions) {
     const o = this.#o = options;
-    this.#cmd = {
-      send: (_key, args) => o.connection.exec((c) => c.sendCommand([...args])),
-    };
-    this.#leases = new Leases(this.#cmd, o.consumer, o.leaseMs);
-    this.#members = new Map(
-      o.streams.map((
-        s,
-      ) => [s, new Membership(this.#cmd, o.keys.members(s), o.consumer, o.leaseMs)]),
-    );
+    const cmd = managedCommander(o.connection);
+    this.#leases = new Leases(cmd, o.consumer, o.leaseMs);
+    this.#members = new Map();
+    for (const s of o.streams) {
+      this.#members.set(s, new Membership(cmd, o.keys.members(s), o.consumer, o.leaseMs));
+    }
     o.stopping.addEventListener("abort", () => this.#changes.notify(), { once: true });
   }
 
