@@ -225,7 +225,9 @@ export function openApiDocument(version: string): Json {
           operationId: "adminDlqReplay",
           summary: "Move dead-letter entries back to their stream",
           description: `Moves at most count (1 to ${MAX_REPLAY_COUNT}, default ` +
-            `${DEFAULT_REPLAY_COUNT}) entries. Same body rules as /trigger-test-event.`,
+            `${DEFAULT_REPLAY_COUNT}) entries. Same body rules as /trigger-test-event. ` +
+            "A partitioned stream (STREAM_PARTITIONS > 1): each partition's dead letters go " +
+            "back into that partition.",
           security: secured,
           requestBody: { required: true, content: json("ReplayRequest") },
           responses: {
