@@ -8,7 +8,10 @@
  * everything that could make one of its writes fail (the entry still pending
  * for this consumer, the key types of its targets, dead-letter stream and
  * idempotency mark, the field count under Lua's stack limit), then writes
- * only the ops that pass: XACK, the copies, the mark. Copies are made inside
+ * only the ops that pass: XACK, the copies, the mark. Bare acknowledgements
+ * (no copy, no mark: the common case) skip the checks and go in bulk: one
+ * multi-id XACK per group of ops that count alike, so Redis makes two calls
+ * per group instead of one per entry (see `SETTLE`). Copies are made inside
  * the script from `XRANGE id id`, so they are byte-exact (field names and
  * values as Redis holds them, in order, duplicates kept) and nothing of the
  * entry travels from the process. The checkpoint moves last, to the highest
@@ -52,6 +55,9 @@ export interface SettleBatch {
 export interface EncodedSettle<T extends SettleOpInput> {
   keys: string[];
   args: string[];
+  /** The bare acknowledgements, by group: the reply has one count per group, first. */
+  groups: T[][];
+  /** The other ops: the reply has one result per op, after the group counts. */
   order: T[];
 }
 
@@ -75,6 +81,11 @@ export type SettleResult =
 
 /** The decoded reply. */
 export interface SettleReply {
+  /**
+   * Per group of bare acknowledgements, how many XACK took effect (the others
+   * were no longer pending in the group: acknowledged elsewhere).
+   */
+  acked: number[];
   /** One per op of `order`. */
   results: SettleResult[];
   /** False when the checkpoint key has another type: the checkpoint was not written. */
@@ -85,15 +96,19 @@ const KIND_CODE = { forward: "f", dead_letter: "d" } as const;
 
 /**
  * Encodes `ops`. Bare acknowledgements (no copy, no mark: the common case)
- * travel first, as one comma-joined argument: one string to encode, not N.
- * The other ops follow, each as: id, kind (`f` forward, `d` dead letter, `m`
- * mark only), dedup key index (0 for none), target count, target key
- * indexes, extra count, extras (forward: the new headers; dead letter: the
- * dead-letter fields). Keys are passed by index into KEYS, each once.
+ * travel first: their number of groups (ops with the same `groupOf`, which
+ * the caller counts alike; one group when not given), then per group one
+ * comma-joined argument with the group's highest id first: one string to
+ * encode per group, not one per entry. The other ops follow, each as: id,
+ * kind (`f` forward, `d` dead letter, `m` mark only), dedup key index (0 for
+ * none), target count, target key indexes, extra count, extras (forward: the
+ * new headers; dead letter: the dead-letter fields). Keys are passed by index
+ * into KEYS, each once.
  */
 export function encodeSettle<T extends SettleOpInput>(
   batch: SettleBatch,
   ops: readonly T[],
+  groupOf?: (op: T) => string,
 ): EncodedSettle<T> {
   const keys = [batch.stream, batch.checkpointKey];
   const keyIndex = new Map<string, number>();
@@ -113,10 +128,21 @@ export function encodeSettle<T extends SettleOpInput>(
     String(batch.dedupTtlS),
     String(MAX_ENTRY_FIELDS),
   ];
-  const plain: T[] = [];
   const rich: T[] = [];
-  for (const op of ops) (op.dedupKey || op.copy ? rich : plain).push(op);
-  args.push(plain.map((op) => op.id).join(","));
+  const byGroup = new Map<string, T[]>();
+  for (const op of ops) {
+    if (op.dedupKey || op.copy) {
+      rich.push(op);
+      continue;
+    }
+    const g = groupOf ? groupOf(op) : "";
+    const list = byGroup.get(g);
+    if (list) list.push(op);
+    else byGroup.set(g, [op]);
+  }
+  const groups = [...byGroup.values()];
+  args.push(String(groups.length));
+  for (const group of groups) args.push(joinHighestFirst(group));
   for (const op of rich) {
     const copy = op.copy;
     args.push(op.id, copy ? KIND_CODE[copy.kind] : "m", op.dedupKey ? indexOf(op.dedupKey) : "0");
@@ -129,7 +155,33 @@ export function encodeSettle<T extends SettleOpInput>(
       args.push("1", indexOf(copy.target), String(copy.fields.length), ...copy.fields);
     }
   }
-  return { keys, args, order: rich.length > 0 ? plain.concat(rich) : plain };
+  return { keys, args, groups, order: rich };
+}
+
+/** The ids of `ops` joined by commas, the highest first (the rest in their order). */
+function joinHighestFirst(ops: readonly SettleOpInput[]): string {
+  let top = 0;
+  for (let i = 1; i < ops.length; i++) if (newerId(ops[i].id, ops[top].id)) top = i;
+  let out = ops[top].id;
+  for (let i = 0; i < ops.length; i++) if (i !== top) out += "," + ops[i].id;
+  return out;
+}
+
+/** True when stream id `a` (`ms-seq`) is after `b`. */
+export function newerId(a: string, b: string): boolean {
+  const da = a.indexOf("-");
+  const db = b.indexOf("-");
+  // Millisecond parts without leading zeros: a longer one is larger.
+  if (da !== db) return da > db;
+  for (let i = 0; i < da; i++) {
+    const ca = a.charCodeAt(i);
+    const cb = b.charCodeAt(i);
+    if (ca !== cb) return ca > cb;
+  }
+  const la = a.length - da;
+  const lb = b.length - db;
+  if (la !== lb) return la > lb;
+  return a > b;
 }
 
 const FAILURES: ReadonlySet<string> = new Set<SettleFailure>([
@@ -139,12 +191,21 @@ const FAILURES: ReadonlySet<string> = new Set<SettleFailure>([
   "too_many_fields",
 ]);
 
-/** Decodes the reply to a call of `count` ops. */
-export function decodeSettle(reply: unknown, count: number): SettleReply {
-  if (!Array.isArray(reply) || reply.length !== count + 1) {
-    throw new TypeError(`Settle script answered ${describe(reply)} for ${count} entries`);
+/** Decodes the reply to a call of `groups` groups of bare acknowledgements and `count` other ops. */
+export function decodeSettle(reply: unknown, groups: number, count: number): SettleReply {
+  if (!Array.isArray(reply) || reply.length !== groups + count + 1) {
+    throw new TypeError(
+      `Settle script answered ${describe(reply)} for ${groups} groups and ${count} entries`,
+    );
   }
-  const results = reply.slice(0, count).map((r): SettleResult => {
+  const acked = reply.slice(0, groups).map((r) => {
+    const n = Number(r);
+    if (!Number.isInteger(n) || n < 0) {
+      throw new TypeError(`Settle script answered ${JSON.stringify(r)} for a group`);
+    }
+    return n;
+  });
+  const results = reply.slice(groups, groups + count).map((r): SettleResult => {
     if (typeof r === "string" && FAILURES.has(r)) return { failed: r as SettleFailure };
     switch (Number(r)) {
       case 1:
@@ -156,7 +217,7 @@ export function decodeSettle(reply: unknown, count: number): SettleReply {
     }
     throw new TypeError(`Settle script answered ${JSON.stringify(r)} for an entry`);
   });
-  return { results, checkpointWritten: Number(reply[count]) === 1 };
+  return { acked, results, checkpointWritten: Number(reply[groups + count]) === 1 };
 }
 
 function describe(reply: unknown): string {
@@ -166,13 +227,20 @@ function describe(reply: unknown): string {
 /**
  * Settles a batch of entries of one stream (see the module comment).
  * KEYS: stream, checkpoint hash, then every other key ops refer to (by index).
- * ARGV: group, consumer, now (ISO), dedup TTL s, field limit, plain ids joined by commas (bare acknowledgements; may be empty), then per other
- *   op: id, kind, dedupKeyIndex (0 for none), targetCount, targetKeyIndex…,
- *   extraCount, extra…
- * Returns per plain id the XACK reply; per other op 1 settled, 0 not pending
- * for this consumer, 2 acknowledged without a copy (the entry is gone), or a
- * failure reason (nothing written); then 1 when the checkpoint could be
- * written (or there was nothing to write), else 0.
+ * ARGV: group, consumer, now (ISO), dedup TTL s, field limit, the number G of
+ *   groups of bare acknowledgements, G arguments of ids joined by commas (the
+ *   group's highest id first), then per other op: id, kind, dedupKeyIndex (0
+ *   for none), targetCount, targetKeyIndex…, extraCount, extra…
+ * A group is acknowledged with two XACK calls: its highest id alone (so the
+ * checkpoint is exactly the highest id acknowledged), then the rest in one
+ * multi-id XACK. Only when the highest was not pending any more (acknowledged
+ * elsewhere: rare) are the rest acknowledged one by one, to find the highest
+ * that was. Bare acknowledgements need no check before writing: XACK of an
+ * id not pending writes nothing.
+ * Returns per group the number of its ids XACK took effect for; per other op
+ * 1 settled, 0 not pending for this consumer, 2 acknowledged without a copy
+ * (the entry is gone), or a failure reason (nothing written); then 1 when the
+ * checkpoint could be written (or there was nothing to write), else 0.
  */
 export const SETTLE = new LuaScript(`#!lua
 ${ID_COMPARE}
@@ -193,12 +261,25 @@ local best = nil
 local function track(id)
   if best == nil or newer(id, best) then best = id end
 end
-for id in string.gmatch(ARGV[6], '[^,]+') do
-  local acked = redis.call('XACK', stream, group, id)
-  if acked == 1 then track(id) end
-  results[#results + 1] = acked
+local ngroups = tonumber(ARGV[6])
+for g = 1, ngroups do
+  local ids = {}
+  for id in string.gmatch(ARGV[6 + g], '[^,]+') do ids[#ids + 1] = id end
+  local n = redis.call('XACK', stream, group, ids[1])
+  if n == 1 then
+    track(ids[1])
+    if #ids > 1 then n = n + redis.call('XACK', stream, group, unpack(ids, 2)) end
+  else
+    for j = 2, #ids do
+      if redis.call('XACK', stream, group, ids[j]) == 1 then
+        track(ids[j])
+        n = n + 1
+      end
+    end
+  end
+  results[#results + 1] = n
 end
-local i = 7
+local i = 7 + ngroups
 while i <= #ARGV do
   local id, kind, dedup, nt = ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2]), tonumber(ARGV[i + 3])
   local tstart = i + 4
@@ -271,16 +352,14 @@ while i <= #ARGV do
 end
 local cp = 1
 if best then
-  local t = ktype(ckey)
-  if t == 'none' or t == 'hash' then
-    local cur = redis.call('HGET', ckey, consumer)
-    if (not cur) or newer(best, cur) then
-      redis.call('HSET', ckey, consumer, best, consumer .. ':at', now)
-    else
-      redis.call('HSET', ckey, consumer .. ':at', now)
-    end
-  else
+  -- No TYPE call: HGET of a key of another type answers an error (and writes nothing).
+  local cur = redis.pcall('HGET', ckey, consumer)
+  if type(cur) == 'table' and cur.err then
     cp = 0
+  elseif (not cur) or newer(best, cur) then
+    redis.call('HSET', ckey, consumer, best, consumer .. ':at', now)
+  else
+    redis.call('HSET', ckey, consumer .. ':at', now)
   end
 end
 results[#results + 1] = cp

@@ -144,28 +144,52 @@ export class Settler {
 
   async #settle(stream: string, ops: SettleOp[]): Promise<void> {
     const o = this.#o;
-    const { keys, args, order } = encodeSettle({
-      stream,
-      checkpointKey: o.keys.checkpoint(stream),
-      group: o.group,
-      consumer: o.consumer,
-      now: isoInZone(new Date(), o.timezone),
-      dedupTtlS: o.dedupTtlS,
-    }, ops);
+    const { keys, args, groups, order } = encodeSettle(
+      {
+        stream,
+        checkpointKey: o.keys.checkpoint(stream),
+        group: o.group,
+        consumer: o.consumer,
+        now: isoInZone(new Date(), o.timezone),
+        dedupTtlS: o.dedupTtlS,
+      },
+      ops,
+      countedAs,
+    );
     const reply = decodeSettle(
       await o.connection.exec((c) => SETTLE.run(c, keys, args)),
+      groups.length,
       order.length,
     );
     // Counted per batch: one increment per (event, outcome), not per entry.
     const counts = new Map<string, { event: string; outcome: Outcome; n: number }>();
     let deleted = 0;
     let deadLettered = 0;
+    groups.forEach((group, g) => {
+      // A group's ops share their outcome and event type (`countedAs`).
+      const acked = reply.acked[g];
+      const { outcome, eventType } = group[0];
+      if (outcome === "deleted") deleted += acked;
+      else if (acked > 0) {
+        const k = countedAs(group[0]);
+        const c = counts.get(k);
+        if (c) c.n += acked;
+        else counts.set(k, { event: eventType, outcome, n: acked });
+      }
+      if (acked < group.length) {
+        o.logger.debug("{count} entries of {stream} were no longer pending in the group", {
+          count: group.length - acked,
+          stream,
+        });
+      }
+      for (const op of group) o.release(op.held);
+    });
     order.forEach((op, i) => {
       const result = reply.results[i];
       if (result === "settled" || result === "gone") {
         if (op.outcome === "deleted") deleted++;
         else {
-          const k = `${op.eventType}\u0000${op.outcome}`;
+          const k = countedAs(op);
           const c = counts.get(k);
           if (c) c.n++;
           else counts.set(k, { event: op.eventType, outcome: op.outcome, n: 1 });
@@ -217,6 +241,11 @@ export class Settler {
       { id: op.id, stream, reason, detail: FAILURE_DETAIL[reason] ?? reason },
     );
   }
+}
+
+/** The key ops are counted under: outcome and event type. */
+function countedAs(op: SettleOp): string {
+  return `${op.outcome}\u0000${op.eventType}`;
 }
 
 /** What each settle failure means, for the log. */
