@@ -173,6 +173,8 @@ export function newerId(a: string, b: string): boolean {
   const db = b.indexOf("-");
   // Millisecond parts without leading zeros: a longer one is larger.
   if (da !== db) return da > db;
+  // Parts of equal lengths (the usual case): the text order is the numeric order.
+  if (a.length === b.length) return a > b;
   for (let i = 0; i < da; i++) {
     const ca = a.charCodeAt(i);
     const cb = b.charCodeAt(i);
