@@ -16,7 +16,8 @@
  * --seconds S (10), --warmup-ms MS (1000), --health-requests N (500), --only
  * drain,latency,health, --baseline-count N (1000: the COUNT of the baseline's XREADGROUP; the
  * service reads with its defaults), --routes (the drain runs the service with
- * ROUTES="*=>bench-out", against the same plain baseline).
+ * ROUTES="*=>bench-out", against the same plain baseline), --service-env K=V,K=V (more
+ * variables for the service, e.g. BATCH_SIZE=1000; not the defaults the harness runs).
  * The defaults mirror the outside harness of the performance issue: 200,000 entries with a
  * 200-byte payload, the baseline reading COUNT 1000, the service with its defaults.
  * It is a benchmark, not a test: nothing here is asserted in `deno task test`.
@@ -50,6 +51,7 @@ const flags = parseFlags(Deno.args, {
   "payload-bytes": 200,
   "baseline-count": 1_000,
   routes: false,
+  "service-env": "",
   rate: 500,
   seconds: 10,
   "warmup-ms": 1_000,
@@ -118,6 +120,11 @@ async function run(cleanup: Cleanup): Promise<void> {
         LOG_LEVEL: "WARN",
       };
       if (forward) env.ROUTES = `*=>${forward}`;
+      for (const pair of flags["service-env"].split(",").filter(Boolean)) {
+        const eq = pair.indexOf("=");
+        if (eq <= 0) throw new Error(`--service-env: ${pair} is not KEY=VALUE`);
+        env[pair.slice(0, eq)] = pair.slice(eq + 1);
+      }
       const svc: ServiceProcess = cleanup.use(await startService({ env, waitReady: false }));
       return {
         kind,
@@ -439,7 +446,8 @@ if (import.meta.main) {
     console.log(
       "deno task bench [--entries N] [--aggregates N] [--payload-bytes N] [--runs N] [--rate N]\n" +
         "                [--seconds S] [--warmup-ms MS] [--health-requests N]\n" +
-        "                [--only drain,latency,health] [--baseline-count N] [--routes]",
+        "                [--only drain,latency,health] [--baseline-count N] [--routes]\n" +
+        "                [--service-env K=V,K=V]",
     );
     Deno.exit(0);
   }
