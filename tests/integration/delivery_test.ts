@@ -215,7 +215,7 @@ Deno.test("SETTLE acknowledges bare entries in bulk with exact counts and checkp
         dedupTtlS: 60,
       },
       ops,
-      (op) => op.k,
+      (a, b) => a.k === b.k,
     );
     return await connection.exec((c) => SETTLE.run(c, keys, args));
   };

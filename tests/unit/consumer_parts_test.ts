@@ -41,7 +41,7 @@ Deno.test("encodeSettle() groups bare acknowledgements by the caller's key", () 
     { id: "10-0", k: "a" },
     { id: "9-5", k: "a" },
   ];
-  const { args, groups } = encodeSettle(batch, ops, (op) => op.k);
+  const { args, groups } = encodeSettle(batch, ops, (a, b) => a.k === b.k);
   assertEquals(args.slice(5), ["2", "10-0,1-0,9-5", "2-0"]);
   assertEquals(groups, [[ops[0], ops[2], ops[3]], [ops[1]]]);
 });

@@ -96,10 +96,11 @@ const KIND_CODE = { forward: "f", dead_letter: "d" } as const;
 
 /**
  * Encodes `ops`. Bare acknowledgements (no copy, no mark: the common case)
- * travel first: their number of groups (ops with the same `groupOf`, which
- * the caller counts alike; one group when not given), then per group one
- * comma-joined argument with the group's highest id first: one string to
- * encode per group, not one per entry. The other ops follow, each as: id,
+ * travel first: their number of groups (ops the caller counts alike, as
+ * `sameGroup` tells; one group when not given), then per group one
+ * comma-joined argument with the group's highest id first (swapped with the
+ * first): one string to encode per group, not one per entry. The other ops
+ * follow, each as: id,
  * kind (`f` forward, `d` dead letter, `m` mark only), dedup key index (0 for
  * none), target count, target key indexes, extra count, extras (forward: the
  * new headers; dead letter: the dead-letter fields). Keys are passed by index
@@ -108,7 +109,7 @@ const KIND_CODE = { forward: "f", dead_letter: "d" } as const;
 export function encodeSettle<T extends SettleOpInput>(
   batch: SettleBatch,
   ops: readonly T[],
-  groupOf?: (op: T) => string,
+  sameGroup?: (a: T, b: T) => boolean,
 ): EncodedSettle<T> {
   const keys = [batch.stream, batch.checkpointKey];
   const keyIndex = new Map<string, number>();
@@ -129,18 +130,20 @@ export function encodeSettle<T extends SettleOpInput>(
     String(MAX_ENTRY_FIELDS),
   ];
   const rich: T[] = [];
-  const byGroup = new Map<string, T[]>();
+  const groups: T[][] = [];
+  let last: T[] | undefined;
   for (const op of ops) {
     if (op.dedupKey || op.copy) {
       rich.push(op);
       continue;
     }
-    const g = groupOf ? groupOf(op) : "";
-    const list = byGroup.get(g);
-    if (list) list.push(op);
-    else byGroup.set(g, [op]);
+    // Usually the group of the op before (few groups per batch: a short scan otherwise).
+    if (!last || (sameGroup && !sameGroup(last[0], op))) {
+      last = sameGroup ? groups.find((g) => sameGroup(g[0], op)) : undefined;
+      if (!last) groups.push(last = []);
+    }
+    last.push(op);
   }
-  const groups = [...byGroup.values()];
   args.push(String(groups.length));
   for (const group of groups) args.push(joinHighestFirst(group));
   for (const op of rich) {
@@ -160,11 +163,14 @@ export function encodeSettle<T extends SettleOpInput>(
 
 /** The ids of `ops` joined by commas, the highest first (the rest in their order). */
 function joinHighestFirst(ops: readonly SettleOpInput[]): string {
+  const ids = new Array<string>(ops.length);
   let top = 0;
-  for (let i = 1; i < ops.length; i++) if (newerId(ops[i].id, ops[top].id)) top = i;
-  let out = ops[top].id;
-  for (let i = 0; i < ops.length; i++) if (i !== top) out += "," + ops[i].id;
-  return out;
+  for (let i = 0; i < ops.length; i++) {
+    ids[i] = ops[i].id;
+    if (i > 0 && newerId(ids[i], ids[top])) top = i;
+  }
+  if (top > 0) [ids[0], ids[top]] = [ids[top], ids[0]];
+  return ids.join(",");
 }
 
 /** True when stream id `a` (`ms-seq`) is after `b`. */

@@ -154,7 +154,7 @@ export class Settler {
         dedupTtlS: o.dedupTtlS,
       },
       ops,
-      countedAs,
+      countedAlike,
     );
     const reply = decodeSettle(
       await o.connection.exec((c) => SETTLE.run(c, keys, args)),
@@ -166,7 +166,7 @@ export class Settler {
     let deleted = 0;
     let deadLettered = 0;
     groups.forEach((group, g) => {
-      // A group's ops share their outcome and event type (`countedAs`).
+      // A group's ops share their outcome and event type (`countedAlike`).
       const acked = reply.acked[g];
       const { outcome, eventType } = group[0];
       if (outcome === "deleted") deleted += acked;
@@ -241,6 +241,11 @@ export class Settler {
       { id: op.id, stream, reason, detail: FAILURE_DETAIL[reason] ?? reason },
     );
   }
+}
+
+/** True when `a` and `b` count alike: same outcome and event type. */
+function countedAlike(a: SettleOp, b: SettleOp): boolean {
+  return a.outcome === b.outcome && a.eventType === b.eventType;
 }
 
 /** The key ops are counted under: outcome and event type. */
