@@ -117,8 +117,7 @@ Deno.test("new LaneScheduler() rejects a concurrency below 1", () => {
 Deno.test("LaneScheduler keeps order for items pushed from inside a start", async () => {
   const order: string[] = [];
   const gates = new Map<string, ReturnType<typeof deferred>>();
-  let lanes!: LaneScheduler<Item>;
-  lanes = new LaneScheduler<Item>({
+  const lanes: LaneScheduler<Item> = new LaneScheduler<Item>({
     concurrency: 2,
     start: (item) => {
       order.push(`${item.lane}${item.n}`);
@@ -143,8 +142,7 @@ Deno.test("LaneScheduler keeps order for items pushed from inside a start", asyn
 
 Deno.test("LaneScheduler runs an item pushed to its own lane from a synchronous start next", () => {
   const order: string[] = [];
-  let lanes!: LaneScheduler<Item>;
-  lanes = new LaneScheduler<Item>({
+  const lanes: LaneScheduler<Item> = new LaneScheduler<Item>({
     concurrency: 1,
     start: (item) => {
       order.push(`${item.lane}${item.n}`);
