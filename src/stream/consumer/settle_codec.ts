@@ -264,10 +264,17 @@ local function ktype(k)
   end
   return t
 end
+-- newer() for ids of equal length and millisecond digits: the text order (the usual case).
+local function later(a, b)
+  if #a == #b and string.find(a, '-', 1, true) == string.find(b, '-', 1, true) then
+    return a > b
+  end
+  return newer(a, b)
+end
 local results = {}
 local best = nil
 local function track(id)
-  if best == nil or newer(id, best) then best = id end
+  if best == nil or later(id, best) then best = id end
 end
 local ngroups = tonumber(ARGV[6])
 for g = 1, ngroups do
@@ -287,77 +294,121 @@ for g = 1, ngroups do
   end
   results[#results + 1] = n
 end
+-- The other ops: parsed first, so that their checks can be batched (one XPENDING and one
+-- XRANGE over the range of their ids, not one of each per op: Lua's redis.call costs
+-- about a microsecond each, more than most of these commands).
+local ops = {}
+local lo, hi = nil, nil
 local i = 7 + ngroups
 while i <= #ARGV do
-  local id, kind, dedup, nt = ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2]), tonumber(ARGV[i + 3])
-  local tstart = i + 4
-  local ne = tonumber(ARGV[tstart + nt])
-  local estart = tstart + nt + 1
-  i = estart + ne
-  local result = nil
-  local copy = nil
-  -- 1. Checks: nothing is written for an op that fails one.
-  local p = redis.call('XPENDING', stream, group, id, id, 1)
-  if #p == 0 or p[1][2] ~= consumer then result = 0 end
-  if not result and dedup > 0 then
-    local t = ktype(KEYS[dedup])
-    if t ~= 'none' and t ~= 'string' then result = 'dedup_key_type' end
+  local op = { id = ARGV[i], kind = ARGV[i + 1], dedup = tonumber(ARGV[i + 2]),
+    nt = tonumber(ARGV[i + 3]) }
+  op.tstart = i + 4
+  op.ne = tonumber(ARGV[op.tstart + op.nt])
+  op.estart = op.tstart + op.nt + 1
+  i = op.estart + op.ne
+  ops[#ops + 1] = op
+  if lo == nil or later(lo, op.id) then lo = op.id end
+  if hi == nil or later(op.id, hi) then hi = op.id end
+end
+-- 1. Checks: nothing is written for an op that fails one.
+-- Pending for this consumer: one XPENDING over [lo, hi] (only this consumer's entries);
+-- when it was cut at its COUNT, the ids after its last row are asked one by one.
+local mine, known = {}, hi
+if #ops > 0 then
+  local limit = 2 * #ops + 64
+  local rows = redis.call('XPENDING', stream, group, lo, hi, limit, consumer)
+  for r = 1, #rows do mine[rows[r][1]] = true end
+  if #rows >= limit then known = rows[#rows][1] end
+end
+local need = {}
+local flo, fhi = nil, nil
+for _, op in ipairs(ops) do
+  local id = op.id
+  local pend = mine[id]
+  if not pend and later(id, known) then
+    local p = redis.call('XPENDING', stream, group, id, id, 1)
+    pend = #p == 1 and p[1][2] == consumer
   end
-  if not result then
-    for t = 0, nt - 1 do
-      local ty = ktype(KEYS[tonumber(ARGV[tstart + t])])
+  if not pend then op.result = 0 end
+  if not op.result and op.dedup > 0 then
+    local t = ktype(KEYS[op.dedup])
+    if t ~= 'none' and t ~= 'string' then op.result = 'dedup_key_type' end
+  end
+  if not op.result then
+    for t = 0, op.nt - 1 do
+      local ty = ktype(KEYS[tonumber(ARGV[op.tstart + t])])
       if ty ~= 'none' and ty ~= 'stream' then
-        if kind == 'd' then result = 'dead_letter_type' else result = 'target_type' end
+        if op.kind == 'd' then op.result = 'dead_letter_type' else op.result = 'target_type' end
         break
       end
     end
   end
-  if not result and nt > 0 then
-    local e = redis.call('XRANGE', stream, id, id)
-    local f = nil
-    if #e == 1 then f = e[1][2] end
-    if kind == 'f' then
-      if f == nil then
-        copy = false
-      elseif #f > 2 * maxFields then
-        result = 'too_many_fields'
-      else
-        copy = {}
-        local h = nil
-        for j = 1, #f do
-          copy[j] = f[j]
-          if j % 2 == 1 and f[j] == 'headers' then h = j end
-        end
-        if h then
-          copy[h + 1] = ARGV[estart]
-        else
-          copy[#copy + 1] = 'headers'
-          copy[#copy + 1] = ARGV[estart]
-        end
-      end
-    else
-      -- A dead-letter copy keeps as many leading fields as fit the field limit.
-      copy = {}
-      if f then
-        for j = 1, math.min(#f, 2 * maxFields) do copy[j] = f[j] end
-      end
-      for j = 0, ne - 1 do copy[#copy + 1] = ARGV[estart + j] end
-    end
+  if not op.result and op.nt > 0 then
+    need[#need + 1] = op
+    if flo == nil or later(flo, id) then flo = id end
+    if fhi == nil or later(id, fhi) then fhi = id end
   end
-  -- 2. Writes, only for an op that passed every check.
-  if not result then
-    redis.call('XACK', stream, group, id)
-    if copy then
-      for t = 0, nt - 1 do
-        redis.call('XADD', KEYS[tonumber(ARGV[tstart + t])], '*', unpack(copy))
-      end
-    end
-    if dedup > 0 then redis.call('SET', KEYS[dedup], id, 'EX', ttl) end
-    track(id)
-    if copy == false then result = 2 else result = 1 end
-  end
-  results[#results + 1] = result
 end
+-- The entries to copy: one XRANGE over [flo, fhi], the ids after a cut one by one.
+local entries, fknown = {}, fhi
+if #need > 0 then
+  local limit = 2 * #need + 64
+  local rows = redis.call('XRANGE', stream, flo, fhi, 'COUNT', limit)
+  for r = 1, #rows do entries[rows[r][1]] = rows[r][2] end
+  if #rows >= limit then fknown = rows[#rows][1] end
+end
+for _, op in ipairs(need) do
+  local f = entries[op.id]
+  if f == nil and later(op.id, fknown) then
+    local e = redis.call('XRANGE', stream, op.id, op.id)
+    if #e == 1 then f = e[1][2] end
+  end
+  -- The copy is made in the entry's own field list (fresh for this script).
+  if op.kind == 'f' then
+    if f == nil then
+      op.copy = false
+    elseif #f > 2 * maxFields then
+      op.result = 'too_many_fields'
+    else
+      local h = nil
+      for j = 1, #f, 2 do
+        if f[j] == 'headers' then h = j end
+      end
+      if h then
+        f[h + 1] = ARGV[op.estart]
+      else
+        f[#f + 1] = 'headers'
+        f[#f + 1] = ARGV[op.estart]
+      end
+      op.copy = f
+    end
+  else
+    -- A dead-letter copy keeps as many leading fields as fit the field limit.
+    local copy = f or {}
+    for j = #copy, 2 * maxFields + 1, -1 do copy[j] = nil end
+    for j = 0, op.ne - 1 do copy[#copy + 1] = ARGV[op.estart + j] end
+    op.copy = copy
+  end
+end
+-- 2. Writes, only for the ops that passed every check; their XACK (each returns 1: checked
+-- pending for this consumer above, in this same atomic script) in one call after them.
+local acks = {}
+for _, op in ipairs(ops) do
+  if not op.result then
+    if op.copy then
+      for t = 0, op.nt - 1 do
+        redis.call('XADD', KEYS[tonumber(ARGV[op.tstart + t])], '*', unpack(op.copy))
+      end
+    end
+    if op.dedup > 0 then redis.call('SET', KEYS[op.dedup], op.id, 'EX', ttl) end
+    acks[#acks + 1] = op.id
+    track(op.id)
+    if op.copy == false then op.result = 2 else op.result = 1 end
+  end
+  results[#results + 1] = op.result
+end
+if #acks > 0 then redis.call('XACK', stream, group, unpack(acks)) end
 local cp = 1
 if best then
   -- No TYPE call: HGET of a key of another type answers an error (and writes nothing).
