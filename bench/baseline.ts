@@ -1,6 +1,7 @@
 /**
  * The benchmark's reference: a minimal hand-written node-redis (RESP2) consumer loop, run as its
- * own process by bench/main.ts. XREADGROUP COUNT 100 BLOCK, a no-op handler per entry, then one
+ * own process by bench/main.ts. XREADGROUP COUNT n BLOCK (bench/main.ts passes 1000, as the
+ * outside harness of the performance issue does), a no-op handler per entry, then one
  * XACK for the whole batch; with `--forward <stream>` the XACK and one XADD per entry to that
  * stream go in one MULTI/EXEC (what the service does with ROUTES, minus everything else).
  *

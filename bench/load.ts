@@ -14,16 +14,26 @@ import {
   xadd,
 } from "../tests/support/streams.ts";
 
-/** The fields of entry `seq` (wire format, README: Stream entries); `aggregates` distinct ids. */
-export function entryFields(seq: number, aggregates: number, sentAt?: number): Fields {
-  const payload = sentAt === undefined
-    ? `{"seq":${seq},"amount":${seq % 997},"note":"bench entry"}`
-    : `{"seq":${seq},"sentAt":${sentAt},"amount":${seq % 997},"note":"bench entry"}`;
+/**
+ * The fields of entry `seq` (wire format, README: Stream entries); `aggregates` distinct ids.
+ * The payload is padded to `payloadBytes` (at least its natural size; the outside harness of
+ * the performance issue uses 200).
+ */
+export function entryFields(
+  seq: number,
+  aggregates: number,
+  sentAt?: number,
+  payloadBytes = 0,
+): Fields {
+  const head = sentAt === undefined
+    ? `{"seq":${seq},"amount":${seq % 997},"note":"bench entry`
+    : `{"seq":${seq},"sentAt":${sentAt},"amount":${seq % 997},"note":"bench entry`;
+  const pad = Math.max(0, payloadBytes - head.length - 2);
   return {
     event: "bench.tick",
     aggregateId: `agg-${seq % aggregates}`,
     timestamp: new Date().toISOString(),
-    payload,
+    payload: `${head}${".".repeat(pad)}"}`,
     serviceName: "bench",
     headers: `{"correlationId":"bench-${seq}"}`,
   };
@@ -35,8 +45,15 @@ export async function preload(
   stream: string,
   count: number,
   aggregates: number,
+  payloadBytes = 0,
 ): Promise<void> {
-  await preloadEntries(client, stream, count, (i) => entryFields(i, aggregates), 2_000);
+  await preloadEntries(
+    client,
+    stream,
+    count,
+    (i) => entryFields(i, aggregates, undefined, payloadBytes),
+    2_000,
+  );
 }
 
 /** What XINFO GROUPS says of one group. */

@@ -11,9 +11,15 @@
  * 3. `GET /health/live` latency while the service drains a backlog, and when idle;
  * 4. peak RSS (VmHWM) of the consumer processes.
  *
- * Flags: --entries N (100000), --aggregates N (1000), --runs N (3 drains each, the median is
- * reported), --rate N/s (500), --seconds S (10), --warmup-ms MS (1000), --health-requests N
- * (500), --only drain,latency,health.
+ * Flags: --entries N (200000), --aggregates N (1000), --payload-bytes N (200: the size of each
+ * entry's payload), --runs N (3 drains each, the median is reported), --rate N/s (500),
+ * --seconds S (10), --warmup-ms MS (1000), --health-requests N (500), --only
+ * drain,latency,health, --baseline-count N (1000: the COUNT of the baseline's XREADGROUP; the
+ * service reads with its defaults), --routes (the drain runs the service with
+ * ROUTES="*=>bench-out", against the same plain baseline), --service-env K=V,K=V (more
+ * variables for the service, e.g. BATCH_SIZE=1000; not the defaults the harness runs).
+ * The defaults mirror the outside harness of the performance issue: 200,000 entries with a
+ * 200-byte payload, the baseline reading COUNT 1000, the service with its defaults.
  * It is a benchmark, not a test: nothing here is asserted in `deno task test`.
  *
  * @module
@@ -40,8 +46,12 @@ const OUT_STREAM = "bench-out";
 const TARGET_RATIO = 0.7;
 
 const flags = parseFlags(Deno.args, {
-  entries: 100_000,
+  entries: 200_000,
   aggregates: 1_000,
+  "payload-bytes": 200,
+  "baseline-count": 1_000,
+  routes: false,
+  "service-env": "",
   rate: 500,
   seconds: 10,
   "warmup-ms": 1_000,
@@ -110,6 +120,11 @@ async function run(cleanup: Cleanup): Promise<void> {
         LOG_LEVEL: "WARN",
       };
       if (forward) env.ROUTES = `*=>${forward}`;
+      for (const pair of flags["service-env"].split(",").filter(Boolean)) {
+        const eq = pair.indexOf("=");
+        if (eq <= 0) throw new Error(`--service-env: ${pair} is not KEY=VALUE`);
+        env[pair.slice(0, eq)] = pair.slice(eq + 1);
+      }
       const svc: ServiceProcess = cleanup.use(await startService({ env, waitReady: false }));
       return {
         kind,
@@ -137,6 +152,8 @@ async function run(cleanup: Cleanup): Promise<void> {
       STREAM,
       "--group",
       GROUP,
+      "--count",
+      String(flags["baseline-count"]),
     ];
     if (forward) args.push("--forward", forward);
     const child = cleanup.use(new Child(Deno.execPath(), args, { cwd: REPO_ROOT }));
@@ -155,10 +172,14 @@ async function run(cleanup: Cleanup): Promise<void> {
   const drainOnce = async (kind: Consumer["kind"]) => {
     await admin.sendCommand(["FLUSHALL"]);
     log(`drain/${kind}: preloading ${fmt(flags.entries)} entries`);
-    await preload(admin, STREAM, flags.entries, flags.aggregates);
+    await preload(admin, STREAM, flags.entries, flags.aggregates, flags["payload-bytes"]);
     await admin.sendCommand(["CONFIG", "RESETSTAT"]);
     const spawnedAt = performance.now();
-    const consumer = await startConsumer(kind);
+    // With --routes only the service forwards: the reference stays the plain loop.
+    const consumer = await startConsumer(
+      kind,
+      flags.routes && kind === "service" ? OUT_STREAM : undefined,
+    );
     try {
       let cpu0 = 0;
       let redisCpu0 = 0;
@@ -256,7 +277,7 @@ async function run(cleanup: Cleanup): Promise<void> {
   if (only.has("health")) {
     await admin.sendCommand(["FLUSHALL"]);
     log(`health: preloading ${fmt(flags.entries)} entries`);
-    await preload(admin, STREAM, flags.entries, flags.aggregates);
+    await preload(admin, STREAM, flags.entries, flags.aggregates, flags["payload-bytes"]);
     const env: Record<string, string> = {
       ...redis.env(),
       SERVICE_NAME: "bench-service",
@@ -332,9 +353,9 @@ function report(
   const db = drains.get("baseline");
   if (ds && db) {
     row(
-      `drain throughput, ${fmt(flags.entries)} entries, median of ${
-        Math.max(1, flags.runs)
-      } (entries/s)`,
+      `drain throughput, ${fmt(flags.entries)} entries${
+        flags.routes ? " (service with ROUTES)" : ""
+      }, median of ${Math.max(1, flags.runs)} (entries/s)`,
       ds.rate,
       db.rate,
     );
@@ -423,8 +444,10 @@ function report(
 if (import.meta.main) {
   if (flags.help) {
     console.log(
-      "deno task bench [--entries N] [--aggregates N] [--runs N] [--rate N] [--seconds S]\n" +
-        "                [--warmup-ms MS] [--health-requests N] [--only drain,latency,health]",
+      "deno task bench [--entries N] [--aggregates N] [--payload-bytes N] [--runs N] [--rate N]\n" +
+        "                [--seconds S] [--warmup-ms MS] [--health-requests N]\n" +
+        "                [--only drain,latency,health] [--baseline-count N] [--routes]\n" +
+        "                [--service-env K=V,K=V]",
     );
     Deno.exit(0);
   }

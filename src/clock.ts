@@ -41,21 +41,36 @@ export class DeadlineError extends Error {
  * settled by then. `p` itself is not cancelled; the timer is always cleared.
  */
 export function raceDeadline<T, F>(p: Promise<T>, ms: number, fallback: F): Promise<T | F> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const late = new Promise<F>((resolve) => (timer = setTimeout(() => resolve(fallback), ms)));
-  return Promise.race([p, late]).finally(() => clearTimeout(timer));
+  // One promise and one timer (not a race of two promises and a `finally`): this runs
+  // around every Redis command.
+  return new Promise<T | F>((resolve, reject) => {
+    const timer = setTimeout(() => resolve(fallback), ms);
+    p.then((v) => {
+      clearTimeout(timer);
+      resolve(v);
+    }, (err: unknown) => {
+      clearTimeout(timer);
+      reject(err);
+    });
+  });
 }
 
 /**
  * Settles as `p` does, or rejects with a `DeadlineError` after `ms`. `p`
  * itself is not cancelled (a rejection it has later is ignored).
  */
-export async function withDeadline<T>(p: Promise<T>, ms: number): Promise<T> {
-  const late = Symbol("late");
-  const result = await raceDeadline(p, ms, late);
-  if (result === late) {
-    p.catch(() => {}); // settles later; nobody waits for it any more
-    throw new DeadlineError(ms);
-  }
-  return result as T;
+export function withDeadline<T>(p: Promise<T>, ms: number): Promise<T> {
+  return new Promise<T>((resolve, reject) => {
+    const timer = setTimeout(() => {
+      p.catch(() => {}); // settles later; nobody waits for it any more
+      reject(new DeadlineError(ms));
+    }, ms);
+    p.then((v) => {
+      clearTimeout(timer);
+      resolve(v);
+    }, (err: unknown) => {
+      clearTimeout(timer);
+      reject(err);
+    });
+  });
 }

@@ -28,6 +28,9 @@ export class LaneScheduler<T> {
   #readyHead = 0;
   #running = 0;
   #pumping = false;
+  /** The lane whose item #runDirect is starting, and items pushed to it meanwhile. */
+  #directLane?: string;
+  #directRest?: T[];
 
   constructor(options: LaneSchedulerOptions<T>) {
     if (!Number.isInteger(options.concurrency) || options.concurrency < 1) {
@@ -49,12 +52,56 @@ export class LaneScheduler<T> {
 
   /** Queues `item` at the end of `lane`; it runs after the lane's earlier items. */
   push(lane: string, item: T): void {
-    const queue = this.#lanes.get(lane);
-    if (queue) queue.push(item);
-    else {
-      this.#lanes.set(lane, [item]);
-      this.#ready.push(lane);
+    if (lane === this.#directLane) {
+      // Pushed from inside the start of that lane's item (see #runDirect).
+      (this.#directRest ??= []).push(item);
+      return;
     }
+    const queue = this.#lanes.get(lane);
+    if (queue) {
+      // The lane runs or waits in #ready: the item follows in turn.
+      queue.push(item);
+      return;
+    }
+    if (
+      this.#running < this.#concurrency && this.#readyHead >= this.#ready.length && !this.#pumping
+    ) {
+      this.#runDirect(lane, item);
+      return;
+    }
+    this.#lanes.set(lane, [item]);
+    this.#ready.push(lane);
+    this.#pump();
+  }
+
+  /**
+   * Starts the item of an idle lane while nothing waits: the common case costs
+   * one map lookup (in `push`) and no queue, unless the item goes async.
+   */
+  #runDirect(lane: string, item: T): void {
+    this.#running++;
+    this.#pumping = true;
+    this.#directLane = lane;
+    let pending: Promise<unknown> | undefined;
+    try {
+      pending = this.#start(item);
+    } catch {
+      pending = undefined; // a throwing start counts as finished
+    } finally {
+      this.#directLane = undefined;
+      this.#pumping = false;
+    }
+    const rest = this.#directRest;
+    this.#directRest = undefined;
+    if (!pending && !rest) {
+      this.#running--;
+      if (this.#readyHead < this.#ready.length) this.#pump(); // lanes pushed meanwhile
+      return;
+    }
+    const queue = rest ? [item, ...rest] : [item];
+    this.#lanes.set(lane, queue);
+    if (pending) this.#await(lane, queue, pending);
+    else this.#finished(lane, queue);
     this.#pump();
   }
 
@@ -70,28 +117,34 @@ export class LaneScheduler<T> {
         }
         const queue = this.#lanes.get(lane)!;
         this.#running++;
-        const done = () => {
-          this.#running--;
-          queue.shift();
-          if (queue.length > 0) this.#ready.push(lane); // the lane's next item, in order
-          else this.#lanes.delete(lane);
-        };
         let pending: Promise<unknown> | undefined;
         try {
           pending = this.#start(queue[0]);
         } catch {
           pending = undefined; // a throwing start counts as finished
         }
-        if (pending) {
-          const after = () => {
-            done();
-            this.#pump();
-          };
-          pending.then(after, after);
-        } else done();
+        if (pending) this.#await(lane, queue, pending);
+        else this.#finished(lane, queue);
       }
     } finally {
       this.#pumping = false;
     }
+  }
+
+  /** Finishes the lane's running item once `pending` settles, then starts more. */
+  #await(lane: string, queue: T[], pending: Promise<unknown>): void {
+    const after = () => {
+      this.#finished(lane, queue);
+      this.#pump();
+    };
+    pending.then(after, after);
+  }
+
+  /** The lane's running item (its queue's head) finished: its next item, in order, is ready. */
+  #finished(lane: string, queue: T[]): void {
+    this.#running--;
+    queue.shift();
+    if (queue.length > 0) this.#ready.push(lane);
+    else this.#lanes.delete(lane);
   }
 }

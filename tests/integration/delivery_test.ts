@@ -195,6 +195,89 @@ Deno.test("StreamConsumer forwards entries to every ROUTES target once", async (
   assertEquals(await pendingCount(client, "t", "g2"), 0);
 });
 
+Deno.test("SETTLE acknowledges bare entries in bulk with exact counts and checkpoint", async () => {
+  await using cleanup = new Cleanup();
+  const redis = cleanup.use(await startRedis());
+  const client = await redis.client();
+  // Only to run the script through the service's own connection.
+  const { connection } = await startConsumer(cleanup, redis, { STREAM: "other" });
+  await createGroup(client, "t", "g");
+  const ids: string[] = [];
+  for (let i = 0; i < 6; i++) ids.push(await xadd(client, "t", wireEntry("bulk.ack", `a${i}`)));
+  await readAsGhost(client, "t", "g", "manual", 6);
+  const settle = async (group: string[][], checkpointKey = "t:checkpoint:g") => {
+    const ops = group.flatMap((g, k) => g.map((id) => ({ id, k: String(k) })));
+    const { keys, args } = encodeSettle(
+      {
+        stream: "t",
+        checkpointKey,
+        group: "g",
+        consumer: "manual",
+        now: new Date().toISOString(),
+        dedupTtlS: 60,
+      },
+      ops,
+      (a, b) => a.k === b.k,
+    );
+    return await connection.exec((c) => SETTLE.run(c, keys, args));
+  };
+  // Acknowledged elsewhere already: the highest of the next group, and one in the middle.
+  await client.sendCommand(["XACK", "t", "g", ids[3], ids[1]]);
+  assertEquals(await settle([[ids[0], ids[1]], [ids[2], ids[3]]]), [1, 1, 1]);
+  // The highest id acknowledged by this call is ids[2] (ids[3] was acknowledged elsewhere).
+  assertEquals(await client.hGet("t:checkpoint:g", "manual"), ids[2]);
+  assertEquals(await settle([[ids[5], ids[4], ids[0]]]), [2, 1]);
+  assertEquals(await client.hGet("t:checkpoint:g", "manual"), ids[5]);
+  assertEquals(await pendingCount(client, "t", "g"), 0);
+  // Nothing acknowledged: the checkpoint stays where it was.
+  assertEquals(await settle([[ids[2]]]), [0, 1]);
+  assertEquals(await client.hGet("t:checkpoint:g", "manual"), ids[5]);
+  // A checkpoint key of another type: acknowledged all the same, checkpoint reported unwritten.
+  const more = await xadd(client, "t", wireEntry("bulk.ack", "b"));
+  await readAsGhost(client, "t", "g", "manual", 1);
+  await client.set("wrong:checkpoint", "x");
+  assertEquals(await settle([[more]], "wrong:checkpoint"), [1, 0]);
+  assertEquals(await client.get("wrong:checkpoint"), "x");
+  assertEquals(await pendingCount(client, "t", "g"), 0);
+});
+
+Deno.test("SETTLE checks and copies forwarded entries in batches, one by one past a cut", async () => {
+  await using cleanup = new Cleanup();
+  const redis = cleanup.use(await startRedis());
+  const client = await redis.client();
+  const { connection } = await startConsumer(cleanup, redis, { STREAM: "other" });
+  await createGroup(client, "t", "g");
+  // 80 entries pending for "manual": more than the batched XPENDING and XRANGE of 2 ops
+  // take (2 * 2 + 64), so the last op is checked and copied one by one.
+  const ids: string[] = [];
+  for (let i = 0; i < 80; i++) {
+    ids.push(await xadd(client, "t", { ...wireEntry("fwd.batch", `a${i}`), n: String(i) }));
+  }
+  await readAsGhost(client, "t", "g", "manual", 80);
+  // One more, pending for another consumer: not ours, nothing written for it.
+  const theirs = await xadd(client, "t", wireEntry("fwd.batch", "z"));
+  await readAsGhost(client, "t", "g", "other", 1);
+  const forward = (id: string) => ({
+    id,
+    copy: { kind: "forward" as const, targets: ["out"], headers: `{"from":"${id}"}` },
+  });
+  const { keys, args } = encodeSettle({
+    stream: "t",
+    checkpointKey: "t:checkpoint:g",
+    group: "g",
+    consumer: "manual",
+    now: new Date().toISOString(),
+    dedupTtlS: 60,
+  }, [forward(ids[0]), forward(theirs), forward(ids[79]), { id: ids[40] }]);
+  assertEquals(await connection.exec((c) => SETTLE.run(c, keys, args)), [1, 1, 0, 1, 1]);
+  const out = await readStream(client, "out");
+  assertEquals(out.map((e) => e.fields.n), ["0", "79"]);
+  assertEquals(out.map((e) => e.fields.headers), [`{"from":"${ids[0]}"}`, `{"from":"${ids[79]}"}`]);
+  assertEquals(out[1].fields.payload, wireEntry("fwd.batch", "a79").payload);
+  assertEquals(await pendingCount(client, "t", "g"), 80 - 3 + 1);
+  assertEquals(await client.hGet("t:checkpoint:g", "manual"), ids[79]);
+});
+
 Deno.test("StreamConsumer forwards an entry handled by two consumers after a claim once", async () => {
   await using cleanup = new Cleanup();
   const redis = cleanup.use(await startRedis());

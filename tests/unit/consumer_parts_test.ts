@@ -4,7 +4,7 @@
  * and the key schema. No Redis.
  */
 import { assert, assertEquals, assertThrows } from "../support/assert.ts";
-import { decodeSettle, encodeSettle } from "../../src/stream/consumer/settle_codec.ts";
+import { decodeSettle, encodeSettle, newerId } from "../../src/stream/consumer/settle_codec.ts";
 import {
   deadLetterFields,
   MAX_DEAD_LETTER_ERROR,
@@ -25,12 +25,34 @@ const batch = {
   dedupTtlS: 60,
 };
 
-Deno.test("encodeSettle() joins bare acknowledgements into one argument", () => {
-  const ops = [{ id: "1-0" }, { id: "2-0" }];
-  const { keys, args, order } = encodeSettle(batch, ops);
+Deno.test("encodeSettle() joins bare acknowledgements into one argument, the highest id first", () => {
+  const ops = [{ id: "1-0" }, { id: "3-0" }, { id: "2-0" }];
+  const { keys, args, groups, order } = encodeSettle(batch, ops);
   assertEquals(keys, ["s", "s:checkpoint:g"]);
-  assertEquals(args, ["g", "c1", batch.now, "60", "1000", "1-0,2-0"]);
-  assertEquals(order, ops);
+  assertEquals(args, ["g", "c1", batch.now, "60", "1000", "1", "3-0,1-0,2-0"]);
+  assertEquals(groups, [ops]);
+  assertEquals(order, []);
+});
+
+Deno.test("encodeSettle() groups bare acknowledgements by the caller's key", () => {
+  const ops = [
+    { id: "1-0", k: "a" },
+    { id: "2-0", k: "b" },
+    { id: "10-0", k: "a" },
+    { id: "9-5", k: "a" },
+  ];
+  const { args, groups } = encodeSettle(batch, ops, (a, b) => a.k === b.k);
+  assertEquals(args.slice(5), ["2", "10-0,1-0,9-5", "2-0"]);
+  assertEquals(groups, [[ops[0], ops[2], ops[3]], [ops[1]]]);
+});
+
+Deno.test("newerId() orders stream ids by milliseconds, then sequence", () => {
+  assert(newerId("10-0", "9-0"));
+  assert(!newerId("9-0", "10-0"));
+  assert(newerId("5-10", "5-9"));
+  assert(!newerId("5-9", "5-10"));
+  assert(newerId("1700000000001-0", "1700000000000-99"));
+  assert(!newerId("7-3", "7-3"));
 });
 
 Deno.test("encodeSettle() puts copies and marks after the bare acks, keys once each by index", () => {
@@ -60,6 +82,7 @@ Deno.test("encodeSettle() puts copies and marks after the bare acks, keys once e
     "s:dedup:g:k2",
   ]);
   assertEquals(args.slice(5), [
+    "1",
     "3-0",
     // routed: id, kind, no mark, 2 targets (KEYS 3 and 4), 1 extra: the headers; no emits
     ..."1-0 f 0 2 3 4 1".split(" "),
@@ -74,12 +97,12 @@ Deno.test("encodeSettle() puts copies and marks after the bare acks, keys once e
     // marked: id, kind m, mark KEYS[7], no target, no extra, no emits
     ..."5-0 m 7 0 0 0".split(" "),
   ]);
-  assertEquals(order, [plain, routed, keyed, dead, marked]);
+  assertEquals(order, [routed, keyed, dead, marked]);
 });
 
-Deno.test("encodeSettle() of no bare acknowledgements sends an empty id list", () => {
+Deno.test("encodeSettle() of no bare acknowledgements sends no group", () => {
   const { args } = encodeSettle(batch, [{ id: "1-0", dedupKey: "m" }]);
-  assertEquals(args.slice(5), ["", "1-0", "m", "3", "0", "0", "0"]);
+  assertEquals(args.slice(5), ["0", "1-0", "m", "3", "0", "0", "0"]);
 });
 
 Deno.test("encodeSettle() writes each emitted entry once per target", () => {
@@ -93,25 +116,28 @@ Deno.test("encodeSettle() writes each emitted entry once per target", () => {
   const { keys, args } = encodeSettle(batch, [op]);
   assertEquals(keys, ["s", "s:checkpoint:g", "a", "b"]);
   assertEquals(args.slice(5), [
-    "",
+    "0",
     ..."1-0 m 0 0 0".split(" "),
     // three writes: KEYS[3] and KEYS[4] get x, KEYS[3] gets y
     ..."3 3 2 event x 4 2 event x 3 4 event y k v".split(" "),
   ]);
 });
 
-Deno.test("decodeSettle() maps each result and the checkpoint flag", () => {
-  assertEquals(decodeSettle([1, 0, 2, "target_type", 1], 4), {
+Deno.test("decodeSettle() maps the group counts, each result and the checkpoint flag", () => {
+  assertEquals(decodeSettle([3, 0, 1, 0, 2, "target_type", 1], 2, 4), {
+    acked: [3, 0],
     results: ["settled", "not_ours", "gone", { failed: "target_type" }],
     checkpointWritten: true,
+    fenced: false,
   });
-  assertEquals(decodeSettle([1, 0], 1).checkpointWritten, false);
+  assertEquals(decodeSettle([1, 0], 0, 1).checkpointWritten, false);
 });
 
 Deno.test("decodeSettle() rejects a reply of the wrong length or an unknown result", () => {
-  assertThrows(() => decodeSettle([1], 1), TypeError, "1 results for 1 entries");
-  assertThrows(() => decodeSettle(null, 1), TypeError);
-  assertThrows(() => decodeSettle(["surprise", 1], 1), TypeError, "surprise");
+  assertThrows(() => decodeSettle([1], 0, 1), TypeError, "1 results for 0 groups and 1 entries");
+  assertThrows(() => decodeSettle(null, 0, 1), TypeError);
+  assertThrows(() => decodeSettle(["surprise", 1], 0, 1), TypeError, "surprise");
+  assertThrows(() => decodeSettle([-1, 1], 1, 0), TypeError, "for a group");
 });
 
 Deno.test("onFailure() retries with a growing delay below MAX_DELIVERIES", () => {

@@ -113,3 +113,45 @@ Deno.test("new LaneScheduler() rejects a concurrency below 1", () => {
   assertThrows(() => new LaneScheduler({ concurrency: 0, start: () => undefined }), RangeError);
   assert(new LaneScheduler({ concurrency: 1, start: () => undefined }).running === 0);
 });
+
+Deno.test("LaneScheduler keeps order for items pushed from inside a start", async () => {
+  const order: string[] = [];
+  const gates = new Map<string, ReturnType<typeof deferred>>();
+  const lanes: LaneScheduler<Item> = new LaneScheduler<Item>({
+    concurrency: 2,
+    start: (item) => {
+      order.push(`${item.lane}${item.n}`);
+      if (item.lane === "a" && item.n === 1) {
+        // Same lane and another lane, pushed while a1 starts.
+        lanes.push("a", { lane: "a", n: 2 });
+        lanes.push("b", { lane: "b", n: 1 });
+        const g = deferred();
+        gates.set("a1", g);
+        return g.promise;
+      }
+      return undefined;
+    },
+  });
+  lanes.push("a", { lane: "a", n: 1 });
+  assertEquals(order, ["a1", "b1"], "b1 starts beside a1; a2 waits for a1");
+  lanes.push("a", { lane: "a", n: 3 });
+  gates.get("a1")!.resolve();
+  await drained(lanes);
+  assertEquals(order, ["a1", "b1", "a2", "a3"]);
+});
+
+Deno.test("LaneScheduler runs an item pushed to its own lane from a synchronous start next", () => {
+  const order: string[] = [];
+  const lanes: LaneScheduler<Item> = new LaneScheduler<Item>({
+    concurrency: 1,
+    start: (item) => {
+      order.push(`${item.lane}${item.n}`);
+      if (item.n === 1) lanes.push(item.lane, { lane: item.lane, n: 2 });
+      return undefined;
+    },
+  });
+  lanes.push("a", { lane: "a", n: 1 });
+  assertEquals(order, ["a1", "a2"]);
+  assertEquals(lanes.lanes, 0);
+  assertEquals(lanes.running, 0);
+});

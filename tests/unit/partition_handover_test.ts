@@ -80,8 +80,10 @@ Deno.test("encodeSettle() puts the lease key third; SETTLE_FENCED checks it befo
 });
 
 Deno.test("decodeSettle() reads a fenced reply as every op fenced, nothing written", () => {
-  assertEquals(decodeSettle("fenced", 3), {
+  assertEquals(decodeSettle("fenced", 2, 3), {
+    acked: [0, 0],
     results: ["fenced", "fenced", "fenced"],
     checkpointWritten: true,
+    fenced: true,
   });
 });

@@ -165,12 +165,18 @@ export class Reader {
               prefetch = this.#readNew(next, streams);
               prefetch.catch(() => {}); // awaited (and its error handled) next turn
             }
+            // Let HTTP and timers run between batches. Before dispatching, not after:
+            // node-redis writes a command in a later macrotask (setImmediate), so the prefetch
+            // leaves now, and Redis works on it while the batch is dispatched (after, it left
+            // only once the batch was done, and the next read waited a full round trip).
+            await yieldToEventLoop();
             if (reply) {
               for (const [stream, entries] of reply) this.#admitNew(stream, entries);
             }
           } finally {
             if (source) this.#end(list);
           }
+          continue;
         }
       } catch (err) {
         if (o.stopping.aborted) break;

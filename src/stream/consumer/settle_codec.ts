@@ -8,7 +8,10 @@
  * everything that could make one of its writes fail (the entry still pending
  * for this consumer, the key types of its targets, dead-letter stream and
  * idempotency mark, the field count under Lua's stack limit), then writes
- * only the ops that pass: XACK, the copies, the mark. Copies are made inside
+ * only the ops that pass: XACK, the copies, the mark. Bare acknowledgements
+ * (no copy, no mark: the common case) skip the checks and go in bulk: one
+ * multi-id XACK per group of ops that count alike, so Redis makes two calls
+ * per group instead of one per entry (see `SETTLE`). Copies are made inside
  * the script from `XRANGE id id`, so they are byte-exact (field names and
  * values as Redis holds them, in order, duplicates kept) and nothing of the
  * entry travels from the process. The checkpoint moves last, to the highest
@@ -66,6 +69,9 @@ export interface SettleBatch {
 export interface EncodedSettle<T extends SettleOpInput> {
   keys: string[];
   args: string[];
+  /** The bare acknowledgements, by group: the reply has one count per group, first. */
+  groups: T[][];
+  /** The other ops: the reply has one result per op, after the group counts. */
   order: T[];
 }
 
@@ -83,35 +89,47 @@ export type SettleResult =
   | "settled"
   /** Not pending for this consumer (acknowledged elsewhere, or claimed by another): nothing written. */
   | "not_ours"
-  /** Partitioned streams: the partition's lease no longer names this consumer; nothing written. */
-  | "fenced"
   /** Acknowledged, but Redis no longer had the entry, so no forwarded copy could be made. */
   | "gone"
   /** Nothing written: a write would have failed. */
-  | { failed: SettleFailure };
+  | { failed: SettleFailure }
+  /** Partitioned streams: the partition's lease no longer names this consumer; nothing written. */
+  | "fenced";
 
 /** The decoded reply. */
 export interface SettleReply {
+  /**
+   * Per group of bare acknowledgements, how many XACK took effect (the others
+   * were no longer pending in the group: acknowledged elsewhere).
+   */
+  acked: number[];
   /** One per op of `order`. */
   results: SettleResult[];
   /** False when the checkpoint key has another type: the checkpoint was not written. */
   checkpointWritten: boolean;
+  /** Partitioned streams: the lease was not held, nothing of the batch was written. */
+  fenced: boolean;
 }
 
 const KIND_CODE = { forward: "f", dead_letter: "d" } as const;
 
 /**
  * Encodes `ops`. Bare acknowledgements (no copy, no mark: the common case)
- * travel first, as one comma-joined argument: one string to encode, not N.
- * The other ops follow, each as: id, kind (`f` forward, `d` dead letter, `m`
- * mark only), dedup key index (0 for none), target count, target key
- * indexes, extra count, extras (forward: the new headers; dead letter: the
- * dead-letter fields), then the count of emitted writes and per write: target
- * key index, field count, fields. Keys are passed by index into KEYS, each once.
+ * travel first: their number of groups (ops the caller counts alike, as
+ * `sameGroup` tells; one group when not given), then per group one
+ * comma-joined argument with the group's highest id first (swapped with the
+ * first): one string to encode per group, not one per entry. The other ops
+ * follow, each as: id,
+ * kind (`f` forward, `d` dead letter, `m` mark only), dedup key index (0 for
+ * none), target count, target key indexes, extra count, extras (forward: the
+ * new headers; dead letter: the dead-letter fields), then the count of
+ * emitted writes and per write: target key index, field count, fields. Keys
+ * are passed by index into KEYS, each once (with a lease key, that is KEYS[3]).
  */
 export function encodeSettle<T extends SettleOpInput>(
   batch: SettleBatch,
   ops: readonly T[],
+  sameGroup?: (a: T, b: T) => boolean,
 ): EncodedSettle<T> {
   const keys = [batch.stream, batch.checkpointKey];
   if (batch.leaseKey) keys.push(batch.leaseKey); // KEYS[3] of SETTLE_FENCED
@@ -132,10 +150,23 @@ export function encodeSettle<T extends SettleOpInput>(
     String(batch.dedupTtlS),
     String(MAX_ENTRY_FIELDS),
   ];
-  const plain: T[] = [];
   const rich: T[] = [];
-  for (const op of ops) (op.dedupKey || op.copy || op.emits?.length ? rich : plain).push(op);
-  args.push(plain.map((op) => op.id).join(","));
+  const groups: T[][] = [];
+  let last: T[] | undefined;
+  for (const op of ops) {
+    if (op.dedupKey || op.copy || op.emits?.length) {
+      rich.push(op);
+      continue;
+    }
+    // Usually the group of the op before (few groups per batch: a short scan otherwise).
+    if (!last || (sameGroup && !sameGroup(last[0], op))) {
+      last = sameGroup ? groups.find((g) => sameGroup(g[0], op)) : undefined;
+      if (!last) groups.push(last = []);
+    }
+    last.push(op);
+  }
+  args.push(String(groups.length));
+  for (const group of groups) args.push(joinHighestFirst(group));
   for (const op of rich) {
     const copy = op.copy;
     args.push(op.id, copy ? KIND_CODE[copy.kind] : "m", op.dedupKey ? indexOf(op.dedupKey) : "0");
@@ -157,7 +188,38 @@ export function encodeSettle<T extends SettleOpInput>(
     }
     args.push(String(count), ...writes);
   }
-  return { keys, args, order: rich.length > 0 ? plain.concat(rich) : plain };
+  return { keys, args, groups, order: rich };
+}
+
+/** The ids of `ops` joined by commas, the highest first (the rest in their order). */
+function joinHighestFirst(ops: readonly SettleOpInput[]): string {
+  const ids = new Array<string>(ops.length);
+  let top = 0;
+  for (let i = 0; i < ops.length; i++) {
+    ids[i] = ops[i].id;
+    if (i > 0 && newerId(ids[i], ids[top])) top = i;
+  }
+  if (top > 0) [ids[0], ids[top]] = [ids[top], ids[0]];
+  return ids.join(",");
+}
+
+/** True when stream id `a` (`ms-seq`) is after `b`. */
+export function newerId(a: string, b: string): boolean {
+  const da = a.indexOf("-");
+  const db = b.indexOf("-");
+  // Millisecond parts without leading zeros: a longer one is larger.
+  if (da !== db) return da > db;
+  // Parts of equal lengths (the usual case): the text order is the numeric order.
+  if (a.length === b.length) return a > b;
+  for (let i = 0; i < da; i++) {
+    const ca = a.charCodeAt(i);
+    const cb = b.charCodeAt(i);
+    if (ca !== cb) return ca > cb;
+  }
+  const la = a.length - da;
+  const lb = b.length - db;
+  if (la !== lb) return la > lb;
+  return a > b;
 }
 
 const FAILURES: ReadonlySet<string> = new Set<SettleFailure>([
@@ -168,13 +230,29 @@ const FAILURES: ReadonlySet<string> = new Set<SettleFailure>([
   "too_many_fields",
 ]);
 
-/** Decodes the reply to a call of `count` ops. */
-export function decodeSettle(reply: unknown, count: number): SettleReply {
-  if (reply === FENCED) return { results: new Array(count).fill(FENCED), checkpointWritten: true };
-  if (!Array.isArray(reply) || reply.length !== count + 1) {
-    throw new TypeError(`Settle script answered ${describe(reply)} for ${count} entries`);
+/** Decodes the reply to a call of `groups` groups of bare acknowledgements and `count` other ops. */
+export function decodeSettle(reply: unknown, groups: number, count: number): SettleReply {
+  if (reply === FENCED) {
+    return {
+      acked: new Array(groups).fill(0),
+      results: new Array(count).fill(FENCED),
+      checkpointWritten: true,
+      fenced: true,
+    };
   }
-  const results = reply.slice(0, count).map((r): SettleResult => {
+  if (!Array.isArray(reply) || reply.length !== groups + count + 1) {
+    throw new TypeError(
+      `Settle script answered ${describe(reply)} for ${groups} groups and ${count} entries`,
+    );
+  }
+  const acked = reply.slice(0, groups).map((r) => {
+    const n = Number(r);
+    if (!Number.isInteger(n) || n < 0) {
+      throw new TypeError(`Settle script answered ${JSON.stringify(r)} for a group`);
+    }
+    return n;
+  });
+  const results = reply.slice(groups, groups + count).map((r): SettleResult => {
     if (typeof r === "string" && FAILURES.has(r)) return { failed: r as SettleFailure };
     switch (Number(r)) {
       case 1:
@@ -186,7 +264,7 @@ export function decodeSettle(reply: unknown, count: number): SettleReply {
     }
     throw new TypeError(`Settle script answered ${JSON.stringify(r)} for an entry`);
   });
-  return { results, checkpointWritten: Number(reply[count]) === 1 };
+  return { acked, results, checkpointWritten: Number(reply[groups + count]) === 1, fenced: false };
 }
 
 /** The whole reply of `SETTLE_FENCED` when the lease is not held. */
@@ -199,13 +277,21 @@ function describe(reply: unknown): string {
 /**
  * Settles a batch of entries of one stream (see the module comment).
  * KEYS: stream, checkpoint hash, then every other key ops refer to (by index).
- * ARGV: group, consumer, now (ISO), dedup TTL s, field limit, plain ids joined by commas (bare acknowledgements; may be empty), then per other
- *   op: id, kind, dedupKeyIndex (0 for none), targetCount, targetKeyIndex…,
- *   extraCount, extra…, writeCount, then per write: keyIndex, fieldCount, field…
- * Returns per plain id the XACK reply; per other op 1 settled, 0 not pending
- * for this consumer, 2 acknowledged without a copy (the entry is gone), or a
- * failure reason (nothing written); then 1 when the checkpoint could be
- * written (or there was nothing to write), else 0.
+ * ARGV: group, consumer, now (ISO), dedup TTL s, field limit, the number G of
+ *   groups of bare acknowledgements, G arguments of ids joined by commas (the
+ *   group's highest id first), then per other op: id, kind, dedupKeyIndex (0
+ *   for none), targetCount, targetKeyIndex…, extraCount, extra…, writeCount,
+ *   then per write: keyIndex, fieldCount, field…
+ * A group is acknowledged with two XACK calls: its highest id alone (so the
+ * checkpoint is exactly the highest id acknowledged), then the rest in one
+ * multi-id XACK. Only when the highest was not pending any more (acknowledged
+ * elsewhere: rare) are the rest acknowledged one by one, to find the highest
+ * that was. Bare acknowledgements need no check before writing: XACK of an
+ * id not pending writes nothing.
+ * Returns per group the number of its ids XACK took effect for; per other op
+ * 1 settled, 0 not pending for this consumer, 2 acknowledged without a copy
+ * (the entry is gone), or a failure reason (nothing written); then 1 when the
+ * checkpoint could be written (or there was nothing to write), else 0.
  */
 export const SETTLE = new LuaScript(`#!lua
 ${ID_COMPARE}
@@ -221,119 +307,181 @@ local function ktype(k)
   end
   return t
 end
+-- newer() for ids of equal length and millisecond digits: the text order (the usual case).
+local function later(a, b)
+  if #a == #b and string.find(a, '-', 1, true) == string.find(b, '-', 1, true) then
+    return a > b
+  end
+  return newer(a, b)
+end
 local results = {}
 local best = nil
 local function track(id)
-  if best == nil or newer(id, best) then best = id end
+  if best == nil or later(id, best) then best = id end
 end
-for id in string.gmatch(ARGV[6], '[^,]+') do
-  local acked = redis.call('XACK', stream, group, id)
-  if acked == 1 then track(id) end
-  results[#results + 1] = acked
-end
-local i = 7
-while i <= #ARGV do
-  local id, kind, dedup, nt = ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2]), tonumber(ARGV[i + 3])
-  local tstart = i + 4
-  local ne = tonumber(ARGV[tstart + nt])
-  local estart = tstart + nt + 1
-  local nw = tonumber(ARGV[estart + ne])
-  local wstart = estart + ne + 1
-  i = wstart
-  for _ = 1, nw do i = i + 2 + tonumber(ARGV[i + 1]) end
-  local result = nil
-  local copy = nil
-  -- 1. Checks: nothing is written for an op that fails one.
-  local p = redis.call('XPENDING', stream, group, id, id, 1)
-  if #p == 0 or p[1][2] ~= consumer then result = 0 end
-  if not result and dedup > 0 then
-    local t = ktype(KEYS[dedup])
-    if t ~= 'none' and t ~= 'string' then result = 'dedup_key_type' end
+local ngroups = tonumber(ARGV[6])
+for g = 1, ngroups do
+  local ids = {}
+  for id in string.gmatch(ARGV[6 + g], '[^,]+') do ids[#ids + 1] = id end
+  local n = redis.call('XACK', stream, group, ids[1])
+  if n == 1 then
+    track(ids[1])
+    if #ids > 1 then n = n + redis.call('XACK', stream, group, unpack(ids, 2)) end
+  else
+    for j = 2, #ids do
+      if redis.call('XACK', stream, group, ids[j]) == 1 then
+        track(ids[j])
+        n = n + 1
+      end
+    end
   end
-  if not result then
-    for t = 0, nt - 1 do
-      local ty = ktype(KEYS[tonumber(ARGV[tstart + t])])
+  results[#results + 1] = n
+end
+-- The other ops: parsed first, so that their checks can be batched (one XPENDING and one
+-- XRANGE over the range of their ids, not one of each per op: Lua's redis.call costs
+-- about a microsecond each, more than most of these commands).
+local ops = {}
+local lo, hi = nil, nil
+local i = 7 + ngroups
+while i <= #ARGV do
+  local op = { id = ARGV[i], kind = ARGV[i + 1], dedup = tonumber(ARGV[i + 2]),
+    nt = tonumber(ARGV[i + 3]) }
+  op.tstart = i + 4
+  op.ne = tonumber(ARGV[op.tstart + op.nt])
+  op.estart = op.tstart + op.nt + 1
+  op.nw = tonumber(ARGV[op.estart + op.ne])
+  op.wstart = op.estart + op.ne + 1
+  i = op.wstart
+  for _ = 1, op.nw do i = i + 2 + tonumber(ARGV[i + 1]) end
+  ops[#ops + 1] = op
+  if lo == nil or later(lo, op.id) then lo = op.id end
+  if hi == nil or later(op.id, hi) then hi = op.id end
+end
+-- 1. Checks: nothing is written for an op that fails one.
+-- Pending for this consumer: one XPENDING over [lo, hi] (only this consumer's entries);
+-- when it was cut at its COUNT, the ids after its last row are asked one by one.
+local mine, known = {}, hi
+if #ops > 0 then
+  local limit = 2 * #ops + 64
+  local rows = redis.call('XPENDING', stream, group, lo, hi, limit, consumer)
+  for r = 1, #rows do mine[rows[r][1]] = true end
+  if #rows >= limit then known = rows[#rows][1] end
+end
+local need = {}
+local flo, fhi = nil, nil
+for _, op in ipairs(ops) do
+  local id = op.id
+  local pend = mine[id]
+  if not pend and later(id, known) then
+    local p = redis.call('XPENDING', stream, group, id, id, 1)
+    pend = #p == 1 and p[1][2] == consumer
+  end
+  if not pend then op.result = 0 end
+  if not op.result and op.dedup > 0 then
+    local t = ktype(KEYS[op.dedup])
+    if t ~= 'none' and t ~= 'string' then op.result = 'dedup_key_type' end
+  end
+  if not op.result then
+    for t = 0, op.nt - 1 do
+      local ty = ktype(KEYS[tonumber(ARGV[op.tstart + t])])
       if ty ~= 'none' and ty ~= 'stream' then
-        if kind == 'd' then result = 'dead_letter_type' else result = 'target_type' end
+        if op.kind == 'd' then op.result = 'dead_letter_type' else op.result = 'target_type' end
         break
       end
     end
   end
-  if not result then
-    local w = wstart
-    for _ = 1, nw do
+  if not op.result then
+    local w = op.wstart
+    for _ = 1, op.nw do
       local ty = ktype(KEYS[tonumber(ARGV[w])])
       if ty ~= 'none' and ty ~= 'stream' then
-        result = 'emit_target_type'
+        op.result = 'emit_target_type'
         break
       end
       w = w + 2 + tonumber(ARGV[w + 1])
     end
   end
-  if not result and nt > 0 then
-    local e = redis.call('XRANGE', stream, id, id)
-    local f = nil
-    if #e == 1 then f = e[1][2] end
-    if kind == 'f' then
-      if f == nil then
-        copy = false
-      elseif #f > 2 * maxFields then
-        result = 'too_many_fields'
-      else
-        copy = {}
-        local h = nil
-        for j = 1, #f do
-          copy[j] = f[j]
-          if j % 2 == 1 and f[j] == 'headers' then h = j end
-        end
-        if h then
-          copy[h + 1] = ARGV[estart]
-        else
-          copy[#copy + 1] = 'headers'
-          copy[#copy + 1] = ARGV[estart]
-        end
-      end
-    else
-      -- A dead-letter copy keeps as many leading fields as fit the field limit.
-      copy = {}
-      if f then
-        for j = 1, math.min(#f, 2 * maxFields) do copy[j] = f[j] end
-      end
-      for j = 0, ne - 1 do copy[#copy + 1] = ARGV[estart + j] end
-    end
+  if not op.result and op.nt > 0 then
+    need[#need + 1] = op
+    if flo == nil or later(flo, id) then flo = id end
+    if fhi == nil or later(id, fhi) then fhi = id end
   end
-  -- 2. Writes, only for an op that passed every check.
-  if not result then
-    redis.call('XACK', stream, group, id)
-    if copy then
-      for t = 0, nt - 1 do
-        redis.call('XADD', KEYS[tonumber(ARGV[tstart + t])], '*', unpack(copy))
+end
+-- The entries to copy: one XRANGE over [flo, fhi], the ids after a cut one by one.
+local entries, fknown = {}, fhi
+if #need > 0 then
+  local limit = 2 * #need + 64
+  local rows = redis.call('XRANGE', stream, flo, fhi, 'COUNT', limit)
+  for r = 1, #rows do entries[rows[r][1]] = rows[r][2] end
+  if #rows >= limit then fknown = rows[#rows][1] end
+end
+for _, op in ipairs(need) do
+  local f = entries[op.id]
+  if f == nil and later(op.id, fknown) then
+    local e = redis.call('XRANGE', stream, op.id, op.id)
+    if #e == 1 then f = e[1][2] end
+  end
+  -- The copy is made in the entry's own field list (fresh for this script).
+  if op.kind == 'f' then
+    if f == nil then
+      op.copy = false
+    elseif #f > 2 * maxFields then
+      op.result = 'too_many_fields'
+    else
+      local h = nil
+      for j = 1, #f, 2 do
+        if f[j] == 'headers' then h = j end
+      end
+      if h then
+        f[h + 1] = ARGV[op.estart]
+      else
+        f[#f + 1] = 'headers'
+        f[#f + 1] = ARGV[op.estart]
+      end
+      op.copy = f
+    end
+  else
+    -- A dead-letter copy keeps as many leading fields as fit the field limit.
+    local copy = f or {}
+    for j = #copy, 2 * maxFields + 1, -1 do copy[j] = nil end
+    for j = 0, op.ne - 1 do copy[#copy + 1] = ARGV[op.estart + j] end
+    op.copy = copy
+  end
+end
+-- 2. Writes, only for the ops that passed every check; their XACK (each returns 1: checked
+-- pending for this consumer above, in this same atomic script) in one call after them.
+local acks = {}
+for _, op in ipairs(ops) do
+  if not op.result then
+    if op.copy then
+      for t = 0, op.nt - 1 do
+        redis.call('XADD', KEYS[tonumber(ARGV[op.tstart + t])], '*', unpack(op.copy))
       end
     end
-    local w = wstart
-    for _ = 1, nw do
+    local w = op.wstart
+    for _ = 1, op.nw do
       local nf = tonumber(ARGV[w + 1])
       redis.call('XADD', KEYS[tonumber(ARGV[w])], '*', unpack(ARGV, w + 2, w + 1 + nf))
       w = w + 2 + nf
     end
-    if dedup > 0 then redis.call('SET', KEYS[dedup], id, 'EX', ttl) end
-    track(id)
-    if copy == false then result = 2 else result = 1 end
+    if op.dedup > 0 then redis.call('SET', KEYS[op.dedup], op.id, 'EX', ttl) end
+    acks[#acks + 1] = op.id
+    track(op.id)
+    if op.copy == false then op.result = 2 else op.result = 1 end
   end
-  results[#results + 1] = result
+  results[#results + 1] = op.result
 end
+if #acks > 0 then redis.call('XACK', stream, group, unpack(acks)) end
 local cp = 1
 if best then
-  local t = ktype(ckey)
-  if t == 'none' or t == 'hash' then
-    local cur = redis.call('HGET', ckey, consumer)
-    if (not cur) or newer(best, cur) then
-      redis.call('HSET', ckey, consumer, best, consumer .. ':at', now)
-    else
-      redis.call('HSET', ckey, consumer .. ':at', now)
-    end
-  else
+  -- No TYPE call: HGET of a key of another type answers an error (and writes nothing).
+  local cur = redis.pcall('HGET', ckey, consumer)
+  if type(cur) == 'table' and cur.err then
     cp = 0
+  elseif (not cur) or newer(best, cur) then
+    redis.call('HSET', ckey, consumer, best, consumer .. ':at', now)
+  else
+    redis.call('HSET', ckey, consumer .. ':at', now)
   end
 end
 results[#results + 1] = cp
@@ -343,9 +491,9 @@ return results
 /**
  * `SETTLE` fenced by the partition's lease (partitioned streams, see `LEASE_CHECK`): KEYS[3]
  * is the lease key (`SettleBatch.leaseKey`), ARGV[2] the consumer, the lease's owner. One check
- * for the whole batch, before any write (a batch is one stream, so one partition): when the
+ * for the whole batch (a batch is one stream, so one partition), before any write: when the
  * lease does not name this consumer, nothing is written and the reply is \`fenced\`: the
- * entries stay pending for the partition's new owner.
+ * entries stay pending for the new owner.
  */
 export const SETTLE_FENCED = new LuaScript(SETTLE.source.replace(
   "#!lua\n",

@@ -95,8 +95,12 @@ export class Settler {
   #schedule(): void {
     if (this.#running) return;
     this.#running = (async () => {
-      // Let handlers finishing in this turn join the batch.
-      await Promise.resolve();
+      // Let handlers finishing in this turn join the batch: one macrotask turn, not a
+      // microtask. Under a backlog the settle then leaves after the read loop's next read
+      // (see Reader.run), not between it and Redis, and settles stay batched: with a
+      // microtask a drain fell into a slower rhythm in about one run in three (a settle per
+      // read batch, the consumer idle ~30 % of the time, same CPU: bench/RESULTS.md).
+      await new Promise((r) => setImmediate(r));
       while (this.#queue.size > 0) {
         const queues = this.#queue;
         this.#queue = new Map();
@@ -156,25 +160,48 @@ export class Settler {
   async #settle(stream: string, ops: SettleOp[]): Promise<void> {
     const o = this.#o;
     const leaseKey = o.leaseOf?.(stream);
-    const { keys, args, order } = encodeSettle({
-      stream,
-      checkpointKey: o.keys.checkpoint(stream),
-      group: o.group,
-      consumer: o.consumer,
-      now: isoInZone(new Date(), o.timezone),
-      dedupTtlS: o.dedupTtlS,
-      leaseKey,
-    }, ops);
+    const { keys, args, groups, order } = encodeSettle(
+      {
+        stream,
+        checkpointKey: o.keys.checkpoint(stream),
+        group: o.group,
+        consumer: o.consumer,
+        now: isoInZone(new Date(), o.timezone),
+        dedupTtlS: o.dedupTtlS,
+        leaseKey,
+      },
+      ops,
+      countedAlike,
+    );
     const script = leaseKey ? SETTLE_FENCED : SETTLE;
     const reply = decodeSettle(
       await o.connection.exec((c) => script.run(c, keys, args)),
+      groups.length,
       order.length,
     );
-    let fenced = 0;
     // Counted per batch: one increment per (event, outcome), not per entry.
     const counts = new Map<string, { event: string; outcome: Outcome; n: number }>();
     let deleted = 0;
     let deadLettered = 0;
+    groups.forEach((group, g) => {
+      // A group's ops share their outcome and event type (`countedAlike`).
+      const acked = reply.acked[g];
+      const { outcome, eventType } = group[0];
+      if (outcome === "deleted") deleted += acked;
+      else if (acked > 0) {
+        const k = countedAs(group[0]);
+        const c = counts.get(k);
+        if (c) c.n += acked;
+        else counts.set(k, { event: eventType, outcome, n: acked });
+      }
+      if (acked < group.length && !reply.fenced) {
+        o.logger.debug("{count} entries of {stream} were no longer pending in the group", {
+          count: group.length - acked,
+          stream,
+        });
+      }
+      for (const op of group) o.release(op.held);
+    });
     order.forEach((op, i) => {
       const result = reply.results[i];
       if ((result === "settled" || result === "gone") && op.emits) {
@@ -185,7 +212,7 @@ export class Settler {
       if (result === "settled" || result === "gone") {
         if (op.outcome === "deleted") deleted++;
         else {
-          const k = `${op.eventType}\u0000${op.outcome}`;
+          const k = countedAs(op);
           const c = counts.get(k);
           if (c) c.n++;
           else counts.set(k, { event: op.eventType, outcome: op.outcome, n: 1 });
@@ -203,8 +230,7 @@ export class Settler {
           id: op.id,
           stream,
         });
-      } else if (result === "fenced") fenced++;
-      else this.#failed(stream, op, result.failed);
+      } else if (result !== "fenced") this.#failed(stream, op, result.failed);
       o.release(op.held);
     });
     for (const c of counts.values()) o.outcomes.count(stream, c.event, c.outcome, c.n);
@@ -213,13 +239,14 @@ export class Settler {
       o.metrics?.deadLetters.inc({ stream }, deadLettered);
     }
     if (deleted > 0) o.metrics?.deletedPending.inc({ stream }, deleted);
-    if (fenced > 0) {
+    if (reply.fenced) {
       // The partition changed owner: its entries stay pending for the new one. Expected
       // during a rebalance, so neither an error nor a /health degradation.
-      o.metrics?.settleFailures.inc({ stream, reason: "fenced" }, fenced);
+      const count = ops.length;
+      o.metrics?.settleFailures.inc({ stream, reason: "fenced" }, count);
       o.logger.info(
         "{count} entries of {stream} left pending: this instance no longer holds the partition's lease",
-        { count: fenced, stream },
+        { count, stream },
       );
     }
     if (!reply.checkpointWritten) this.#failed(stream, undefined, "checkpoint_type");
@@ -247,6 +274,16 @@ export class Settler {
       { id: op.id, stream, reason, detail: FAILURE_DETAIL[reason] ?? reason },
     );
   }
+}
+
+/** True when `a` and `b` count alike: same outcome and event type. */
+function countedAlike(a: SettleOp, b: SettleOp): boolean {
+  return a.outcome === b.outcome && a.eventType === b.eventType;
+}
+
+/** The key ops are counted under: outcome and event type. */
+function countedAs(op: SettleOp): string {
+  return `${op.outcome}\u0000${op.eventType}`;
 }
 
 /** What each settle failure means, for the log. */

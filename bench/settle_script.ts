@@ -1,0 +1,85 @@
+/**
+ * Redis CPU of the SETTLE script per forwarded entry, and where it goes: runs the script on
+ * batches of 100 fresh entries (200-byte payload), each op a ROUTES copy to one target, and
+ * prints `usec_per_call / 100` of EVALSHA (INFO commandstats) for the whole script and for
+ * the script cut short after each of its phases (parse the ops, checks, copies made, writes).
+ * Not part of `deno task bench`; run with `deno run --allow-all bench/settle_script.ts
+ * [--rounds 100]`.
+ *
+ * @module
+ */
+
+import { Cleanup } from "../tests/support/cleanup.ts";
+import { startRedis } from "../tests/support/redis_server.ts";
+import { entryFields } from "./load.ts";
+import { encodeSettle, SETTLE } from "../src/stream/consumer/settle_codec.ts";
+import { LuaScript } from "../src/stream/scripts.ts";
+import { parseFlags } from "./support.ts";
+
+const flags = parseFlags(Deno.args, { rounds: 100 });
+const BATCH = 100;
+
+/** The script returning early at the line that starts with `marker`. */
+function cutAt(marker: string): string {
+  if (!SETTLE.source.includes(marker)) throw new Error(`SETTLE has no "${marker}"`);
+  return SETTLE.source.replace(marker, `if true then return {} end\n${marker}`);
+}
+
+const variants: [string, string][] = [
+  ["ops parsed", cutAt("-- 1. Checks")],
+  ["+ checks (XPENDING)", cutAt("-- The entries to copy")],
+  ["+ copies (XRANGE)", cutAt("-- 2. Writes")],
+  ["whole script (+ XADD, XACK, checkpoint)", SETTLE.source],
+];
+
+await using cleanup = new Cleanup();
+const redis = cleanup.use(await startRedis());
+const c = await redis.client();
+for (const [name, source] of variants) {
+  const script = new LuaScript(source);
+  await c.sendCommand(["FLUSHALL"]);
+  await c.sendCommand(["XGROUP", "CREATE", "t", "g", "0", "MKSTREAM"]);
+  await c.sendCommand(["CONFIG", "RESETSTAT"]);
+  let seq = 0;
+  for (let round = 0; round < flags.rounds; round++) {
+    const multi = c.multi();
+    for (let i = 0; i < BATCH; i++) {
+      const fields = entryFields(seq++, 1000, undefined, 200);
+      multi.addCommand(["XADD", "t", "*", ...Object.entries(fields).flat()]);
+    }
+    await multi.exec();
+    const reply = await c.sendCommand([
+      "XREADGROUP",
+      "GROUP",
+      "g",
+      "manual",
+      "COUNT",
+      String(BATCH),
+      "STREAMS",
+      "t",
+      ">",
+    ]) as [string, [string, string[]][]][];
+    const ops = reply[0][1].map(([id]) => ({
+      id,
+      copy: {
+        kind: "forward" as const,
+        targets: ["out"],
+        headers: `{"correlationId":"c","sourceStream":"t","sourceId":"${id}"}`,
+      },
+    }));
+    const { keys, args } = encodeSettle({
+      stream: "t",
+      checkpointKey: "t:checkpoint:g",
+      group: "g",
+      consumer: "manual",
+      now: new Date().toISOString(),
+      dedupTtlS: 60,
+    }, ops);
+    // The test client is a node-redis client like the service's; only its type differs.
+    await script.run(c as unknown as Parameters<LuaScript["run"]>[0], keys, args);
+  }
+  const info = String(await c.sendCommand(["INFO", "commandstats"]));
+  const row = info.split("\n").find((l) => l.startsWith("cmdstat_evalsha:")) ?? "";
+  const usec = Number(/usec_per_call=([\d.]+)/.exec(row)?.[1]);
+  console.log(`${name.padEnd(42)} ${(usec / BATCH).toFixed(2)} µs of Redis CPU per entry`);
+}
