@@ -269,3 +269,37 @@ Deno.test({
     checkScaledObject(docs);
   },
 });
+
+Deno.test({
+  name:
+    "kubectl kustomize deploy/k8s/keda-partitioned renders partitions and a lag-total ScaledObject",
+  ignore: !HAS_KUBECTL,
+  async fn() {
+    const docs = parseManifests(await run("kubectl", ["kustomize", "deploy/k8s/keda-partitioned"]));
+    assertEquals(docs.map((d) => d.kind).sort(), [
+      "ConfigMap",
+      "Deployment",
+      "PodDisruptionBudget",
+      "ScaledObject",
+      "Service",
+    ]);
+    await checkManifests(docs);
+    const data = (only(docs, "ConfigMap").data ?? {}) as Record<string, string>;
+    const partitions = Number(data.STREAM_PARTITIONS);
+    assert(partitions > 1, `STREAM_PARTITIONS ${data.STREAM_PARTITIONS}`);
+    const spec = only(docs, "ScaledObject").spec as Json;
+    assertEquals((spec.scaleTargetRef as Json).name, only(docs, "Deployment").metadata.name);
+    assert(
+      Number(spec.maxReplicaCount) <= partitions,
+      "no more replicas than partitions (an instance beyond them owns none)",
+    );
+    const [trigger] = spec.triggers as { type: string; metadata: Record<string, string> }[];
+    assertEquals(trigger.type, "prometheus");
+    const group = data.CONSUMER_GROUP ?? data.SERVICE_NAME;
+    assert(
+      trigger.metadata.query.includes("stream_consumer_lag") &&
+        trigger.metadata.query.includes(`group="${group}"`),
+      `the query sums the group's exported lag: ${trigger.metadata.query}`,
+    );
+  },
+});
