@@ -253,20 +253,25 @@ Deno.test({
   },
 });
 
+/** A KEDA layout rendered: the base's objects with a ScaledObject instead of the HPA, checked. */
+async function renderKeda(dir: string): Promise<Manifest[]> {
+  const docs = parseManifests(await run("kubectl", ["kustomize", dir]));
+  assertEquals(docs.map((d) => d.kind).sort(), [
+    "ConfigMap",
+    "Deployment",
+    "PodDisruptionBudget",
+    "ScaledObject",
+    "Service",
+  ]);
+  await checkManifests(docs);
+  return docs;
+}
+
 Deno.test({
   name: "kubectl kustomize deploy/k8s/keda renders a redis-streams ScaledObject instead of the HPA",
   ignore: !HAS_KUBECTL,
   async fn() {
-    const docs = parseManifests(await run("kubectl", ["kustomize", "deploy/k8s/keda"]));
-    assertEquals(docs.map((d) => d.kind).sort(), [
-      "ConfigMap",
-      "Deployment",
-      "PodDisruptionBudget",
-      "ScaledObject",
-      "Service",
-    ]);
-    await checkManifests(docs);
-    checkScaledObject(docs);
+    checkScaledObject(await renderKeda("deploy/k8s/keda"));
   },
 });
 
@@ -275,15 +280,7 @@ Deno.test({
     "kubectl kustomize deploy/k8s/keda-partitioned renders partitions and a lag-total ScaledObject",
   ignore: !HAS_KUBECTL,
   async fn() {
-    const docs = parseManifests(await run("kubectl", ["kustomize", "deploy/k8s/keda-partitioned"]));
-    assertEquals(docs.map((d) => d.kind).sort(), [
-      "ConfigMap",
-      "Deployment",
-      "PodDisruptionBudget",
-      "ScaledObject",
-      "Service",
-    ]);
-    await checkManifests(docs);
+    const docs = await renderKeda("deploy/k8s/keda-partitioned");
     const data = (only(docs, "ConfigMap").data ?? {}) as Record<string, string>;
     const partitions = Number(data.STREAM_PARTITIONS);
     assert(partitions > 1, `STREAM_PARTITIONS ${data.STREAM_PARTITIONS}`);
