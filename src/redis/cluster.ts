@@ -58,27 +58,42 @@ export function followFailovers(
   // The internal `_slots` is typed, but not with `rediscover`'s loose argument: see above.
   const slots = (cluster as unknown as { _slots: Rediscoverable })._slots;
   let running = false;
+  /** A drop seen while a rediscovery ran: its answer may predate the failover. */
+  let again = false;
   let last = 0;
   let stopped = false;
   let timer: ReturnType<typeof setTimeout> | undefined;
+  const later = (ms: number) => {
+    timer ??= setTimeout(() => {
+      timer = undefined;
+      refresh();
+    }, ms);
+  };
   const refresh = () => {
-    if (stopped || running || !cluster.isOpen) return;
-    const wait = last + minIntervalMs - Date.now();
-    if (wait > 0) {
-      timer ??= setTimeout(() => {
-        timer = undefined;
-        refresh();
-      }, wait);
+    if (stopped || !cluster.isOpen) return;
+    if (running) {
+      again = true;
       return;
     }
+    const wait = last + minIntervalMs - Date.now();
+    if (wait > 0) return later(wait);
     running = true;
+    again = false;
     last = Date.now();
     const seed = seeds[Math.floor(Math.random() * seeds.length)];
-    slots.rediscover({ options: seed }).catch(() => {
-      // No seed answered (yet): the next drop or retry of the node's client tries again.
-    }).finally(() => {
-      running = false;
-    });
+    slots.rediscover({ options: seed }).then(
+      () => {
+        running = false;
+        if (again) refresh();
+      },
+      () => {
+        // No seed answered, or a master of the answer could not be reached (the failover is
+        // not done yet): try again, without waiting for another drop (the dead node's client
+        // may be gone from the map, and with it the events that would have asked).
+        running = false;
+        later(minIntervalMs);
+      },
+    );
   };
   cluster.on("node-reconnecting", refresh);
   cluster.on("node-error", refresh);
