@@ -12,7 +12,8 @@
 import { Cleanup } from "../tests/support/cleanup.ts";
 import { startRedis } from "../tests/support/redis_server.ts";
 import { entryFields } from "./load.ts";
-import { encodeSettle, SETTLE } from "../src/stream/consumer/settle_codec.ts";
+import { encodeSettle } from "../src/stream/consumer/settle_codec.ts";
+import { SETTLE } from "../src/stream/consumer/settle_script.ts";
 import { LuaScript } from "../src/stream/scripts.ts";
 import { parseFlags } from "./support.ts";
 

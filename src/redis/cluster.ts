@@ -7,106 +7,28 @@
  * a blocked read never delays another command. The same spirit as `ConnectionManager`
  * (connection.ts): states, deadlines, the breaker; node-redis reconnects the node clients.
  */
-import { createCluster, type RedisClusterType } from "npm:@redis/client@^5.12.1";
+import { createCluster } from "npm:@redis/client@^5.12.1";
+import {
+  type ClusterClient,
+  followFailovers,
+  rediscover,
+  type RootNode,
+} from "./cluster_failover.ts";
 import { delay, withDeadline } from "../clock.ts";
 import { type Config, readTlsFiles } from "../config.ts";
 import { errorInfo, getLogger, type Logger } from "../log.ts";
 import { slotOf } from "../stream/keys.ts";
 import { retryDelay } from "./backoff.ts";
-import { CircuitBreaker } from "./breaker.ts";
+import type { CircuitBreaker } from "./breaker.ts";
 import { type Address, newClient, type RedisClient } from "./client.ts";
 import type { Commander } from "./commander.ts";
-import type { CommandObserver, ConnectionState } from "./connection.ts";
-import {
-  classifyError,
-  NotConnectedError,
-  OutcomeUnknownError,
-  RedisUnavailableError,
-} from "./errors.ts";
+import type { ConnectionState } from "./connection.ts";
+import { classifyError, NotConnectedError, RedisUnavailableError } from "./errors.ts";
+import { type CommandObserver, connectionBreaker, guardedCall } from "./guarded_call.ts";
 import { destroyQuietly } from "./sentinel.ts";
 
-/** A RESP2 node-redis cluster client without modules, scripts or type mapping. */
-export type ClusterClient = RedisClusterType;
+export { type ClusterClient, followFailovers, type RootNode } from "./cluster_failover.ts";
 
-/** A seed node as node-redis' `rootNodes` takes it. */
-export interface RootNode {
-  socket: { host: string; port: number };
-}
-
-/** What node-redis' cluster slots object offers for a refresh (internal API, see below). */
-interface Rediscoverable {
-  rediscover(startWith: { options?: unknown }): Promise<void>;
-}
-
-/**
- * Makes `cluster` refresh its slot map whenever a node's connection drops. node-redis v5
- * refreshes the map only on `MOVED`/`ASK` replies; a command routed to a master that died waits
- * for that node forever (or fails at once without an offline queue), even after its replica took
- * over. With this, each drop starts a rediscovery (at most one at a time, at most one every
- * `minIntervalMs`, starting from a random seed); once the cluster has failed over, the dead node
- * leaves the map, its client is destroyed, and commands go to the new master.
- *
- * Uses `cluster._slots.rediscover`, an internal of node-redis 5 (`@redis/client`
- * lib/cluster/cluster-slots), the same call it makes itself after a `MOVED`. Returns a function
- * that stops following.
- */
-export function followFailovers(
-  cluster: ClusterClient,
-  seeds: readonly RootNode[],
-  minIntervalMs = 250,
-): () => void {
-  // The internal `_slots` is typed, but not with `rediscover`'s loose argument: see above.
-  const slots = (cluster as unknown as { _slots: Rediscoverable })._slots;
-  let running = false;
-  /** A drop seen while a rediscovery ran: its answer may predate the failover. */
-  let again = false;
-  let last = 0;
-  let stopped = false;
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const later = (ms: number) => {
-    timer ??= setTimeout(() => {
-      timer = undefined;
-      refresh();
-    }, ms);
-  };
-  const refresh = () => {
-    if (stopped || !cluster.isOpen) return;
-    if (running) {
-      again = true;
-      return;
-    }
-    const wait = last + minIntervalMs - Date.now();
-    if (wait > 0) return later(wait);
-    running = true;
-    again = false;
-    last = Date.now();
-    const seed = seeds[Math.floor(Math.random() * seeds.length)];
-    slots.rediscover({ options: seed }).then(
-      () => {
-        running = false;
-        if (again) refresh();
-      },
-      () => {
-        // No seed answered, or a master of the answer could not be reached (the failover is
-        // not done yet): try again, without waiting for another drop (the dead node's client
-        // may be gone from the map, and with it the events that would have asked).
-        running = false;
-        later(minIntervalMs);
-      },
-    );
-  };
-  cluster.on("node-reconnecting", refresh);
-  cluster.on("node-error", refresh);
-  return () => {
-    stopped = true;
-    clearTimeout(timer);
-    cluster.off("node-reconnecting", refresh);
-    cluster.off("node-error", refresh);
-  };
-}
-
-/** node-redis errors that mean the command never left the process. */
-const NEVER_SENT = new Set(["ClientClosedError", "ClientOfflineError"]);
 /** Replies that mean the cluster is being reconfigured: retry soon, on a fresh slot map. */
 const RECONFIGURING_RE = /^(MOVED|ASK|TRYAGAIN|CLUSTERDOWN|UNBLOCKED|READONLY|MASTERDOWN)/;
 
@@ -142,14 +64,7 @@ export class ClusterConnection implements Commander {
     this.#seeds = options.redis.cluster.nodes.map((n) => ({
       socket: { host: n.host, port: n.port },
     }));
-    this.breaker = new CircuitBreaker({
-      failureThreshold: options.redis.circuitFailureThreshold,
-      resetMs: options.redis.circuitResetMs,
-      onStateChange: (from, to) => {
-        this.#log.warn("Circuit breaker {from} -> {to}", { from, to });
-        this.#emitObserver();
-      },
-    });
+    this.breaker = connectionBreaker(options.redis, this.#log, () => this.#emitObserver());
   }
 
   /** Current state: "connected" from a successful `connect()` until `close()`. */
@@ -266,48 +181,26 @@ export class ClusterConnection implements Commander {
    * `NotConnectedError` (nothing sent) or `OutcomeUnknownError` (maybe applied) and starts a
    * refresh of the slot map; Redis' own error replies pass through.
    */
-  async exec<T>(
+  exec<T>(
     key: string | undefined,
     fn: (cluster: ClusterClient) => Promise<T>,
     options: { deadlineMs?: number } = {},
   ): Promise<T> {
-    this.breaker.acquire();
-    let cluster: ClusterClient;
-    try {
-      cluster = this.client;
-    } catch (err) {
-      this.breaker.release();
-      throw err;
-    }
-    const started = performance.now();
-    let sent = false;
-    try {
-      const running = fn(cluster);
-      sent = true;
-      const result = await withDeadline(
-        running,
-        options.deadlineMs ?? this.#opts.redis.connectTimeoutMs,
-      );
-      this.breaker.recordSuccess();
-      this.#opts.observer?.command((performance.now() - started) / 1000, true);
-      return result;
-    } catch (err) {
-      this.#opts.observer?.command((performance.now() - started) / 1000, false);
-      const reconfiguring = err instanceof Error && RECONFIGURING_RE.test(err.message);
-      const kind = classifyError(err);
-      if (kind === "other" && !reconfiguring) throw err;
-      if (reconfiguring || kind === "connection") this.refresh(key);
-      if (kind === "reply" && !reconfiguring) {
-        this.breaker.recordSuccess();
-        throw err;
-      }
-      this.breaker.recordFailure();
-      const message = errorInfo(err).message;
-      this.#lastError = message;
-      throw sent && !NEVER_SENT.has((err as Error).name)
-        ? new OutcomeUnknownError(message, { cause: err })
-        : new NotConnectedError(message, { cause: err });
-    }
+    return guardedCall({
+      breaker: this.breaker,
+      observer: this.#opts.observer,
+      deadlineMs: options.deadlineMs ?? this.#opts.redis.connectTimeoutMs,
+      client: () => this.client,
+      // A redirection node-redis gave up on counts as a connection failure: refresh the map.
+      classify: (err: unknown) =>
+        err instanceof Error && RECONFIGURING_RE.test(err.message)
+          ? "connection"
+          : classifyError(err),
+      onConnectionFailure: (_err: unknown, message: string) => {
+        this.refresh(key);
+        this.#lastError = message;
+      },
+    }, fn);
   }
 
   /** `Commander`: one raw command routed by `firstKey`, through `exec`. */
@@ -319,9 +212,7 @@ export class ClusterConnection implements Commander {
   refresh(_reason?: string): void {
     const cluster = this.#cluster;
     if (!cluster?.isOpen) return;
-    const slots = (cluster as unknown as { _slots: Rediscoverable })._slots;
-    const seed = this.#seeds[Math.floor(Math.random() * this.#seeds.length)];
-    slots.rediscover({ options: seed }).catch(() => {});
+    rediscover(cluster, this.#seeds).catch(() => {});
   }
 
   /** Address (`host:port`) of the master serving `key`'s slot in the current slot map. */

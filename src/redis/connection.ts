@@ -13,14 +13,10 @@
 import type { Config } from "../config.ts";
 import { delay, withDeadline } from "../clock.ts";
 import { errorInfo, getLogger, type Logger } from "../log.ts";
-import { CircuitBreaker, type CircuitState } from "./breaker.ts";
+import type { CircuitBreaker } from "./breaker.ts";
 import { exponentialBackoff, retryDelay } from "./backoff.ts";
-import {
-  classifyError,
-  NotConnectedError,
-  OutcomeUnknownError,
-  RedisUnavailableError,
-} from "./errors.ts";
+import { classifyError, NotConnectedError, RedisUnavailableError } from "./errors.ts";
+import { type CommandObserver, connectionBreaker, guardedCall } from "./guarded_call.ts";
 import { type Address, enforceDeadlines, newClient, type RedisClient } from "./client.ts";
 import { destroyQuietly, resolveSentinelMaster } from "./sentinel.ts";
 
@@ -31,18 +27,12 @@ export {
   RedisUnavailableError,
 } from "./errors.ts";
 
-/** node-redis errors that mean the command never left the process. */
-const NEVER_SENT = new Set(["ClientClosedError", "ClientOfflineError"]);
 export type { Address, RedisClient } from "./client.ts";
 
 /** Where the manager stands. */
 export type ConnectionState = "idle" | "connecting" | "connected" | "reconnecting" | "closed";
 
-/** Observer of Redis command outcomes (metrics). */
-export interface CommandObserver {
-  command(durationSeconds: number, ok: boolean): void;
-  state(up: boolean, circuit: CircuitState): void;
-}
+export type { CommandObserver } from "./guarded_call.ts";
 
 /** Options of `ConnectionManager`. */
 export interface ConnectionManagerOptions {
@@ -79,14 +69,7 @@ export class ConnectionManager {
   constructor(options: ConnectionManagerOptions) {
     this.#opts = options;
     this.#log = options.logger ?? getLogger("redis-connection");
-    this.breaker = new CircuitBreaker({
-      failureThreshold: options.redis.circuitFailureThreshold,
-      resetMs: options.redis.circuitResetMs,
-      onStateChange: (from, to) => {
-        this.#log.warn("Circuit breaker {from} -> {to}", { from, to });
-        this.#emitObserver();
-      },
-    });
+    this.breaker = connectionBreaker(options.redis, this.#log, () => this.#emitObserver());
   }
 
   /** Current state. */
@@ -197,50 +180,17 @@ export class ConnectionManager {
    * once the command is written. A missed deadline (a hung Redis), like any
    * connection error, replaces the connection.
    */
-  async exec<T>(
+  exec<T>(
     fn: (client: RedisClient) => Promise<T>,
     options: { deadlineMs?: number } = {},
   ): Promise<T> {
-    this.breaker.acquire();
-    const started = performance.now();
-    let client: RedisClient;
-    try {
-      client = this.command;
-    } catch (err) {
-      // Known to be disconnected: failing fast already, no call was made. Release
-      // a half-open trial without judging it; the reconnect loop decides.
-      this.breaker.release();
-      throw err;
-    }
-    // Once `fn` ran, its commands are on their way: a failure from here on leaves
-    // their outcome unknown.
-    let sent = false;
-    try {
-      const deadlineMs = options.deadlineMs ?? this.#opts.redis.connectTimeoutMs;
-      const running = fn(client);
-      sent = true;
-      const result = await withDeadline(running, deadlineMs);
-      this.breaker.recordSuccess();
-      this.#opts.observer?.command((performance.now() - started) / 1000, true);
-      return result;
-    } catch (err) {
-      this.#opts.observer?.command((performance.now() - started) / 1000, false);
-      const kind = classifyError(err);
-      if (kind === "reply") {
-        // Redis answered (WRONGTYPE, NOGROUP, a script error…): it is up.
-        this.breaker.recordSuccess();
-        throw err;
-      }
-      if (kind === "other") throw err; // a bug of ours, not a Redis failure
-      this.breaker.recordFailure();
-      this.#onClientProblem(err);
-      // Socket closed, command timed out…: callers see one error type for "Redis away",
-      // told apart only by whether the commands had been sent.
-      const message = errorInfo(err).message;
-      throw sent && !NEVER_SENT.has((err as Error).name)
-        ? new OutcomeUnknownError(message, { cause: err })
-        : new NotConnectedError(message, { cause: err });
-    }
+    return guardedCall({
+      breaker: this.breaker,
+      observer: this.#opts.observer,
+      deadlineMs: options.deadlineMs ?? this.#opts.redis.connectTimeoutMs,
+      client: () => this.command,
+      onConnectionFailure: (err) => this.#onClientProblem(err),
+    }, fn);
   }
 
   /** Wakes a blocked XREADGROUP on the blocking client (CLIENT UNBLOCK). */

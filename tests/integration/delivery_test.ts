@@ -29,7 +29,8 @@ import { GROUP, startConsumer } from "../support/in_process_consumer.ts";
 import { HandlerRegistry } from "../../src/stream/handlers.ts";
 import { registerDiagnosticHandlers } from "../../src/stream/diagnostic_handlers.ts";
 import { DELETE_IDLE_CONSUMER } from "../../src/stream/scripts.ts";
-import { encodeSettle, SETTLE } from "../../src/stream/consumer/settle_codec.ts";
+import { encodeSettle } from "../../src/stream/consumer/settle_codec.ts";
+import { SETTLE } from "../../src/stream/consumer/settle_script.ts";
 
 Deno.test("StreamConsumer dead-letters malformed entries at once and keeps consuming", async () => {
   await using cleanup = new Cleanup();

@@ -24,7 +24,8 @@ import { StreamAdmin } from "../../src/stream/admin.ts";
 import { gate, waitFor } from "../support/wait.ts";
 import { HandlerRegistry } from "../../src/stream/handlers.ts";
 import { KeySchema, partitionKey, partitionKeys, partitionOf } from "../../src/stream/keys.ts";
-import { encodeSettle, SETTLE_FENCED } from "../../src/stream/consumer/settle_codec.ts";
+import { encodeSettle } from "../../src/stream/consumer/settle_codec.ts";
+import { SETTLE_FENCED } from "../../src/stream/consumer/settle_script.ts";
 import type { RedisClient } from "../support/redis_server.ts";
 
 const N = 8;

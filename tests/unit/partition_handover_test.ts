@@ -9,12 +9,8 @@ import {
   type PartitionPhase,
   planHandover,
 } from "../../src/stream/consumer/handover.ts";
-import {
-  decodeSettle,
-  encodeSettle,
-  SETTLE,
-  SETTLE_FENCED,
-} from "../../src/stream/consumer/settle_codec.ts";
+import { decodeSettle, encodeSettle } from "../../src/stream/consumer/settle_codec.ts";
+import { SETTLE, SETTLE_FENCED } from "../../src/stream/consumer/settle_script.ts";
 
 const held = (entries: [string, PartitionPhase][]) => new Map(entries);
 

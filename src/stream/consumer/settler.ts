@@ -14,13 +14,8 @@ import { isoInZone } from "../entry.ts";
 import type { KeySchema } from "../keys.ts";
 import type { Held } from "./in_flight.ts";
 import type { OutcomeCounter } from "./outcomes.ts";
-import {
-  decodeSettle,
-  encodeSettle,
-  SETTLE,
-  SETTLE_FENCED,
-  type SettleOpInput,
-} from "./settle_codec.ts";
+import { decodeSettle, encodeSettle, type SettleOpInput } from "./settle_codec.ts";
+import { SETTLE, SETTLE_FENCED } from "./settle_script.ts";
 import type { StatsBoard } from "./stats.ts";
 
 /** One held entry to settle, and what it counts as. */

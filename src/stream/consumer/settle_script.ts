@@ -1,0 +1,236 @@
+/**
+ * The settle scripts: `SETTLE` (check, then write only the ops that pass: see
+ * `settle_codec.ts` for what it does and the arguments it takes) and
+ * `SETTLE_FENCED` (the same, behind a partition lease check).
+ */
+import { LEASE_CHECK } from "../partitions/leases.ts";
+import { ID_COMPARE, LuaScript } from "../scripts.ts";
+
+/**
+ * Settles a batch of entries of one stream (see the module comment).
+ * KEYS: stream, checkpoint hash, then every other key ops refer to (by index).
+ * ARGV: group, consumer, now (ISO), dedup TTL s, field limit, the number G of
+ *   groups of bare acknowledgements, G arguments of ids joined by commas (the
+ *   group's highest id first), then per other op: id, kind, dedupKeyIndex (0
+ *   for none), targetCount, targetKeyIndex…, extraCount, extra…, writeCount,
+ *   then per write: keyIndex, fieldCount, field…
+ * A group is acknowledged with two XACK calls: its highest id alone (so the
+ * checkpoint is exactly the highest id acknowledged), then the rest in one
+ * multi-id XACK. Only when the highest was not pending any more (acknowledged
+ * elsewhere: rare) are the rest acknowledged one by one, to find the highest
+ * that was. Bare acknowledgements need no check before writing: XACK of an
+ * id not pending writes nothing.
+ * Returns per group the number of its ids XACK took effect for; per other op
+ * 1 settled, 0 not pending for this consumer, 2 acknowledged without a copy
+ * (the entry is gone), or a failure reason (nothing written); then 1 when the
+ * checkpoint could be written (or there was nothing to write), else 0.
+ */
+export const SETTLE = new LuaScript(`#!lua
+${ID_COMPARE}
+local stream, ckey = KEYS[1], KEYS[2]
+local group, consumer, now, ttl = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+local maxFields = tonumber(ARGV[5])
+local types = {}
+local function ktype(k)
+  local t = types[k]
+  if not t then
+    t = redis.call('TYPE', k)['ok']
+    types[k] = t
+  end
+  return t
+end
+-- newer() for ids of equal length and millisecond digits: the text order (the usual case).
+local function later(a, b)
+  if #a == #b and string.find(a, '-', 1, true) == string.find(b, '-', 1, true) then
+    return a > b
+  end
+  return newer(a, b)
+end
+local results = {}
+local best = nil
+local function track(id)
+  if best == nil or later(id, best) then best = id end
+end
+local ngroups = tonumber(ARGV[6])
+for g = 1, ngroups do
+  local ids = {}
+  for id in string.gmatch(ARGV[6 + g], '[^,]+') do ids[#ids + 1] = id end
+  local n = redis.call('XACK', stream, group, ids[1])
+  if n == 1 then
+    track(ids[1])
+    if #ids > 1 then n = n + redis.call('XACK', stream, group, unpack(ids, 2)) end
+  else
+    for j = 2, #ids do
+      if redis.call('XACK', stream, group, ids[j]) == 1 then
+        track(ids[j])
+        n = n + 1
+      end
+    end
+  end
+  results[#results + 1] = n
+end
+-- The other ops: parsed first, so that their checks can be batched (one XPENDING and one
+-- XRANGE over the range of their ids, not one of each per op: Lua's redis.call costs
+-- about a microsecond each, more than most of these commands).
+local ops = {}
+local lo, hi = nil, nil
+local i = 7 + ngroups
+while i <= #ARGV do
+  local op = { id = ARGV[i], kind = ARGV[i + 1], dedup = tonumber(ARGV[i + 2]),
+    nt = tonumber(ARGV[i + 3]) }
+  op.tstart = i + 4
+  op.ne = tonumber(ARGV[op.tstart + op.nt])
+  op.estart = op.tstart + op.nt + 1
+  op.nw = tonumber(ARGV[op.estart + op.ne])
+  op.wstart = op.estart + op.ne + 1
+  i = op.wstart
+  for _ = 1, op.nw do i = i + 2 + tonumber(ARGV[i + 1]) end
+  ops[#ops + 1] = op
+  if lo == nil or later(lo, op.id) then lo = op.id end
+  if hi == nil or later(op.id, hi) then hi = op.id end
+end
+-- 1. Checks: nothing is written for an op that fails one.
+-- Pending for this consumer: one XPENDING over [lo, hi] (only this consumer's entries);
+-- when it was cut at its COUNT, the ids after its last row are asked one by one.
+local mine, known = {}, hi
+if #ops > 0 then
+  local limit = 2 * #ops + 64
+  local rows = redis.call('XPENDING', stream, group, lo, hi, limit, consumer)
+  for r = 1, #rows do mine[rows[r][1]] = true end
+  if #rows >= limit then known = rows[#rows][1] end
+end
+local need = {}
+local flo, fhi = nil, nil
+for _, op in ipairs(ops) do
+  local id = op.id
+  local pend = mine[id]
+  if not pend and later(id, known) then
+    local p = redis.call('XPENDING', stream, group, id, id, 1)
+    pend = #p == 1 and p[1][2] == consumer
+  end
+  if not pend then op.result = 0 end
+  if not op.result and op.dedup > 0 then
+    local t = ktype(KEYS[op.dedup])
+    if t ~= 'none' and t ~= 'string' then op.result = 'dedup_key_type' end
+  end
+  if not op.result then
+    for t = 0, op.nt - 1 do
+      local ty = ktype(KEYS[tonumber(ARGV[op.tstart + t])])
+      if ty ~= 'none' and ty ~= 'stream' then
+        if op.kind == 'd' then op.result = 'dead_letter_type' else op.result = 'target_type' end
+        break
+      end
+    end
+  end
+  if not op.result then
+    local w = op.wstart
+    for _ = 1, op.nw do
+      local ty = ktype(KEYS[tonumber(ARGV[w])])
+      if ty ~= 'none' and ty ~= 'stream' then
+        op.result = 'emit_target_type'
+        break
+      end
+      w = w + 2 + tonumber(ARGV[w + 1])
+    end
+  end
+  if not op.result and op.nt > 0 then
+    need[#need + 1] = op
+    if flo == nil or later(flo, id) then flo = id end
+    if fhi == nil or later(id, fhi) then fhi = id end
+  end
+end
+-- The entries to copy: one XRANGE over [flo, fhi], the ids after a cut one by one.
+local entries, fknown = {}, fhi
+if #need > 0 then
+  local limit = 2 * #need + 64
+  local rows = redis.call('XRANGE', stream, flo, fhi, 'COUNT', limit)
+  for r = 1, #rows do entries[rows[r][1]] = rows[r][2] end
+  if #rows >= limit then fknown = rows[#rows][1] end
+end
+for _, op in ipairs(need) do
+  local f = entries[op.id]
+  if f == nil and later(op.id, fknown) then
+    local e = redis.call('XRANGE', stream, op.id, op.id)
+    if #e == 1 then f = e[1][2] end
+  end
+  -- The copy is made in the entry's own field list (fresh for this script).
+  if op.kind == 'f' then
+    if f == nil then
+      op.copy = false
+    elseif #f > 2 * maxFields then
+      op.result = 'too_many_fields'
+    else
+      local h = nil
+      for j = 1, #f, 2 do
+        if f[j] == 'headers' then h = j end
+      end
+      if h then
+        f[h + 1] = ARGV[op.estart]
+      else
+        f[#f + 1] = 'headers'
+        f[#f + 1] = ARGV[op.estart]
+      end
+      op.copy = f
+    end
+  else
+    -- A dead-letter copy keeps as many leading fields as fit the field limit.
+    local copy = f or {}
+    for j = #copy, 2 * maxFields + 1, -1 do copy[j] = nil end
+    for j = 0, op.ne - 1 do copy[#copy + 1] = ARGV[op.estart + j] end
+    op.copy = copy
+  end
+end
+-- 2. Writes, only for the ops that passed every check; their XACK (each returns 1: checked
+-- pending for this consumer above, in this same atomic script) in one call after them.
+local acks = {}
+for _, op in ipairs(ops) do
+  if not op.result then
+    if op.copy then
+      for t = 0, op.nt - 1 do
+        redis.call('XADD', KEYS[tonumber(ARGV[op.tstart + t])], '*', unpack(op.copy))
+      end
+    end
+    local w = op.wstart
+    for _ = 1, op.nw do
+      local nf = tonumber(ARGV[w + 1])
+      redis.call('XADD', KEYS[tonumber(ARGV[w])], '*', unpack(ARGV, w + 2, w + 1 + nf))
+      w = w + 2 + nf
+    end
+    if op.dedup > 0 then redis.call('SET', KEYS[op.dedup], op.id, 'EX', ttl) end
+    acks[#acks + 1] = op.id
+    track(op.id)
+    if op.copy == false then op.result = 2 else op.result = 1 end
+  end
+  results[#results + 1] = op.result
+end
+if #acks > 0 then redis.call('XACK', stream, group, unpack(acks)) end
+local cp = 1
+if best then
+  -- No TYPE call: HGET of a key of another type answers an error (and writes nothing).
+  local cur = redis.pcall('HGET', ckey, consumer)
+  if type(cur) == 'table' and cur.err then
+    cp = 0
+  elseif (not cur) or newer(best, cur) then
+    redis.call('HSET', ckey, consumer, best, consumer .. ':at', now)
+  else
+    redis.call('HSET', ckey, consumer .. ':at', now)
+  end
+end
+results[#results + 1] = cp
+return results
+`);
+
+/**
+ * `SETTLE` fenced by the partition's lease (partitioned streams, see `LEASE_CHECK`): KEYS[3]
+ * is the lease key (`SettleBatch.leaseKey`), ARGV[2] the consumer, the lease's owner. One check
+ * for the whole batch (a batch is one stream, so one partition), before any write: when the
+ * lease does not name this consumer, nothing is written and the reply is \`fenced\`: the
+ * entries stay pending for the new owner.
+ */
+export const SETTLE_FENCED = new LuaScript(SETTLE.source.replace(
+  "#!lua\n",
+  `#!lua
+${LEASE_CHECK}
+if not lease_held(KEYS[3], ARGV[2]) then return 'fenced' end
+`,
+));
