@@ -29,7 +29,7 @@ import { deadLetterFields, onFailure, overDeliveryLimit } from "./failure_policy
 import type { IdempotencyGate } from "./idempotency.ts";
 import type { Held, InFlight } from "./in_flight.ts";
 import type { OutcomeCounter } from "./outcomes.ts";
-import type { Settler } from "./settler.ts";
+import type { SettleOp, Settler } from "./settler.ts";
 
 /** Options of `Dispatcher`. */
 export interface DispatcherOptions {
@@ -73,6 +73,12 @@ export class Dispatcher {
     });
   }
 
+  /** Hands `op` to the settler; its entry is now settling. */
+  #settle(op: SettleOp): void {
+    op.held.phase = "settling";
+    this.#o.settler.enqueue(op);
+  }
+
   /** Aborts the signal handlers see (the shutdown budget ran out). */
   abortHandlers(): void {
     this.#handlerAbort.abort();
@@ -88,7 +94,7 @@ export class Dispatcher {
           id: h.id,
           stream: h.stream,
         });
-        o.settler.enqueue({ held: h, id: h.id, outcome: "deleted", eventType: "unknown" });
+        this.#settle({ held: h, id: h.id, outcome: "deleted", eventType: "unknown" });
         continue;
       }
       if (h.fieldCount > MAX_ENTRY_FIELDS) {
@@ -129,7 +135,7 @@ export class Dispatcher {
 
   async #runKeyed(h: Held): Promise<void> {
     if (await this.#o.gate.run(h, () => this.#invoke(h)) === "duplicate") {
-      this.#o.settler.enqueue({
+      this.#settle({
         held: h,
         id: h.id,
         outcome: "duplicate",
@@ -229,7 +235,7 @@ export class Dispatcher {
     }
     const event = h.event!;
     const targets = o.router.targets(event.event);
-    o.settler.enqueue({
+    this.#settle({
       held: h,
       id: h.id,
       outcome: "acked",
@@ -346,7 +352,7 @@ export class Dispatcher {
       stream: h.stream,
       error,
     });
-    o.settler.enqueue({
+    this.#settle({
       held: h,
       id: h.id,
       outcome: "dead_lettered",

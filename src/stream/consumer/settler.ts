@@ -72,7 +72,6 @@ export class Settler {
 
   /** Queues `op`; it is settled with the others queued in this turn. */
   enqueue(op: SettleOp): void {
-    op.held.phase = "settling";
     let q = this.#queue.get(op.held.stream);
     if (!q) this.#queue.set(op.held.stream, q = []);
     q.push(op);
