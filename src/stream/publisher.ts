@@ -131,7 +131,7 @@ export class Publisher {
       span?.setAttribute("messaging.message.id", id);
       return { id, ...base, published: true };
     }
-    const key = this.#keys.publishIdempotency(req.idempotencyKey);
+    const key = this.#keys.publishIdempotency(req.stream, req.idempotencyKey);
     const [fresh, record] = await this.#opts.connection.exec(
       (c) =>
         PUBLISH_ONCE.run(c, [key, req.stream], [
