@@ -6,7 +6,7 @@
  * copies byte-exact; targets in the source's slot are written directly; a relay that died between
  * the copy and its acknowledgement leaves a mark that keeps the next relay from copying again; a
  * target of the wrong type keeps its copies in the outbox until it is fixed; partitioned streams
- * relay each partition's outbox.
+ * relay each partition's outbox, in order per aggregate also when partitions change owner.
  *
  * @module
  */
@@ -24,10 +24,16 @@ import {
   xlen,
 } from "../support/streams.ts";
 import { waitFor } from "../support/wait.ts";
-import { GROUP, startConsumer } from "../support/in_process_consumer.ts";
+import { GROUP, type RunningConsumer, startConsumer } from "../support/in_process_consumer.ts";
 import { HandlerRegistry } from "../../src/stream/handlers.ts";
 import { registerDiagnosticHandlers } from "../../src/stream/diagnostic_handlers.ts";
-import { KeySchema, partitionKeys, sameSlot } from "../../src/stream/keys.ts";
+import {
+  KeySchema,
+  partitionKey,
+  partitionKeys,
+  partitionOf,
+  sameSlot,
+} from "../../src/stream/keys.ts";
 import { nodeCommander } from "../../src/redis/commander.ts";
 import { decodeRelay, encodeRelay, outboxFields } from "../../src/stream/consumer/outbox_codec.ts";
 import { RELAY } from "../../src/stream/consumer/relay_script.ts";
@@ -216,3 +222,75 @@ function pairsOf(flat: readonly string[]): [string, string][] {
   for (let i = 0; i < flat.length; i += 2) out.push([flat[i], flat[i + 1]]);
   return out;
 }
+
+Deno.test("partitions changing owner keep each aggregate's copies in order through the outboxes", async () => {
+  await using cleanup = new Cleanup();
+  const redis = cleanup.use(await startRedis());
+  const client = await redis.client();
+  const n = 4;
+  const env = {
+    STREAM: "orders",
+    STREAM_PARTITIONS: String(n),
+    PARTITION_LEASE_MS: "2000",
+    ROUTES: "*=>out",
+  };
+  const seq = new Map<string, number>();
+  const publish = async (count: number) => {
+    for (let i = 0; i < count; i++) {
+      const agg = `agg-${i % 12}`;
+      const next = (seq.get(agg) ?? 0) + 1;
+      seq.set(agg, next);
+      const key = partitionKey("orders", partitionOf(agg, n));
+      await xadd(client, key, wireEntry("t", agg, { n: next }));
+    }
+  };
+  const holders = async () => {
+    const out: string[] = [];
+    for (const key of partitionKeys("orders", n)) {
+      out.push(String(await client.get(KEYS.lease(key))));
+    }
+    return out;
+  };
+  const start = (name: string): Promise<RunningConsumer> =>
+    startConsumer(cleanup, redis, { ...env, CONSUMER_NAME: name }, new HandlerRegistry(), CROSS);
+  await publish(100);
+  const c1 = await start("c1");
+  const c2 = await start("c2");
+  await waitFor(async () => new Set(await holders()).size === 2, {
+    timeoutMs: 15_000,
+    message: "partitions spread over c1 and c2",
+  });
+  await publish(100);
+  // c1 stops: c2 takes its partitions (and their outboxes); then c3 joins and takes a share.
+  assert(await c1.stop(), "c1 settled everything");
+  await publish(100);
+  await waitFor(async () => (await holders()).every((h) => h === "c2"), {
+    timeoutMs: 15_000,
+    message: "every partition on c2",
+  });
+  await start("c3");
+  await publish(100);
+  await waitFor(async () => new Set(await holders()).size === 2, {
+    timeoutMs: 15_000,
+    message: "partitions spread over c2 and c3",
+  });
+  await publish(100);
+  const out = await waitFor(async () => {
+    const entries = await readStream(client, "out");
+    return entries.length >= 500 ? entries : undefined;
+  }, { timeoutMs: 30_000, message: "500 forwarded" });
+  assertEquals(out.length, 500, "each entry forwarded once");
+  const last = new Map<string, number>();
+  for (const e of out) {
+    const agg = e.fields.aggregateId;
+    const got = (JSON.parse(e.fields.payload) as { n: number }).n;
+    assertEquals(got, (last.get(agg) ?? 0) + 1, `order of ${agg}`);
+    last.set(agg, got);
+  }
+  let added = 0;
+  for (const key of partitionKeys("orders", n)) {
+    added += await entriesAdded(client, KEYS.outbox(key));
+  }
+  assertEquals(added, 500, "every copy went through an outbox");
+  assert(c2.consumer.partitionsHeld().size >= 1, "c2 still holds its share");
+});

@@ -69,6 +69,8 @@ interface Worker {
   woken: boolean;
   stop: AbortController;
   done?: Promise<void>;
+  /** The worker's loop returned (it is started again while its stream is wanted). */
+  ended: boolean;
 }
 
 /** Moves outbox entries to their targets, exactly once each. */
@@ -128,16 +130,17 @@ export class Relay {
     while (!this.#drain.signal.aborted) {
       const wanted = new Set(this.#o.streams());
       for (const stream of wanted) {
-        if (this.#workers.has(stream)) continue;
+        if (this.#workers.get(stream)?.ended === false) continue;
         const w: Worker = {
           stream,
           outbox: this.#o.keys.outbox(stream),
           wake: new Wakeup(),
           woken: false,
           stop: new AbortController(),
+          ended: false,
         };
         this.#workers.set(stream, w);
-        w.done = this.#run(w);
+        w.done = this.#run(w).catch((err) => this.#failed(w, err)).finally(() => (w.ended = true));
       }
       for (const [stream, w] of this.#workers) {
         if (wanted.has(stream)) continue;
@@ -186,6 +189,9 @@ export class Relay {
           } else claimCursor = next;
           more = true;
         } else {
+          // A partition handed over since the last turn: its new owner relays what comes next
+          // (checked before each read, not only by the supervisor, so copies keep their order).
+          if (o.takeOver && !o.streams().includes(w.stream)) return;
           w.woken = false;
           const entries = await this.#read(w.outbox, ">");
           if (entries.length > 0) {
