@@ -1,7 +1,7 @@
 /**
  * The outbox's pure parts (README "Redis Cluster and partitioned streams"): which targets go
  * through the outbox, the settle encoding in cross-slot mode, the outbox entry format and the
- * relay script's arguments and reply. No Redis.
+ * relay script's arguments and reply, and when the mode is on. No Redis.
  */
 import { assert, assertEquals, assertThrows } from "../support/assert.ts";
 import { encodeSettle } from "../../src/stream/consumer/settle_codec.ts";
@@ -13,6 +13,8 @@ import {
   OutboxRoute,
 } from "../../src/stream/consumer/outbox_codec.ts";
 import { sameSlot } from "../../src/stream/keys.ts";
+import { loadConfig } from "../../src/config.ts";
+import { consumerSettings } from "../../src/stream/consumer/settings.ts";
 
 const batch = {
   stream: "{s}",
@@ -93,4 +95,12 @@ Deno.test("encodeRelay()/decodeRelay(): the target first, one mark per copy; the
   assertEquals(decodeRelay("target_type", 2), ["target_type", "target_type"]);
   assertThrows(() => decodeRelay([1], 2), TypeError);
   assertThrows(() => decodeRelay([5], 1), TypeError);
+});
+
+Deno.test("consumerSettings(): cross-slot mode with REDIS_CLUSTER_NODES only", () => {
+  const base = { SERVICE_NAME: "svc", STREAM: "{orders}" };
+  const cluster = loadConfig({ ...base, REDIS_CLUSTER_NODES: "10.0.0.1:7000" });
+  assertEquals(consumerSettings(cluster).outboxAcrossSlots, true);
+  const single = loadConfig({ ...base, REDIS_HOST: "localhost", REDIS_PORT: "6380" });
+  assertEquals(consumerSettings(single).outboxAcrossSlots, false);
 });
