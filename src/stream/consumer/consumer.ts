@@ -21,8 +21,8 @@ import { delay, raceDeadline } from "../../clock.ts";
 import { errorInfo, getLogger, type Logger } from "../../log.ts";
 import { exponentialBackoff } from "../../redis/backoff.ts";
 import type { Metrics } from "../../metrics.ts";
-import { type Commander, managedCommander } from "../../redis/commander.ts";
-import type { ConnectionManager } from "../../redis/connection.ts";
+import { managedCommander } from "../../redis/commander.ts";
+import type { RedisLink } from "../../redis/connection.ts";
 import type { Tracing } from "../../tracing.ts";
 import type { HandlerRegistry } from "../handlers.ts";
 import { partitionKeys } from "../keys.ts";
@@ -45,7 +45,7 @@ import { StatsBoard } from "./stats.ts";
 /** Dependencies and settings of `StreamConsumer`. */
 export interface StreamConsumerOptions {
   settings: ConsumerSettings;
-  connection: ConnectionManager;
+  connection: RedisLink;
   registry: HandlerRegistry;
   router: Router;
   metrics?: Metrics;
@@ -53,14 +53,12 @@ export interface StreamConsumerOptions {
   logger?: Logger;
   /** Tracing: a CONSUMER span per handled entry, continuing its `headers.traceparent`. */
   tracing?: Tracing;
-  /** What the relay sends its commands through. Default: over `connection`. */
-  commander?: Commander;
 }
 
 /** Consumes the configured streams through one consumer group. */
 export class StreamConsumer {
   readonly #s: ConsumerSettings;
-  readonly #conn: ConnectionManager;
+  readonly #conn: RedisLink;
   readonly #log: Logger;
   readonly #stop = new AbortController();
   readonly #inFlight: InFlight;
@@ -161,7 +159,6 @@ export class StreamConsumer {
       source,
       batchSize: s.batchSize,
       blockMs: s.blockMs,
-      connectTimeoutMs: s.connectTimeoutMs,
       inFlight,
       dispatcher: this.#dispatcher,
       groups: this.#groups,
@@ -202,7 +199,7 @@ export class StreamConsumer {
     if (s.outboxAcrossSlots) {
       // With partitions, the outboxes of the partitions held: their copies keep their order.
       this.#relay = new Relay({
-        commander: options.commander ?? managedCommander(connection),
+        commander: managedCommander(connection),
         keys: s.keys,
         group: s.group,
         consumer: s.consumer,
