@@ -283,6 +283,40 @@ Deno.test("InFlight keys entries by id alone when one stream is consumed", () =>
   assertEquals(new InFlight({ streams: ["s", "t"], capacity: 1 }).keyOf("s", "1-0"), "s\u00001-0");
 });
 
+Deno.test("InFlight reuses freed slots, lists what it holds and keeps it across index copies", () => {
+  const f = new InFlight({ streams: ["s"], capacity: 100 });
+  const first = f.hold("s", "1-0", 1, null)!;
+  const second = f.hold("s", "2-0", 1, null)!;
+  assert(f.release(first));
+  const third = f.hold("s", "3-0", 1, null)!;
+  assert(!f.holds(first), "a released entry is not held, though its slot is reused");
+  assert(f.holds(third) && f.holds(second));
+  assert(!f.release(first), "releasing a stale entry leaves the slot's new one alone");
+  assert(f.has("s", "3-0") && !f.has("s", "1-0"));
+  // Held again under the same key: the old object is not the one held.
+  assert(f.release(second));
+  const again = f.hold("s", "2-0", 2, null)!;
+  assert(f.holds(again) && !f.holds(second));
+  // Releasing while iterating (what stop() does with entries waiting for a retry).
+  for (const h of f.values()) f.release(h);
+  assertEquals(f.size, 0);
+  assertEquals([...f.values()], []);
+  // Far more holds than the index copy period (16,384): nothing lost or duplicated.
+  const live = new Map<string, ReturnType<InFlight["hold"]>>();
+  for (let i = 0; i < 40_000; i++) {
+    const id = `${i}-0`;
+    live.set(id, f.hold("s", id, 1, null));
+    if (live.size > 50) {
+      const [oldest, h] = live.entries().next().value!;
+      assert(f.release(h!), `release ${oldest}`);
+      live.delete(oldest);
+    }
+  }
+  assertEquals(f.size, live.size);
+  assertEquals(new Set([...f.values()].map((h) => h.id)), new Set(live.keys()));
+  for (const id of live.keys()) assert(f.has("s", id) && f.hold("s", id, 1, null) === undefined);
+});
+
 Deno.test("KeySchema derives every key from the stream and the group", () => {
   const keys = new KeySchema({ group: "g", serviceName: "svc" });
   assertEquals(keys.dlq("orders"), "orders:dlq");
