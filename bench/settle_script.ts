@@ -27,6 +27,7 @@ function cutAt(marker: string): string {
 }
 
 const variants: [string, string][] = [
+  ["args only", cutAt("local ops = {}")],
   ["ops parsed", cutAt("-- 1. Checks")],
   ["+ checks (XPENDING)", cutAt("-- The entries to copy")],
   ["+ copies (XRANGE)", cutAt("-- 2. Writes")],

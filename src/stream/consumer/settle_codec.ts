@@ -116,13 +116,19 @@ const KIND_CODE = { forward: "f", dead_letter: "d" } as const;
  * travel first: their number of groups (ops the caller counts alike, as
  * `sameGroup` tells; one group when not given), then per group one
  * comma-joined argument with the group's highest id first (swapped with the
- * first): one string to encode per group, not one per entry. The other ops
- * follow, each as: id,
+ * first): one string to encode per group, not one per entry. Then the lowest
+ * and the highest id of the other ops ("" when none). Plain forwards
+ * (a forwarded copy, no mark, no emits: what ROUTES makes of every entry)
+ * follow, grouped by their list of targets: the number of such groups, then
+ * per group the target count, the target key indexes, the ids joined by commas
+ * and the new headers of each, in that order (one argument per entry instead of
+ * eight). The other ops follow, each as: id,
  * kind (`f` forward, `d` dead letter, `m` mark only), dedup key index (0 for
  * none), target count, target key indexes, extra count, extras (forward: the
  * new headers; dead letter: the dead-letter fields), then the count of
  * emitted writes and per write: target key index, field count, fields. Keys
  * are passed by index into KEYS, each once (with a lease key, that is KEYS[3]).
+ * `order` lists the plain forwards first (group by group), then the other ops.
  */
 export function encodeSettle<T extends SettleOpInput>(
   batch: SettleBatch,
@@ -150,8 +156,20 @@ export function encodeSettle<T extends SettleOpInput>(
   ];
   const rich: T[] = [];
   const groups: T[][] = [];
+  /** Plain forwards, by their targets. */
+  const forwards: { targets: readonly string[]; ops: T[] }[] = [];
+  let lastForward: { targets: readonly string[]; ops: T[] } | undefined;
   let last: T[] | undefined;
   for (const op of ops) {
+    if (op.copy?.kind === "forward" && !op.dedupKey && !op.emits?.length) {
+      const targets = op.copy.targets;
+      if (!lastForward || !sameList(lastForward.targets, targets)) {
+        lastForward = forwards.find((f) => sameList(f.targets, targets));
+        if (!lastForward) forwards.push(lastForward = { targets, ops: [] });
+      }
+      lastForward.ops.push(op);
+      continue;
+    }
     if (op.dedupKey || op.copy || op.emits?.length) {
       rich.push(op);
       continue;
@@ -165,7 +183,27 @@ export function encodeSettle<T extends SettleOpInput>(
   }
   args.push(String(groups.length));
   for (const group of groups) args.push(joinHighestFirst(group));
+  // The range of the other ops' ids: the script checks and copies over it in one call each.
+  let lo = "";
+  let hi = "";
+  for (const f of forwards) for (const op of f.ops) [lo, hi] = widen(lo, hi, op.id);
+  for (const op of rich) [lo, hi] = widen(lo, hi, op.id);
+  args.push(lo, hi, String(forwards.length));
+  const order: T[] = [];
+  for (const f of forwards) {
+    args.push(String(f.targets.length));
+    for (const t of f.targets) args.push(indexOf(t));
+    const n = f.ops.length;
+    const ids = new Array<string>(n);
+    for (let i = 0; i < n; i++) ids[i] = f.ops[i].id;
+    args.push(ids.join(","));
+    for (const op of f.ops) {
+      args.push((op.copy as { headers: string }).headers);
+      order.push(op);
+    }
+  }
   for (const op of rich) {
+    order.push(op);
     const copy = op.copy;
     args.push(op.id, copy ? KIND_CODE[copy.kind] : "m", op.dedupKey ? indexOf(op.dedupKey) : "0");
     if (!copy) args.push("0", "0");
@@ -186,7 +224,21 @@ export function encodeSettle<T extends SettleOpInput>(
     }
     args.push(String(count), ...writes);
   }
-  return { keys, args, groups, order: rich };
+  return { keys, args, groups, order };
+}
+
+/** The range [lo, hi] widened to hold `id` ("" for an empty range). */
+function widen(lo: string, hi: string, id: string): [string, string] {
+  if (lo === "") return [id, id];
+  return [newerId(lo, id) ? id : lo, newerId(id, hi) ? id : hi];
+}
+
+/** True when `a` and `b` hold the same strings in the same order. */
+function sameList(a: readonly string[], b: readonly string[]): boolean {
+  if (a === b) return true;
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
 }
 
 /** The ids of `ops` joined by commas, the highest first (the rest in their order). */
