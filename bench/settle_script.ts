@@ -2,7 +2,8 @@
  * Redis CPU of the SETTLE script per forwarded entry, and where it goes: runs the script on
  * batches of 100 fresh entries (200-byte payload), each op a ROUTES copy to one target, and
  * prints `usec_per_call / 100` of EVALSHA (INFO commandstats) for the whole script and for
- * the script cut short after each of its phases (parse the ops, checks, copies made, writes).
+ * the script cut short after each of its phases (the arguments alone, parse the ops, checks,
+ * copies made, writes).
  * Not part of `deno task bench`; run with `deno run --allow-all bench/settle_script.ts
  * [--rounds 100]`.
  *
@@ -27,6 +28,7 @@ function cutAt(marker: string): string {
 }
 
 const variants: [string, string][] = [
+  ["args only", cutAt("local ops = {}")],
   ["ops parsed", cutAt("-- 1. Checks")],
   ["+ checks (XPENDING)", cutAt("-- The entries to copy")],
   ["+ copies (XRANGE)", cutAt("-- 2. Writes")],

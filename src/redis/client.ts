@@ -10,17 +10,34 @@ import nodeRedisClient from "npm:@redis/client@^5.12.1/dist/lib/client/index.js"
 import { DeadlineError, withDeadline } from "../clock.ts";
 import { type Config, readTlsFiles } from "../config.ts";
 
-/** A RESP2 node-redis client as this service creates it. */
-export type RedisClient = ReturnType<typeof createClient>;
+/** The node-redis client (RESP2) as this service creates it: no method per Redis command. */
+export type RedisClient =
+  & Pick<
+    ReturnType<typeof createClient>,
+    "sendCommand" | "connect" | "close" | "destroy" | "on" | "isOpen" | "isReady"
+  >
+  & {
+    /** PING; resolves "PONG". */
+    ping(): Promise<string>;
+  };
 
 /**
- * Makes clients of one class. `createClient(options)` builds a class with a
- * method per Redis command for each distinct options object (it caches only
- * the last one), which took ~13 ms and ~14 MB of garbage per connection here
- * (two per connection pair, again on every reconnect); the class depends only
- * on the protocol version and the modules, scripts and functions (none).
+ * The client class: node-redis' base client, with no method per Redis command.
+ * `createClient(options)` (and `factory`) builds a class with one method per command (two
+ * classes: the client's and its MULTI's), which allocated ~13 MB while the service started;
+ * those survived minor GCs long enough to push V8 into growing the young generation to its
+ * largest size before the first entry was read, ~16 MB more RSS from then on (bench/RESULTS.md).
+ * The service sends every command through `sendCommand`, except PING below.
  */
-const makeClient = nodeRedisClient.default.factory({ RESP: 2 });
+const BaseClient = nodeRedisClient.default as unknown as new (
+  options: RedisClientOptions,
+) => Omit<RedisClient, "ping">;
+
+class LeanClient extends BaseClient {
+  ping(): Promise<string> {
+    return this.sendCommand(["PING"]) as Promise<string>;
+  }
+}
 
 /** A Redis server address. */
 export interface Address {
@@ -67,7 +84,7 @@ export function newClient(
     disableClientInfo: true,
     commandOptions: timeoutMs ? { timeout: timeoutMs } : undefined,
   };
-  const client = makeClient(options) as unknown as RedisClient;
+  const client: RedisClient = new LeanClient(options);
   // Errors surface through the commands and the listener the manager adds on
   // success; this one keeps an early socket error from being an unhandled event.
   client.on("error", () => {});
@@ -89,8 +106,15 @@ export function enforceDeadlines(
   onExpired: (err: DeadlineError) => void,
 ): void {
   const send = client.sendCommand.bind(client);
+  // node-redis is not handed the timeout: for one it makes an `AbortSignal.timeout` that lives
+  // as long as the timeout (BLOCK_MS + CONNECTION_TIMEOUT for each read: ~2,000 of them alive
+  // at a time while draining, each surviving into the old generation: bench/RESULTS.md); the
+  // deadline here covers the command from this call on.
   const guarded = (args: Parameters<typeof send>[0], options?: Parameters<typeof send>[1]) =>
-    withDeadline(send(args, options), options?.timeout ?? defaultMs).catch((err: unknown) => {
+    withDeadline(
+      send(args, options?.timeout === undefined ? options : { ...options, timeout: undefined }),
+      options?.timeout ?? defaultMs,
+    ).catch((err: unknown) => {
       if (err instanceof DeadlineError) onExpired(err);
       throw err;
     });

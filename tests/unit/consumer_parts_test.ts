@@ -29,7 +29,8 @@ Deno.test("encodeSettle() joins bare acknowledgements into one argument, the hig
   const ops = [{ id: "1-0" }, { id: "3-0" }, { id: "2-0" }];
   const { keys, args, groups, order } = encodeSettle(batch, ops);
   assertEquals(keys, ["s", "s:checkpoint:g"]);
-  assertEquals(args, ["g", "c1", batch.now, "60", "1000", "1", "3-0,1-0,2-0"]);
+  // Then no other ops: an empty id range and no group of plain forwards.
+  assertEquals(args, ["g", "c1", batch.now, "60", "1000", "1", "3-0,1-0,2-0", "", "", "0"]);
   assertEquals(groups, [ops]);
   assertEquals(order, []);
 });
@@ -42,7 +43,7 @@ Deno.test("encodeSettle() groups bare acknowledgements by the caller's key", () 
     { id: "9-5", k: "a" },
   ];
   const { args, groups } = encodeSettle(batch, ops, (a, b) => a.k === b.k);
-  assertEquals(args.slice(5), ["2", "10-0,1-0,9-5", "2-0"]);
+  assertEquals(args.slice(5), ["2", "10-0,1-0,9-5", "2-0", "", "", "0"]);
   assertEquals(groups, [[ops[0], ops[2], ops[3]], [ops[1]]]);
 });
 
@@ -61,6 +62,14 @@ Deno.test("encodeSettle() puts copies and marks after the bare acks, keys once e
     id: "1-0",
     copy: { kind: "forward" as const, targets: ["out", "audit"], headers: "{}" },
   };
+  const routedToo = {
+    id: "10-0",
+    copy: { kind: "forward" as const, targets: ["out", "audit"], headers: '{"n":"2"}' },
+  };
+  const routedElsewhere = {
+    id: "0-9",
+    copy: { kind: "forward" as const, targets: ["audit"], headers: "{}" },
+  };
   const keyed = {
     id: "2-0",
     dedupKey: "s:dedup:g:k",
@@ -71,7 +80,15 @@ Deno.test("encodeSettle() puts copies and marks after the bare acks, keys once e
     copy: { kind: "dead_letter" as const, target: "s:dlq", fields: ["error", "x"] },
   };
   const marked = { id: "5-0", dedupKey: "s:dedup:g:k2" };
-  const { keys, args, order } = encodeSettle(batch, [routed, plain, keyed, dead, marked]);
+  const { keys, args, order } = encodeSettle(batch, [
+    routed,
+    plain,
+    keyed,
+    routedToo,
+    dead,
+    routedElsewhere,
+    marked,
+  ]);
   assertEquals(keys, [
     "s",
     "s:checkpoint:g",
@@ -84,10 +101,16 @@ Deno.test("encodeSettle() puts copies and marks after the bare acks, keys once e
   assertEquals(args.slice(5), [
     "1",
     "3-0",
-    // routed: id, kind, no mark, 2 targets (KEYS 3 and 4), 1 extra: the headers; no emits
-    ..."1-0 f 0 2 3 4 1".split(" "),
+    // the range of the other ops' ids
+    "0-9",
+    "10-0",
+    // two groups of plain forwards: to KEYS 3 and 4 (two ids, then their headers), to KEYS 4
+    "2",
+    ..."2 3 4 1-0,10-0".split(" "),
     "{}",
-    "0",
+    '{"n":"2"}',
+    ..."1 4 0-9".split(" "),
+    "{}",
     // keyed: id, kind, mark KEYS[5], 1 target (KEYS 3), the headers; no emits
     ..."2-0 f 5 1 3 1".split(" "),
     '{"a":"b"}',
@@ -97,12 +120,12 @@ Deno.test("encodeSettle() puts copies and marks after the bare acks, keys once e
     // marked: id, kind m, mark KEYS[7], no target, no extra, no emits
     ..."5-0 m 7 0 0 0".split(" "),
   ]);
-  assertEquals(order, [routed, keyed, dead, marked]);
+  assertEquals(order, [routed, routedToo, routedElsewhere, keyed, dead, marked]);
 });
 
 Deno.test("encodeSettle() of no bare acknowledgements sends no group", () => {
   const { args } = encodeSettle(batch, [{ id: "1-0", dedupKey: "m" }]);
-  assertEquals(args.slice(5), ["0", "1-0", "m", "3", "0", "0", "0"]);
+  assertEquals(args.slice(5), ["0", "1-0", "1-0", "0", "1-0", "m", "3", "0", "0", "0"]);
 });
 
 Deno.test("encodeSettle() writes each emitted entry once per target", () => {
@@ -116,7 +139,7 @@ Deno.test("encodeSettle() writes each emitted entry once per target", () => {
   const { keys, args } = encodeSettle(batch, [op]);
   assertEquals(keys, ["s", "s:checkpoint:g", "a", "b"]);
   assertEquals(args.slice(5), [
-    "0",
+    ..."0 1-0 1-0 0".split(" "),
     ..."1-0 m 0 0 0".split(" "),
     // three writes: KEYS[3] and KEYS[4] get x, KEYS[3] gets y
     ..."3 3 2 event x 4 2 event x 3 4 event y k v".split(" "),
@@ -281,6 +304,40 @@ Deno.test("InFlight holds an entry once, counts room and wakes waiters on releas
 Deno.test("InFlight keys entries by id alone when one stream is consumed", () => {
   assertEquals(new InFlight({ streams: ["s"], capacity: 1 }).keyOf("s", "1-0"), "1-0");
   assertEquals(new InFlight({ streams: ["s", "t"], capacity: 1 }).keyOf("s", "1-0"), "s\u00001-0");
+});
+
+Deno.test("InFlight reuses freed slots, lists what it holds and keeps it across index copies", () => {
+  const f = new InFlight({ streams: ["s"], capacity: 100 });
+  const first = f.hold("s", "1-0", 1, null)!;
+  const second = f.hold("s", "2-0", 1, null)!;
+  assert(f.release(first));
+  const third = f.hold("s", "3-0", 1, null)!;
+  assert(!f.holds(first), "a released entry is not held, though its slot is reused");
+  assert(f.holds(third) && f.holds(second));
+  assert(!f.release(first), "releasing a stale entry leaves the slot's new one alone");
+  assert(f.has("s", "3-0") && !f.has("s", "1-0"));
+  // Held again under the same key: the old object is not the one held.
+  assert(f.release(second));
+  const again = f.hold("s", "2-0", 2, null)!;
+  assert(f.holds(again) && !f.holds(second));
+  // Releasing while iterating (what stop() does with entries waiting for a retry).
+  for (const h of f.values()) f.release(h);
+  assertEquals(f.size, 0);
+  assertEquals([...f.values()], []);
+  // Far more holds than the index copy period (16,384): nothing lost or duplicated.
+  const live = new Map<string, ReturnType<InFlight["hold"]>>();
+  for (let i = 0; i < 40_000; i++) {
+    const id = `${i}-0`;
+    live.set(id, f.hold("s", id, 1, null));
+    if (live.size > 50) {
+      const [oldest, h] = live.entries().next().value!;
+      assert(f.release(h!), `release ${oldest}`);
+      live.delete(oldest);
+    }
+  }
+  assertEquals(f.size, live.size);
+  assertEquals(new Set([...f.values()].map((h) => h.id)), new Set(live.keys()));
+  for (const id of live.keys()) assert(f.has("s", id) && f.hold("s", id, 1, null) === undefined);
 });
 
 Deno.test("KeySchema derives every key from the stream and the group", () => {

@@ -47,7 +47,15 @@ Deno.test("encodeSettle() with an outbox: cross-slot forwards as outbox|target, 
     id: "2-0",
     copy: { kind: "dead_letter" as const, target: "dlq-elsewhere", fields: ["error", "e"] },
   };
-  const { keys, args } = encodeSettle({ ...batch, outbox: "{s}:outbox" }, [op, dead]);
+  const plainForward = {
+    id: "3-0",
+    copy: { kind: "forward" as const, targets: ["out"], headers: "{}" },
+  };
+  const { keys, args } = encodeSettle({ ...batch, outbox: "{s}:outbox" }, [
+    op,
+    dead,
+    plainForward,
+  ]);
   assertEquals(keys, [
     "{s}",
     "{s}:checkpoint:g",
@@ -57,7 +65,10 @@ Deno.test("encodeSettle() with an outbox: cross-slot forwards as outbox|target, 
     "dlq-elsewhere",
   ]);
   assertEquals(args.slice(5), [
-    "0",
+    // no bare acknowledgements; the id range of the other ops
+    ..."0 1-0 3-0".split(" "),
+    // one group of plain forwards: 1 target, "out" through the outbox KEYS[3]; ids; headers
+    ..."1 1 3|out 3-0 {}".split(" "),
     // forward: 2 targets: "out" through the outbox KEYS[3], "{s}.audit" directly (KEYS[4])
     ..."1-0 f 0 2".split(" "),
     "3|out",
@@ -72,7 +83,7 @@ Deno.test("encodeSettle() with an outbox: cross-slot forwards as outbox|target, 
   // Without the outbox, the same ops name their targets directly.
   const plain = encodeSettle(batch, [op]);
   assertEquals(plain.keys, ["{s}", "{s}:checkpoint:g", "out", "{s}.audit", "{s}.e"]);
-  assertEquals(plain.args.slice(10, 12), ["3", "4"]);
+  assertEquals(plain.args.slice(9, 15), ["1-0", "f", "0", "2", "3", "4"]);
 });
 
 Deno.test("outbox entries: the target field first, then the copy's fields as they were", () => {

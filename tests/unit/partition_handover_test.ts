@@ -67,9 +67,10 @@ Deno.test("encodeSettle() puts the lease key third; SETTLE_FENCED checks it befo
   assertEquals(plain.keys, ["{s:1}", "{s:1}:checkpoint:g", "out"]);
   assertEquals(fenced.keys, ["{s:1}", "{s:1}:checkpoint:g", "{s:1}:lease:g", "out"]);
   assertEquals(fenced.args.slice(0, 6), plain.args.slice(0, 6));
-  // The forward target's key index moves from 3 to 4.
-  assertEquals(plain.args.slice(6), ["1-1", "f", "0", "1", "3", "1", "{}", "0"]);
-  assertEquals(fenced.args.slice(6), ["1-1", "f", "0", "1", "4", "1", "{}", "0"]);
+  // The forward target's key index moves from 3 to 4 (id range, one group of plain forwards
+  // to one target, its ids, their headers).
+  assertEquals(plain.args.slice(6), ["1-1", "1-1", "1", "1", "3", "1-1", "{}"]);
+  assertEquals(fenced.args.slice(6), ["1-1", "1-1", "1", "1", "4", "1-1", "{}"]);
   assert(SETTLE_FENCED.source.startsWith("#!lua\n"), "the shebang stays first");
   assert(SETTLE_FENCED.source.includes("lease_held(KEYS[3], ARGV[2])"));
   assert(SETTLE_FENCED.source.endsWith(SETTLE.source.slice("#!lua\n".length)));

@@ -31,6 +31,8 @@ export interface Held {
   refreshedAt: number;
   /** Idempotency lock taken by this entry's run, held until it settles (see `IdempotencyGate`). */
   keyLock?: { key: string; promise: Promise<boolean> };
+  /** Its slot in the registry (see `InFlight`). */
+  slot: number;
 }
 
 /** A resolvable signal used to wake waiting loops. */
@@ -52,6 +54,9 @@ export class Wakeup {
   }
 }
 
+/** Holds between two copies of the index map (see `InFlight`). */
+const INDEX_RENEW = 16_384;
+
 /** Options of `InFlight`. */
 export interface InFlightOptions {
   /** The consumed streams. With one, keys are the entry id alone. */
@@ -62,11 +67,32 @@ export interface InFlightOptions {
   onSize?: (size: number) => void;
 }
 
-/** The held entries, their capacity and the wake-ups tied to them. */
+/**
+ * The held entries, their capacity and the wake-ups tied to them.
+ *
+ * The entries live in an array of slots (reused through a free list); the map from key to
+ * slot holds numbers only. A map whose values were the entries kept every entry read alive
+ * until the next full collection: under a steady stream of `set`/`delete` V8 rebuilds a map's
+ * table every few hundred operations, and once the table is in the old generation each
+ * discarded table (garbage in the old generation) still points at the entries it held, so
+ * minor collections kept those alive and promoted them (~450 bytes per entry, ~5 MB per
+ * scavenge, and the old generation, so RSS, grew by that much between full collections:
+ * bench/RESULTS.md). The slots are written in place and cleared on release. The index map is
+ * copied into a new one every `INDEX_RENEW` holds: V8 allocates a rebuilt table in the
+ * generation of the table it replaces, so a table that once got old (idle times) would make
+ * every later rebuild garbage in the old generation; a copy starts young again.
+ */
 export class InFlight {
   readonly capacity: number;
   readonly #single: boolean;
-  readonly #held = new Map<string, Held>();
+  /** Key → slot of the held entry. */
+  #index = new Map<string, number>();
+  /** Holds until the index map is copied. */
+  #renewIn = INDEX_RENEW;
+  /** The held entries; undefined in free slots. */
+  readonly #slots: (Held | undefined)[] = [];
+  /** Free slots, reused last-freed first. */
+  readonly #free: number[] = [];
   readonly #room = new Wakeup();
   readonly #empty = new Wakeup();
   readonly #onSize?: (size: number) => void;
@@ -79,12 +105,12 @@ export class InFlight {
 
   /** Entries held. */
   get size(): number {
-    return this.#held.size;
+    return this.#index.size;
   }
 
   /** Entries that may still be taken before the capacity is reached (0 or more). */
   get room(): number {
-    return Math.max(0, this.capacity - this.#held.size);
+    return Math.max(0, this.capacity - this.#index.size);
   }
 
   /**
@@ -98,12 +124,16 @@ export class InFlight {
 
   /** True when the entry `id` of `stream` is held. */
   has(stream: string, id: string): boolean {
-    return this.#held.has(this.keyOf(stream, id));
+    return this.#index.has(this.keyOf(stream, id));
   }
 
-  /** The held entries. */
-  values(): IterableIterator<Held> {
-    return this.#held.values();
+  /** The held entries (releasing one while iterating is safe). */
+  *values(): IterableIterator<Held> {
+    const slots = this.#slots;
+    for (let i = 0; i < slots.length; i++) {
+      const h = slots[i];
+      if (h) yield h;
+    }
   }
 
   /**
@@ -118,7 +148,13 @@ export class InFlight {
     now = Date.now(),
   ): Held | undefined {
     const key = this.keyOf(stream, id);
-    if (this.#held.has(key)) return undefined;
+    if (--this.#renewIn === 0) {
+      this.#index = new Map(this.#index);
+      this.#renewIn = INDEX_RENEW;
+    }
+    const index = this.#index;
+    if (index.has(key)) return undefined;
+    const slot = this.#free.length > 0 ? this.#free.pop()! : this.#slots.length;
     // Every field set here, so all Held objects share one shape (fast property access).
     const held: Held = {
       key,
@@ -132,33 +168,37 @@ export class InFlight {
       timer: undefined,
       refreshedAt: now,
       keyLock: undefined,
+      slot,
     };
-    this.#held.set(key, held);
+    this.#slots[slot] = held;
+    index.set(key, slot);
     return held;
   }
 
   /** Reports the size after a batch was held. */
   admitted(): void {
-    this.#onSize?.(this.#held.size);
+    this.#onSize?.(this.#index.size);
   }
 
   /** Lets go of `h` (settled, or left pending in Redis); false when it was not held. */
   release(h: Held): boolean {
-    if (this.#held.get(h.key) !== h) return false;
-    this.#held.delete(h.key);
+    if (this.#slots[h.slot] !== h) return false;
+    this.#slots[h.slot] = undefined;
+    this.#free.push(h.slot);
+    this.#index.delete(h.key);
     this.#room.notify();
-    if (this.#held.size === 0) this.#empty.notify();
+    if (this.#index.size === 0) this.#empty.notify();
     return true;
   }
 
   /** True while `h` is the held entry under its key. */
   holds(h: Held): boolean {
-    return this.#held.get(h.key) === h;
+    return this.#slots[h.slot] === h;
   }
 
   /** Reports the current size (after a batch of releases). */
   reportSize(): void {
-    this.#onSize?.(this.#held.size);
+    this.#onSize?.(this.#index.size);
   }
 
   /** Resolves when room may have freed up (or on `wakeAll`). */

@@ -123,13 +123,19 @@ const KIND_CODE = { forward: "f", dead_letter: "d" } as const;
  * travel first: their number of groups (ops the caller counts alike, as
  * `sameGroup` tells; one group when not given), then per group one
  * comma-joined argument with the group's highest id first (swapped with the
- * first): one string to encode per group, not one per entry. The other ops
- * follow, each as: id,
+ * first): one string to encode per group, not one per entry. Then the lowest
+ * and the highest id of the other ops ("" when none). Plain forwards
+ * (a forwarded copy, no mark, no emits: what ROUTES makes of every entry)
+ * follow, grouped by their list of targets: the number of such groups, then
+ * per group the target count, the target key indexes, the ids joined by commas
+ * and the new headers of each, in that order (one argument per entry instead of
+ * eight). The other ops follow, each as: id,
  * kind (`f` forward, `d` dead letter, `m` mark only), dedup key index (0 for
  * none), target count, target key indexes, extra count, extras (forward: the
  * new headers; dead letter: the dead-letter fields), then the count of
  * emitted writes and per write: target key index, field count, fields. Keys
  * are passed by index into KEYS, each once (with a lease key, that is KEYS[3]).
+ * `order` lists the plain forwards first (group by group), then the other ops.
  * With `batch.outbox`, a forward target in another slot is passed as `<outbox index>|<target>`
  * (the script writes the copy to the outbox, led by the target field), and an emitted write to
  * such a target as a write to the outbox of the fields `target`, the target, then its fields.
@@ -159,10 +165,24 @@ export function encodeSettle<T extends SettleOpInput>(
     String(MAX_ENTRY_FIELDS),
   ];
   const route = new OutboxRoute(batch.stream, batch.outbox);
+  /** A copy's target argument: its key index, or the outbox's and its name (another slot). */
+  const targetArg = (t: string) => route.via(t) ? `${indexOf(route.outbox!)}|${t}` : indexOf(t);
   const rich: T[] = [];
   const groups: T[][] = [];
+  /** Plain forwards, by their targets. */
+  const forwards: { targets: readonly string[]; ops: T[] }[] = [];
+  let lastForward: { targets: readonly string[]; ops: T[] } | undefined;
   let last: T[] | undefined;
   for (const op of ops) {
+    if (op.copy?.kind === "forward" && !op.dedupKey && !op.emits?.length) {
+      const targets = op.copy.targets;
+      if (!lastForward || !sameList(lastForward.targets, targets)) {
+        lastForward = forwards.find((f) => sameList(f.targets, targets));
+        if (!lastForward) forwards.push(lastForward = { targets, ops: [] });
+      }
+      lastForward.ops.push(op);
+      continue;
+    }
     if (op.dedupKey || op.copy || op.emits?.length) {
       rich.push(op);
       continue;
@@ -176,15 +196,33 @@ export function encodeSettle<T extends SettleOpInput>(
   }
   args.push(String(groups.length));
   for (const group of groups) args.push(joinHighestFirst(group));
+  // The range of the other ops' ids: the script checks and copies over it in one call each.
+  let lo = "";
+  let hi = "";
+  for (const f of forwards) for (const op of f.ops) [lo, hi] = widen(lo, hi, op.id);
+  for (const op of rich) [lo, hi] = widen(lo, hi, op.id);
+  args.push(lo, hi, String(forwards.length));
+  const order: T[] = [];
+  for (const f of forwards) {
+    args.push(String(f.targets.length));
+    for (const t of f.targets) args.push(targetArg(t));
+    const n = f.ops.length;
+    const ids = new Array<string>(n);
+    for (let i = 0; i < n; i++) ids[i] = f.ops[i].id;
+    args.push(ids.join(","));
+    for (const op of f.ops) {
+      args.push((op.copy as { headers: string }).headers);
+      order.push(op);
+    }
+  }
   for (const op of rich) {
+    order.push(op);
     const copy = op.copy;
     args.push(op.id, copy ? KIND_CODE[copy.kind] : "m", op.dedupKey ? indexOf(op.dedupKey) : "0");
     if (!copy) args.push("0", "0");
     else if (copy.kind === "forward") {
       args.push(String(copy.targets.length));
-      for (const t of copy.targets) {
-        args.push(route.via(t) ? `${indexOf(route.outbox!)}|${t}` : indexOf(t));
-      }
+      for (const t of copy.targets) args.push(targetArg(t));
       args.push("1", copy.headers);
     } else {
       args.push("1", indexOf(copy.target), String(copy.fields.length), ...copy.fields);
@@ -207,7 +245,21 @@ export function encodeSettle<T extends SettleOpInput>(
     }
     args.push(String(count), ...writes);
   }
-  return { keys, args, groups, order: rich };
+  return { keys, args, groups, order };
+}
+
+/** The range [lo, hi] widened to hold `id` ("" for an empty range). */
+function widen(lo: string, hi: string, id: string): [string, string] {
+  if (lo === "") return [id, id];
+  return [newerId(lo, id) ? id : lo, newerId(id, hi) ? id : hi];
+}
+
+/** True when `a` and `b` hold the same strings in the same order. */
+function sameList(a: readonly string[], b: readonly string[]): boolean {
+  if (a === b) return true;
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
 }
 
 /** The ids of `ops` joined by commas, the highest first (the rest in their order). */

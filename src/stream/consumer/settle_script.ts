@@ -11,10 +11,13 @@ import { ID_COMPARE, LuaScript } from "../scripts.ts";
  * KEYS: stream, checkpoint hash, then every other key ops refer to (by index).
  * ARGV: group, consumer, now (ISO), dedup TTL s, field limit, the number G of
  *   groups of bare acknowledgements, G arguments of ids joined by commas (the
- *   group's highest id first), then per other op: id, kind, dedupKeyIndex (0
- *   for none), targetCount, target…, extraCount, extra…, writeCount,
- *   then per write: keyIndex, fieldCount, field…
- *   A target is a key index, or `<outbox key index>|<target stream>` for a copy
+ *   group's highest id first), the lowest and the highest id of the other
+ *   ops (empty strings when there are none), the number F of groups of plain forwards, per
+ *   such group: targetCount, targetKeyIndex…, its ids joined by commas, then
+ *   the new headers of each id in turn; then per other op: id, kind,
+ *   dedupKeyIndex (0 for none), targetCount, targetKeyIndex…, extraCount,
+ *   extra…, writeCount, then per write: keyIndex, fieldCount, field…
+ *   A copy's target is a key index, or `<outbox key index>|<target stream>` for a copy
  *   through the outbox (cross-slot mode, see `outbox_codec.ts`).
  * A group is acknowledged with two XACK calls: its highest id alone (so the
  * checkpoint is exactly the highest id acknowledged), then the rest in one
@@ -82,9 +85,29 @@ end
 -- The other ops: parsed first, so that their checks can be batched (one XPENDING and one
 -- XRANGE over the range of their ids, not one of each per op: Lua's redis.call costs
 -- about a microsecond each, more than most of these commands).
+-- lo and hi: the lowest and the highest id of these ops (computed by the caller).
 local ops = {}
-local lo, hi = nil, nil
-local i = 7 + ngroups
+local lo, hi = ARGV[7 + ngroups], ARGV[8 + ngroups]
+local i = 9 + ngroups
+-- Plain forwards: the types of a group's targets are checked once for the group.
+local nforwards = tonumber(ARGV[i])
+i = i + 1
+for _ = 1, nforwards do
+  local nt = tonumber(ARGV[i])
+  local tstart = i + 1
+  local typed = true
+  for t = 0, nt - 1 do
+    local ty = ktype(KEYS[(target(ARGV[tstart + t]))])
+    if ty ~= 'none' and ty ~= 'stream' then typed = false end
+  end
+  local h = tstart + nt + 1
+  for id in string.gmatch(ARGV[tstart + nt], '[^,]+') do
+    ops[#ops + 1] = { id = id, kind = 'f', dedup = 0, nt = nt, tstart = tstart, ne = 1,
+      estart = h, nw = 0, wstart = h, typed = typed }
+    h = h + 1
+  end
+  i = h
+end
 while i <= #ARGV do
   local op = { id = ARGV[i], kind = ARGV[i + 1], dedup = tonumber(ARGV[i + 2]),
     nt = tonumber(ARGV[i + 3]) }
@@ -96,8 +119,6 @@ while i <= #ARGV do
   i = op.wstart
   for _ = 1, op.nw do i = i + 2 + tonumber(ARGV[i + 1]) end
   ops[#ops + 1] = op
-  if lo == nil or later(lo, op.id) then lo = op.id end
-  if hi == nil or later(op.id, hi) then hi = op.id end
 end
 -- 1. Checks: nothing is written for an op that fails one.
 -- Pending for this consumer: one XPENDING over [lo, hi] (only this consumer's entries);
@@ -110,7 +131,6 @@ if #ops > 0 then
   if #rows >= limit then known = rows[#rows][1] end
 end
 local need = {}
-local flo, fhi = nil, nil
 for _, op in ipairs(ops) do
   local id = op.id
   local pend = mine[id]
@@ -123,7 +143,7 @@ for _, op in ipairs(ops) do
     local t = ktype(KEYS[op.dedup])
     if t ~= 'none' and t ~= 'string' then op.result = 'dedup_key_type' end
   end
-  if not op.result then
+  if not op.result and not op.typed then
     for t = 0, op.nt - 1 do
       local ty = ktype(KEYS[(target(ARGV[op.tstart + t]))])
       if ty ~= 'none' and ty ~= 'stream' then
@@ -145,15 +165,13 @@ for _, op in ipairs(ops) do
   end
   if not op.result and op.nt > 0 then
     need[#need + 1] = op
-    if flo == nil or later(flo, id) then flo = id end
-    if fhi == nil or later(id, fhi) then fhi = id end
   end
 end
--- The entries to copy: one XRANGE over [flo, fhi], the ids after a cut one by one.
-local entries, fknown = {}, fhi
+-- The entries to copy: one XRANGE over [lo, hi], the ids after a cut one by one.
+local entries, fknown = {}, hi
 if #need > 0 then
   local limit = 2 * #need + 64
-  local rows = redis.call('XRANGE', stream, flo, fhi, 'COUNT', limit)
+  local rows = redis.call('XRANGE', stream, lo, hi, 'COUNT', limit)
   for r = 1, #rows do entries[rows[r][1]] = rows[r][2] end
   if #rows >= limit then fknown = rows[#rows][1] end
 end
@@ -213,12 +231,17 @@ for _, op in ipairs(ops) do
     end
     if op.dedup > 0 then redis.call('SET', KEYS[op.dedup], op.id, 'EX', ttl) end
     acks[#acks + 1] = op.id
-    track(op.id)
     if op.copy == false then op.result = 2 else op.result = 1 end
   end
   results[#results + 1] = op.result
 end
 if #acks > 0 then redis.call('XACK', stream, group, unpack(acks)) end
+-- The checkpoint: hi when every op was acknowledged (the usual case), else the highest acked.
+if #acks == #ops then
+  if #ops > 0 then track(hi) end
+else
+  for _, id in ipairs(acks) do track(id) end
+end
 local cp = 1
 if best then
   -- No TYPE call: HGET of a key of another type answers an error (and writes nothing).
