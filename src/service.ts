@@ -13,7 +13,8 @@ import { HealthState } from "./health_state.ts";
 import { createApp } from "./http/app.ts";
 import { errorInfo, getLogger, type Logger, setupLogging } from "./log.ts";
 import { Metrics } from "./metrics.ts";
-import { ConnectionManager, RedisUnavailableError } from "./redis/connection.ts";
+import { ClusterLink } from "./redis/cluster_link.ts";
+import { ConnectionManager, type RedisLink, RedisUnavailableError } from "./redis/connection.ts";
 import { Pinger, pingTiming } from "./redis/pinger.ts";
 import { StreamAdmin } from "./stream/admin.ts";
 import { StreamConsumer } from "./stream/consumer/consumer.ts";
@@ -157,7 +158,10 @@ function compose(
   }
   const metrics = new Metrics({ processMetrics: config.http.metricsEnabled });
   const clientName = `${service.name}:${config.stream.consumer}`;
-  const connection = new ConnectionManager({ redis: config.redis, clientName, observer: metrics });
+  const linkOptions = { redis: config.redis, clientName, observer: metrics };
+  const connection: RedisLink = config.redis.cluster
+    ? new ClusterLink(linkOptions)
+    : new ConnectionManager(linkOptions);
   const registry = handlerRegistry(config, handlers, log);
   const router = new Router(config.stream.routes);
   const settings = consumerSettings(config);
@@ -231,34 +235,13 @@ async function startConsumer(
 
 /** The configuration, or undefined after printing every problem to stderr. */
 function configure(env: Record<string, string>): Config | undefined {
-  let problems: string[];
   try {
-    const config = loadConfigAndFiles(env);
-    problems = notYetSupported(config);
-    if (problems.length === 0) return config;
+    return loadConfigAndFiles(env);
   } catch (err) {
     if (!(err instanceof ConfigError)) throw err;
-    problems = err.lines();
+    console.error(["Invalid configuration:", ...err.lines().map((l) => `  ${l}`)].join("\n"));
+    return undefined;
   }
-  console.error(["Invalid configuration:", ...problems.map((l) => `  ${l}`)].join("\n"));
-  return undefined;
-}
-
-/**
- * Settings the configuration accepts (and validates) whose runtime is not
- * wired into the consumer yet: Redis Cluster has its building blocks
- * (src/redis/cluster.ts) but the service does not run it. Refused with exit
- * 78 rather than run wrongly. (Partitioned streams run on a single Redis.)
- */
-function notYetSupported(config: Config): string[] {
-  const out: string[] = [];
-  if (config.redis.cluster) {
-    out.push(
-      "REDIS_CLUSTER_NODES: Redis Cluster is not supported by this version yet; " +
-        "use one primary (REDIS_HOST/REDIS_PORT) or Sentinel",
-    );
-  }
-  return out;
 }
 
 /** The event handlers, with the diagnostic ones when DIAGNOSTIC_EVENTS is on. */
@@ -288,7 +271,7 @@ interface StoppableParts {
   pinger: Pinger;
   consumer: StreamConsumer;
   server: Deno.HttpServer;
-  connection: ConnectionManager;
+  connection: RedisLink;
   log: Logger;
 }
 

@@ -3,8 +3,8 @@
  * owns node-redis' cluster client (MOVED/ASK followed by node-redis, failovers followed by
  * `followFailovers`), with TLS and ACL applied to every node, RESP2, a readiness check that
  * PINGs every master, commands routed by key through the circuit breaker and a deadline, and
- * one dedicated blocking connection per master for XREADGROUP BLOCK on streams of one slot, so
- * a blocked read never delays another command. The same spirit as `ConnectionManager`
+ * one dedicated blocking connection per slot read for XREADGROUP BLOCK on streams of that slot,
+ * so a blocked read never delays another command nor another slot's read. The same spirit as `ConnectionManager`
  * (connection.ts): states, deadlines, the breaker; node-redis reconnects the node clients.
  */
 import { createCluster } from "npm:@redis/client@^5.12.1";
@@ -32,6 +32,16 @@ export { type ClusterClient, followFailovers, type RootNode } from "./cluster_fa
 /** Replies that mean the cluster is being reconfigured: retry soon, on a fresh slot map. */
 const RECONFIGURING_RE = /^(MOVED|ASK|TRYAGAIN|CLUSTERDOWN|UNBLOCKED|READONLY|MASTERDOWN)/;
 
+/** A dedicated blocking connection: its client, its CLIENT ID, where it is connected. */
+interface Blocking {
+  client: RedisClient;
+  ready: Promise<RedisClient>;
+  id: Promise<number>;
+  address: Address;
+  /** A key of its slot (the first stream read), to route CLIENT UNBLOCK. */
+  key: string;
+}
+
 /** Options of `ClusterConnection`. */
 export interface ClusterConnectionOptions {
   /** The Redis configuration; `redis.cluster` names the seed nodes. */
@@ -51,8 +61,8 @@ export class ClusterConnection implements Commander {
   #state: ConnectionState = "idle";
   #cluster?: ClusterClient;
   #unfollow?: () => void;
-  /** Dedicated blocking clients by master address (`host:port`). */
-  #blocking = new Map<string, { client: RedisClient; ready: Promise<RedisClient> }>();
+  /** Dedicated blocking clients by slot, each connected to the slot's master. */
+  #blocking = new Map<number, Blocking>();
   #closing = new AbortController();
   #lastError?: string;
   #latencyMs?: number;
@@ -223,34 +233,71 @@ export class ClusterConnection implements Commander {
   }
 
   /**
-   * The dedicated blocking connection to the master serving `key`'s slot (created on first use,
-   * with the same TLS and ACL settings; replaced when closed or when the slot moved). Blocking
-   * reads on it name streams of that one slot only.
+   * The dedicated blocking connection for reads of `key`'s slot, to the master serving it
+   * (created on first use, with the same TLS and ACL settings; replaced when closed or when the
+   * slot moved). Blocking reads on it name streams of that one slot only.
    */
   async blockingFor(key: string): Promise<RedisClient> {
+    return (await this.#blockingEntry(key)).client;
+  }
+
+  /**
+   * Wakes a blocked read of `key`'s slot (CLIENT UNBLOCK, sent to the node it blocks on): it
+   * returns as if it timed out. Nothing happens when no read is blocked there.
+   */
+  async unblock(key: string): Promise<void> {
+    const entry = this.#blocking.get(slotOf(key));
+    if (!entry || !this.#cluster?.isOpen) return;
+    try {
+      const id = String(await entry.id);
+      // Routed by a key of the slot: to the master the read blocks on.
+      await withDeadline(
+        this.#cluster.sendCommand(entry.key, false, ["CLIENT", "UNBLOCK", id]),
+        1000,
+      );
+    } catch {
+      // The read wakes at BLOCK_MS anyway.
+    }
+  }
+
+  /** `unblock` for every slot read on a blocking connection. */
+  async unblockAll(): Promise<void> {
+    await Promise.all([...this.#blocking.values()].map((b) => this.unblock(b.key)));
+  }
+
+  async #blockingEntry(key: string): Promise<Blocking> {
     const address = this.masterAddressOf(key);
-    const id = `${address.host}:${address.port}`;
-    const known = this.#blocking.get(id);
-    if (known && known.client.isOpen) return await known.ready;
-    if (known) this.#blocking.delete(id);
+    const slot = slotOf(key);
+    const known = this.#blocking.get(slot);
+    if (
+      known && known.client.isOpen && known.address.host === address.host &&
+      known.address.port === address.port
+    ) {
+      await known.ready;
+      return known;
+    }
+    if (known) this.#dropBlocking(known.client);
     const client = newClient(
       this.#opts.redis,
       address,
-      `${this.#opts.clientName}:blk:${address.port}`,
+      `${this.#opts.clientName}:blk:${slot}`,
       undefined,
     );
     const ready = withDeadline(client.connect(), this.#opts.redis.connectTimeoutMs)
       .then(() => client as RedisClient);
-    const entry = { client, ready };
-    this.#blocking.set(id, entry);
+    const id = ready.then(async (c) => Number(await c.sendCommand(["CLIENT", "ID"])));
+    id.catch(() => {});
+    const entry: Blocking = { client, ready, id, address, key };
+    this.#blocking.set(slot, entry);
     client.on("error", () => {
-      if (this.#blocking.get(id) === entry) this.#blocking.delete(id);
+      if (this.#blocking.get(slot) === entry) this.#blocking.delete(slot);
       destroyQuietly(client);
     });
     try {
-      return await ready;
+      await ready;
+      return entry;
     } catch (err) {
-      if (this.#blocking.get(id) === entry) this.#blocking.delete(id);
+      if (this.#blocking.get(slot) === entry) this.#blocking.delete(slot);
       destroyQuietly(client);
       throw new NotConnectedError(errorInfo(err).message, { cause: err });
     }
@@ -321,8 +368,8 @@ export class ClusterConnection implements Commander {
   }
 
   #dropBlocking(client: RedisClient): void {
-    for (const [id, entry] of this.#blocking) {
-      if (entry.client === client) this.#blocking.delete(id);
+    for (const [slot, entry] of this.#blocking) {
+      if (entry.client === client) this.#blocking.delete(slot);
     }
     destroyQuietly(client);
   }

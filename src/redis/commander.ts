@@ -5,7 +5,7 @@
  * on the node that answers NOSCRIPT. Every key a script touches is in KEYS, in one slot.
  */
 import type { ClusterClient } from "./cluster.ts";
-import type { ConnectionManager } from "./connection.ts";
+import type { RedisLink } from "./connection.ts";
 
 /** Sends one raw command; on a cluster, to the master serving `firstKey`'s slot. */
 export interface Commander {
@@ -24,10 +24,10 @@ export function nodeCommander(client: RawSender): Commander {
 }
 
 /**
- * A commander over the service's `ConnectionManager` (single Redis or Sentinel): each command
+ * A commander over the service's `RedisLink` (single Redis or Sentinel): each command
  * through `exec`, so through the breaker and under its deadline; the key is ignored.
  */
-export function managedCommander(connection: ConnectionManager): Commander {
+export function managedCommander(connection: RedisLink): Commander {
   return { send: (_key, args) => connection.exec((c) => c.sendCommand([...args])) };
 }
 

@@ -18,6 +18,7 @@ import { exponentialBackoff, retryDelay } from "./backoff.ts";
 import { classifyError, NotConnectedError, RedisUnavailableError } from "./errors.ts";
 import { type CommandObserver, connectionBreaker, guardedCall } from "./guarded_call.ts";
 import { type Address, enforceDeadlines, newClient, type RedisClient } from "./client.ts";
+import type { ConnectionState, RedisLink } from "./link.ts";
 import { destroyQuietly, resolveSentinelMaster } from "./sentinel.ts";
 
 export {
@@ -28,11 +29,7 @@ export {
 } from "./errors.ts";
 
 export type { Address, RedisClient } from "./client.ts";
-
-/** Where the manager stands. */
-export type ConnectionState = "idle" | "connecting" | "connected" | "reconnecting" | "closed";
-
-export type { CommandObserver } from "./guarded_call.ts";
+export type { CommandObserver, ConnectionState, RedisLink, RedisSender } from "./link.ts";
 
 /** Options of `ConnectionManager`. */
 export interface ConnectionManagerOptions {
@@ -49,7 +46,7 @@ export interface ConnectionManagerOptions {
 const ONE_MINUTE = 60_000;
 
 /** Owns the command and blocking clients, their (re)connection and the breaker. */
-export class ConnectionManager {
+export class ConnectionManager implements RedisLink {
   readonly breaker: CircuitBreaker;
   readonly #opts: ConnectionManagerOptions;
   readonly #log: Logger;
@@ -191,6 +188,22 @@ export class ConnectionManager {
       client: () => this.command,
       onConnectionFailure: (err) => this.#onClientProblem(err),
     }, fn);
+  }
+
+  /**
+   * XREADGROUP on the dedicated blocking client (`RedisLink.readGroup`), within BLOCK_MS +
+   * CONNECTION_TIMEOUT. @throws {NotConnectedError} while disconnected.
+   */
+  async readGroup(
+    streams: readonly string[],
+    ids: readonly string[],
+    head: readonly string[],
+    blockMs: number,
+  ): Promise<unknown> {
+    const args = ["XREADGROUP", ...head, "BLOCK", String(blockMs), "STREAMS", ...streams, ...ids];
+    return await this.blocking.sendCommand(args, {
+      timeout: blockMs + this.#opts.redis.connectTimeoutMs,
+    });
   }
 
   /** Wakes a blocked XREADGROUP on the blocking client (CLIENT UNBLOCK). */

@@ -8,7 +8,7 @@
  * `partitions(S)` reads who owns each (its lease) with its pending and lag.
  */
 import { managedCommander } from "../redis/commander.ts";
-import type { ConnectionManager } from "../redis/connection.ts";
+import type { RedisLink } from "../redis/connection.ts";
 import { fetchConsumers, fetchGroups, groupLag } from "./group_ops.ts";
 import { DEAD_LETTER_FIELDS, partitionKeys } from "./keys.ts";
 import { readLease } from "./partitions/leases.ts";
@@ -81,7 +81,7 @@ export interface PartitionReport {
 
 /** Options of `StreamAdmin`. */
 export interface StreamAdminOptions {
-  connection: ConnectionManager;
+  connection: RedisLink;
   /** The dead-letter stream of a stream. */
   dlqFor: (stream: string) => string;
   /** STREAM_PARTITIONS (default 1: streams are not partitioned). */

@@ -6,7 +6,7 @@
  * hold nothing, trim by age. Each is one round trip or one script; the loops,
  * logging and state stay with their callers.
  */
-import type { ConnectionManager, RedisClient } from "../redis/connection.ts";
+import type { RedisLink, RedisSender } from "../redis/connection.ts";
 import { pairsToRecord } from "../redis/reply.ts";
 import { DELETE_IDLE_CONSUMER } from "./scripts.ts";
 
@@ -58,7 +58,7 @@ export function parseConsumers(reply: readonly unknown[]): ConsumerInfo[] {
  * The groups of `stream` (XINFO GROUPS); [] when the stream does not exist.
  * Any other error (WRONGTYPE, NOPERM, …) rejects.
  */
-export async function fetchGroups(c: RedisClient, stream: string): Promise<GroupInfo[]> {
+export async function fetchGroups(c: RedisSender, stream: string): Promise<GroupInfo[]> {
   try {
     return parseGroups(await c.sendCommand(["XINFO", "GROUPS", stream]) as unknown[]);
   } catch (err) {
@@ -69,7 +69,7 @@ export async function fetchGroups(c: RedisClient, stream: string): Promise<Group
 
 /** The consumers of `group` on `stream` (XINFO CONSUMERS). */
 export async function fetchConsumers(
-  c: RedisClient,
+  c: RedisSender,
   stream: string,
   group: string,
 ): Promise<ConsumerInfo[]> {
@@ -86,7 +86,7 @@ export async function fetchConsumers(
  * lag is never above the stream's length.
  */
 export async function groupLag(
-  c: RedisClient,
+  c: RedisSender,
   stream: string,
   g: GroupInfo,
   length: number,
@@ -111,7 +111,7 @@ export async function groupLag(
  * was created, false when it existed already.
  */
 export async function ensureGroup(
-  conn: ConnectionManager,
+  conn: RedisLink,
   stream: string,
   group: string,
   startId: string,
@@ -140,7 +140,7 @@ export interface GroupFigures {
 
 /** Reads the group's figures and the lengths of the stream and its dead-letter stream. */
 export async function readGroupFigures(
-  conn: ConnectionManager,
+  conn: RedisLink,
   stream: string,
   group: string,
   dlqStream: string,
@@ -171,7 +171,7 @@ export async function readGroupFigures(
  * would drop pending entries). Returns the removed ones.
  */
 export async function removeIdleConsumers(
-  conn: ConnectionManager,
+  conn: RedisLink,
   stream: string,
   group: string,
   self: string,
@@ -189,7 +189,7 @@ export async function removeIdleConsumers(
 
 /** Trims entries older than `retentionMs` (XTRIM MINID, approximate); returns how many went. */
 export async function trimOlderThan(
-  conn: ConnectionManager,
+  conn: RedisLink,
   stream: string,
   retentionMs: number,
   now = Date.now(),

@@ -57,9 +57,16 @@ export class KeySchema {
     return `${stream}:dedup:${this.group}:${idempotencyKey}`;
   }
 
-  /** The trigger's record of a publication with an `Idempotency-Key`. */
-  publishIdempotency(idempotencyKey: string): string {
-    return `${this.#serviceName}:idempotency:${idempotencyKey}`;
+  /**
+   * The trigger's record of a publication to `stream` with an `Idempotency-Key`:
+   * `<service>:idempotency:<key>`, or for a stream with a hash tag `{<tag>}:idempotency:<service>:<key>`
+   * so that the record and the XADD share a slot (one script on Redis Cluster).
+   */
+  publishIdempotency(stream: string, idempotencyKey: string): string {
+    const tag = hashTag(stream);
+    return tag === undefined
+      ? `${this.#serviceName}:idempotency:${idempotencyKey}`
+      : `{${tag}}:idempotency:${this.#serviceName}:${idempotencyKey}`;
   }
 
   /**

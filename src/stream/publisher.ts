@@ -3,7 +3,7 @@
  * connection manager's breaker, optionally once per idempotency key (the key
  * and the first publication's record are kept for DEDUP_TTL_S).
  */
-import type { ConnectionManager } from "../redis/connection.ts";
+import type { RedisLink } from "../redis/connection.ts";
 import type { Metrics } from "../metrics.ts";
 import type { Span } from "npm:@opentelemetry/api@^1.9.0";
 import type { Tracing } from "../tracing.ts";
@@ -38,7 +38,7 @@ export interface PublishResult {
 
 /** Options of `Publisher`. */
 export interface PublisherOptions {
-  connection: ConnectionManager;
+  connection: RedisLink;
   serviceName: string;
   /** IANA zone of the `timestamp` field. Default `UTC`. */
   timezone?: string;
@@ -131,7 +131,7 @@ export class Publisher {
       span?.setAttribute("messaging.message.id", id);
       return { id, ...base, published: true };
     }
-    const key = this.#keys.publishIdempotency(req.idempotencyKey);
+    const key = this.#keys.publishIdempotency(req.stream, req.idempotencyKey);
     const [fresh, record] = await this.#opts.connection.exec(
       (c) =>
         PUBLISH_ONCE.run(c, [key, req.stream], [

@@ -8,7 +8,7 @@
  * share a hash slot: name streams with a common hash tag, e.g. `{orders}.in`
  * and `{orders}.out`.
  */
-import type { RedisClient } from "../redis/connection.ts";
+import type { RedisSender } from "../redis/link.ts";
 
 /** A Lua script run by EVALSHA, loaded on NOSCRIPT. */
 export class LuaScript {
@@ -21,7 +21,7 @@ export class LuaScript {
 
   /** Runs the script; the reply is Redis' raw RESP2 reply. */
   async run(
-    client: RedisClient,
+    client: RedisSender,
     keys: readonly string[],
     args: readonly string[],
   ): Promise<unknown> {

@@ -81,18 +81,17 @@ Deno.test("main.ts exits 78 naming every bad variable at once, never printing RE
   assert(!all.includes("sup3rs3cret"), `the password leaked:\n${all}`);
 });
 
-Deno.test("main.ts exits 78 for Redis Cluster, which it does not run yet (partitions it runs)", async () => {
+Deno.test("main.ts exits 78 in cluster mode for a stream without a hash tag, suggesting one", async () => {
   const run = await runService(configEnv({
     REDIS_HOST: undefined,
     REDIS_PORT: undefined,
     REDIS_CLUSTER_NODES: "127.0.0.1:7000,127.0.0.1:7001",
     STREAM: "orders",
-    STREAM_PARTITIONS: "4",
   }));
   assertEquals(run.code, 78, `exit code; stderr:\n${run.stderr}`);
-  const named = problemLines(run.stderr).map((l) => l.split(":")[0]).sort();
-  assertEquals(named, ["REDIS_CLUSTER_NODES"]);
-  assertStringIncludes(run.stderr, "not supported by this version yet");
+  const named = problemLines(run.stderr).map((l) => l.split(/[:=]/)[0]);
+  assertEquals(named, ["STREAM"]);
+  assertStringIncludes(run.stderr, '"{orders}"');
   assertEquals(run.stdout.trim(), "", "nothing is logged before the configuration is valid");
 });
 

@@ -14,7 +14,7 @@ import {
 import { schedule } from "../../src/stream/consumer/schedule.ts";
 import { StatsBoard } from "../../src/stream/consumer/stats.ts";
 import { InFlight } from "../../src/stream/consumer/in_flight.ts";
-import { DEAD_LETTER_FIELDS, KeySchema } from "../../src/stream/keys.ts";
+import { DEAD_LETTER_FIELDS, KeySchema, sameSlot } from "../../src/stream/keys.ts";
 
 const batch = {
   stream: "s",
@@ -288,7 +288,9 @@ Deno.test("KeySchema derives every key from the stream and the group", () => {
   assertEquals(keys.dlq("orders"), "orders:dlq");
   assertEquals(keys.checkpoint("orders"), "orders:checkpoint:g");
   assertEquals(keys.dedup("orders", "k1"), "orders:dedup:g:k1");
-  assertEquals(keys.publishIdempotency("k1"), "svc:idempotency:k1");
+  assertEquals(keys.publishIdempotency("orders", "k1"), "svc:idempotency:k1");
+  assertEquals(keys.publishIdempotency("{orders:3}", "k1"), "{orders:3}:idempotency:svc:k1");
+  assert(sameSlot(keys.publishIdempotency("{orders:3}", "k1"), "{orders:3}"));
   assertEquals(new KeySchema({ group: "g", dlqStream: "dead" }).dlq("orders"), "dead");
   assertThrows(() => new KeySchema({ group: "" }), TypeError);
 });

@@ -20,7 +20,7 @@ import { delay, raceDeadline } from "../../clock.ts";
 import { errorInfo, getLogger, type Logger } from "../../log.ts";
 import { exponentialBackoff } from "../../redis/backoff.ts";
 import type { Metrics } from "../../metrics.ts";
-import type { ConnectionManager } from "../../redis/connection.ts";
+import type { RedisLink } from "../../redis/connection.ts";
 import type { Tracing } from "../../tracing.ts";
 import type { HandlerRegistry } from "../handlers.ts";
 import { partitionKeys } from "../keys.ts";
@@ -42,7 +42,7 @@ import { StatsBoard } from "./stats.ts";
 /** Dependencies and settings of `StreamConsumer`. */
 export interface StreamConsumerOptions {
   settings: ConsumerSettings;
-  connection: ConnectionManager;
+  connection: RedisLink;
   registry: HandlerRegistry;
   router: Router;
   metrics?: Metrics;
@@ -55,7 +55,7 @@ export interface StreamConsumerOptions {
 /** Consumes the configured streams through one consumer group. */
 export class StreamConsumer {
   readonly #s: ConsumerSettings;
-  readonly #conn: ConnectionManager;
+  readonly #conn: RedisLink;
   readonly #log: Logger;
   readonly #stop = new AbortController();
   readonly #inFlight: InFlight;
@@ -153,7 +153,6 @@ export class StreamConsumer {
       source,
       batchSize: s.batchSize,
       blockMs: s.blockMs,
-      connectTimeoutMs: s.connectTimeoutMs,
       inFlight,
       dispatcher: this.#dispatcher,
       groups: this.#groups,

@@ -9,7 +9,7 @@
  */
 import { errorInfo, type Logger } from "../../log.ts";
 import type { Metrics } from "../../metrics.ts";
-import type { ConnectionManager } from "../../redis/connection.ts";
+import type { RedisLink } from "../../redis/connection.ts";
 import type { Tracing } from "../../tracing.ts";
 import {
   isoInZone,
@@ -33,7 +33,7 @@ import type { SettleOp, Settler } from "./settler.ts";
 
 /** Options of `Dispatcher`. */
 export interface DispatcherOptions {
-  connection: ConnectionManager;
+  connection: RedisLink;
   registry: HandlerRegistry;
   router: Router;
   /** How handlers' `ctx.publish` builds entries. */

@@ -4,12 +4,12 @@
  * stats poller finding no group after a restart without persistence).
  */
 import { errorInfo, type Logger } from "../../log.ts";
-import type { ConnectionManager } from "../../redis/connection.ts";
+import type { RedisLink } from "../../redis/connection.ts";
 import { ensureGroup } from "../group_ops.ts";
 
 /** Options of `Groups`. */
 export interface GroupsOptions {
-  connection: ConnectionManager;
+  connection: RedisLink;
   streams: readonly string[];
   group: string;
   startId: string;

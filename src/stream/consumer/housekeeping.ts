@@ -11,7 +11,7 @@ import { delay } from "../../clock.ts";
 import { errorInfo, type Logger } from "../../log.ts";
 import { errorReason, LogThrottle } from "../../log_throttle.ts";
 import type { Metrics } from "../../metrics.ts";
-import { type ConnectionManager, NotConnectedError } from "../../redis/connection.ts";
+import { NotConnectedError, type RedisLink } from "../../redis/connection.ts";
 import { readGroupFigures, removeIdleConsumers, trimOlderThan } from "../group_ops.ts";
 import { CLAIM_IDLE, CLAIM_OWN } from "../scripts.ts";
 import { type Groups, isNoGroup } from "./groups.ts";
@@ -22,7 +22,7 @@ import type { StatsBoard } from "./stats.ts";
 
 /** Options of `Housekeeping`. */
 export interface HousekeepingOptions {
-  connection: ConnectionManager;
+  connection: RedisLink;
   /** Every consumed stream (with partitions: every partition key): the stats poller's. */
   streams: readonly string[];
   /**

@@ -7,13 +7,13 @@
  * the only writer of the set of keys in progress.
  */
 import { errorInfo, type Logger } from "../../log.ts";
-import type { ConnectionManager } from "../../redis/connection.ts";
+import type { RedisLink } from "../../redis/connection.ts";
 import type { KeySchema } from "../keys.ts";
 import type { Held } from "./in_flight.ts";
 
 /** Options of `IdempotencyGate`. */
 export interface IdempotencyGateOptions {
-  connection: ConnectionManager;
+  connection: RedisLink;
   keys: KeySchema;
   logger: Logger;
 }
@@ -23,7 +23,7 @@ export type GateResult = "duplicate" | "ran";
 
 /** Keys in progress and the processed-mark check. */
 export class IdempotencyGate {
-  readonly #conn: ConnectionManager;
+  readonly #conn: RedisLink;
   readonly #keys: KeySchema;
   readonly #log: Logger;
   readonly #inProgress = new Map<string, Promise<boolean>>();

@@ -21,7 +21,7 @@ import { delay } from "../../clock.ts";
 import { errorInfo, type Logger } from "../../log.ts";
 import type { Metrics } from "../../metrics.ts";
 import { managedCommander } from "../../redis/commander.ts";
-import type { ConnectionManager } from "../../redis/connection.ts";
+import type { RedisLink } from "../../redis/connection.ts";
 import { type KeySchema, partitionKey } from "../keys.ts";
 import { partitionsOf } from "../partitions/assignment.ts";
 import { Leases } from "../partitions/leases.ts";
@@ -34,7 +34,7 @@ import type { Reader, StreamSource } from "./reader.ts";
 
 /** Options of `Ownership`. */
 export interface OwnershipOptions {
-  connection: ConnectionManager;
+  connection: RedisLink;
   keys: KeySchema;
   /** The partitioned streams (STREAM), by their names without partition. */
   streams: readonly string[];

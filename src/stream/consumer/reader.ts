@@ -1,5 +1,5 @@
 /**
- * The reader: one read loop on the dedicated blocking connection. After each
+ * The reader: one read loop on the dedicated blocking connection (on a cluster, one per slot). After each
  * (re)connection it first takes back this consumer's own pending entries
  * (re-read from id 0 when nothing is held; after a reconnect, claimed back
  * only where not held, so running handlers are neither duplicated nor
@@ -15,11 +15,7 @@
 import { CircuitOpenError } from "../../redis/breaker.ts";
 import { delay } from "../../clock.ts";
 import { errorInfo, type Logger } from "../../log.ts";
-import {
-  classifyError,
-  type ConnectionManager,
-  NotConnectedError,
-} from "../../redis/connection.ts";
+import { classifyError, NotConnectedError, type RedisLink } from "../../redis/connection.ts";
 import { CLAIM_OWN, DELIVERY_COUNTS } from "../scripts.ts";
 import type { Dispatcher } from "./dispatcher.ts";
 import { type Groups, isNoGroup } from "./groups.ts";
@@ -38,7 +34,7 @@ export interface StreamSource {
 
 /** Options of `Reader`. */
 export interface ReaderOptions {
-  connection: ConnectionManager;
+  connection: RedisLink;
   /** The streams read, unless `source` is given. */
   streams: readonly string[];
   /** Partitioned streams: the streams read now (replaces `streams`). */
@@ -47,8 +43,6 @@ export interface ReaderOptions {
   consumer: string;
   batchSize: number;
   blockMs: number;
-  /** Added to BLOCK_MS as the deadline of a blocking read. */
-  connectTimeoutMs: number;
   inFlight: InFlight;
   dispatcher: Dispatcher;
   groups: Groups;
@@ -238,22 +232,9 @@ export class Reader {
 
   async #readNew(count: number, streams: readonly string[]): Promise<ReadReply> {
     const o = this.#o;
-    const args = [
-      "XREADGROUP",
-      "GROUP",
-      o.group,
-      o.consumer,
-      "COUNT",
-      String(count),
-      "BLOCK",
-      String(o.blockMs),
-      "STREAMS",
-      ...streams,
-      ...streams.map(() => ">"),
-    ];
-    return await o.connection.blocking.sendCommand(args, {
-      timeout: o.blockMs + o.connectTimeoutMs,
-    }) as ReadReply;
+    const head = ["GROUP", o.group, o.consumer, "COUNT", String(count)];
+    const ids = streams.map(() => ">");
+    return await o.connection.readGroup(streams, ids, head, o.blockMs) as ReadReply;
   }
 
   #admitNew(stream: string, entries: RawEntry[]): void {

@@ -35,8 +35,6 @@ export interface ConsumerSettings {
   timezone: string;
   /** SERVICE_NAME: the `serviceName` of entries handlers emit. */
   serviceName: string;
-  /** CONNECTION_TIMEOUT: added to BLOCK_MS as the deadline of a blocking read. */
-  connectTimeoutMs: number;
   /** Every derived key (dead-letter stream, checkpoint, dedup marks). */
   keys: KeySchema;
   /**
@@ -68,7 +66,6 @@ export function consumerSettings(config: Config): ConsumerSettings {
     retentionMs: s.retentionMs,
     timezone: config.service.timezone,
     serviceName: config.service.name,
-    connectTimeoutMs: config.redis.connectTimeoutMs,
     keys: keySchema(config),
     partitions: s.partitions,
     partitionLeaseMs: s.partitionLeaseMs,

@@ -9,7 +9,7 @@
 import { delay } from "../../clock.ts";
 import { errorInfo, type Logger } from "../../log.ts";
 import type { Metrics, Outcome } from "../../metrics.ts";
-import { classifyError, type ConnectionManager } from "../../redis/connection.ts";
+import { classifyError, type RedisLink } from "../../redis/connection.ts";
 import { isoInZone } from "../entry.ts";
 import type { KeySchema } from "../keys.ts";
 import type { Held } from "./in_flight.ts";
@@ -32,7 +32,7 @@ const BATCH_LIMIT = 500;
 
 /** Options of `Settler`. */
 export interface SettlerOptions {
-  connection: ConnectionManager;
+  connection: RedisLink;
   keys: KeySchema;
   group: string;
   consumer: string;
