@@ -9,7 +9,7 @@
  * @module
  */
 
-import { assert, assertEquals, assertNotEquals } from "../support/assert.ts";
+import { assertEquals, assertNotEquals } from "../support/assert.ts";
 import { Cleanup } from "../support/cleanup.ts";
 import { routedSender, slotOf, startRedisCluster } from "../support/redis_cluster.ts";
 import { startService } from "../support/service.ts";
