@@ -9,7 +9,8 @@
  *   1, 2, 3, … to its FNV-1a partition. A single `ROUTES` target would be in another slot than most
  *   partitions, so each partition forwards to its own `{orders:i}:out` (the producer names the
  *   event `p<i>.…` and the rule `p<i>.*=>{orders:i}:out`): every entry is forwarded once and each
- *   aggregate's entries come out in order.
+ *   aggregate's entries come out in order. The same with one target `{out}` in another slot than
+ *   most partitions (`*=>{out}`, through the outboxes and the relay), once that is merged.
  * - the trigger publishes to the partition FNV-1a (32-bit, UTF-8 bytes of `aggregateId`) picks,
  *   computed here independently of the service's code.
  *
@@ -68,8 +69,25 @@ function evenOver(leases: (string | undefined)[], names: string[]): boolean {
   return Math.max(...counts) - Math.min(...counts) <= 1;
 }
 
-function serviceEnv(cluster: RedisClusterFixture, name: string): Record<string, string> {
-  const routes = Array.from({ length: N }, (_, i) => `p${i}.*=>${key(i)}:out`).join(",");
+/**
+ * Where the instances forward to: `own`, each partition to `{orders:i}:out` in its own slot
+ * (`p<i>.*=>{orders:i}:out`); `one`, every partition to the single stream `{out}` in another slot
+ * for most of them (`*=>{out}`, through the outboxes and the relay).
+ */
+type Output = "own" | "one";
+
+function outputs(output: Output): string[] {
+  return output === "one" ? ["{out}"] : Array.from({ length: N }, (_, i) => `${key(i)}:out`);
+}
+
+function serviceEnv(
+  cluster: RedisClusterFixture,
+  name: string,
+  output: Output = "own",
+): Record<string, string> {
+  const routes = output === "one"
+    ? "*=>{out}"
+    : Array.from({ length: N }, (_, i) => `p${i}.*=>${key(i)}:out`).join(",");
   return {
     ...cluster.env(),
     SERVICE_NAME: "cluster-parts-e2e",
@@ -86,119 +104,147 @@ function serviceEnv(cluster: RedisClusterFixture, name: string): Record<string, 
   };
 }
 
+/**
+ * The outbox and relay come with the `outbox` branch; until it is merged nothing reaches a target
+ * in another slot, so the `one` variant is ignored while the relay's module is absent. Remove this
+ * once the branch is merged.
+ */
+const OUTBOX_MERGED = (() => {
+  try {
+    return Deno.statSync(new URL("../../src/stream/consumer/relay.ts", import.meta.url)).isFile;
+  } catch {
+    return false;
+  }
+})();
+
+/**
+ * Three instances share the partitions while a producer writes; one is SIGKILLed, one joins; then
+ * every entry is forwarded once (to `output`) and each aggregate's entries are in order there.
+ */
+async function rebalanceScenario(output: Output): Promise<void> {
+  await using cleanup = new Cleanup();
+  const cluster = cleanup.use(await startRedisCluster());
+  const redis = routedSender(await cluster.client());
+  const masters = new Set(
+    await Promise.all(Array.from({ length: N }, (_, i) => cluster.masterOf(key(i)))),
+  );
+  assertEquals(masters.size, 3, "the 8 partitions should land on all three masters");
+  const start = async (name: string): Promise<ServiceProcess> =>
+    cleanup.use(
+      await startService({ env: serviceEnv(cluster, name, output), readyTimeoutMs: 30_000 }),
+    );
+
+  // A producer writing to the partitions all along, each aggregate numbered 1, 2, 3, ...
+  const seq = new Map<string, number>();
+  let producing = true;
+  const producer = (async () => {
+    for (let i = 0; producing; i++) {
+      const agg = `agg-${i % 30}`;
+      const n = (seq.get(agg) ?? 0) + 1;
+      const p = part(agg);
+      await xadd(redis, key(p), wireEntry(`p${p}.updated`, agg, { n }));
+      seq.set(agg, n);
+      if (i % 10 === 9) await new Promise((r) => setTimeout(r, 10)); // pacing
+    }
+  })();
+  cleanup.add(async () => {
+    producing = false;
+    await producer.catch(() => {});
+  });
+  const forwarded = async () => {
+    let total = 0;
+    for (const out of outputs(output)) total += await xlen(redis, out);
+    return total;
+  };
+
+  const p1 = await start("p1");
+  const p2 = await start("p2");
+  const p3 = await start("p3");
+  await waitFor(async () => evenOver(await owners(redis), ["p1", "p2", "p3"]), {
+    timeoutMs: REBALANCE_MS,
+    message: "8 partitions spread over p1, p2, p3",
+  });
+  // The membership record shares the slot of the stream's own tag.
+  const members = await redis.sendCommand(["ZRANGE", `{orders}:members:${GROUP}`, "0", "-1"]);
+  assertEquals([...members as string[]].sort(), ["p1", "p2", "p3"]);
+
+  // p2 dies without a word: its leases lapse and p1 and p3 take its partitions over.
+  await waitFor(async () => await forwarded() >= 300, {
+    timeoutMs: 30_000,
+    message: "300 forwarded entries before the kill",
+  });
+  await p2.kill();
+  await waitFor(async () => evenOver(await owners(redis), ["p1", "p3"]), {
+    timeoutMs: REBALANCE_MS,
+    message: "8 partitions spread over p1, p3 after p2's SIGKILL",
+  });
+
+  // p4 joins and gets its share.
+  const p4 = await start("p4");
+  await waitFor(async () => evenOver(await owners(redis), ["p1", "p3", "p4"]), {
+    timeoutMs: REBALANCE_MS,
+    message: "8 partitions spread over p1, p3, p4",
+  });
+  producing = false;
+  await producer;
+
+  // Everything forwarded once, each aggregate in order.
+  const total = [...seq.values()].reduce((a, b) => a + b, 0);
+  try {
+    await waitFor(async () => await forwarded() >= total, {
+      timeoutMs: 60_000,
+      message: `${total} forwarded entries`,
+    });
+  } catch (err) {
+    for (let i = 0; i < N; i++) {
+      const pending = await redis.sendCommand(["XPENDING", key(i), GROUP]);
+      const lease = await redis.sendCommand(["GET", `${key(i)}:lease:${GROUP}`]);
+      console.log(key(i), "lease", lease, "pending", JSON.stringify(pending));
+    }
+    for (const svc of [p1, p3, p4]) {
+      console.log(
+        svc.output().split("\n").filter((l) => /WARN|ERROR|partition/.test(l)).join("\n"),
+      );
+    }
+    throw err;
+  }
+  const last = new Map<string, number>();
+  let count = 0;
+  for (const [i, out] of outputs(output).entries()) {
+    for (const e of await readStream(redis, out)) {
+      count++;
+      const agg = e.fields.aggregateId;
+      if (output === "own") {
+        assertEquals(slotOf(out), slotOf(key(i)));
+        assertEquals(part(agg), i, `${agg} forwarded from its own partition`);
+      }
+      const n = JSON.parse(e.fields.payload).n as number;
+      assertEquals(n, (last.get(agg) ?? 0) + 1, `order of ${agg}`);
+      last.set(agg, n);
+    }
+  }
+  assertEquals(count, total, "each entry forwarded exactly once");
+  for (const [agg, n] of seq) assertEquals(last.get(agg), n, `all of ${agg}`);
+
+  for (const svc of [p1, p3, p4]) assertEquals((await svc.stop()).code, 0);
+  assertEquals(await owners(redis), new Array(N).fill(undefined), "leases released at stop");
+}
+
 Deno.test({
   name:
     "cluster: three processes share 8 partitions; a SIGKILL and a join rebalance; order per aggregate kept",
   sanitizeOps: false, // node-redis cluster clients keep timers for their topology refresh.
   sanitizeResources: false,
-  fn: async () => {
-    await using cleanup = new Cleanup();
-    const cluster = cleanup.use(await startRedisCluster());
-    const redis = routedSender(await cluster.client());
-    const masters = new Set(
-      await Promise.all(
-        Array.from({ length: N }, (_, i) => cluster.masterOf(key(i))),
-      ),
-    );
-    assertEquals(masters.size, 3, "the 8 partitions should land on all three masters");
-    const start = async (name: string): Promise<ServiceProcess> =>
-      cleanup.use(
-        await startService({ env: serviceEnv(cluster, name), readyTimeoutMs: 30_000 }),
-      );
+  fn: () => rebalanceScenario("own"),
+});
 
-    // A producer writing to the partitions all along, each aggregate numbered 1, 2, 3, ...
-    const seq = new Map<string, number>();
-    let producing = true;
-    const producer = (async () => {
-      for (let i = 0; producing; i++) {
-        const agg = `agg-${i % 30}`;
-        const n = (seq.get(agg) ?? 0) + 1;
-        const p = part(agg);
-        await xadd(redis, key(p), wireEntry(`p${p}.updated`, agg, { n }));
-        seq.set(agg, n);
-        if (i % 10 === 9) await new Promise((r) => setTimeout(r, 10)); // pacing
-      }
-    })();
-    cleanup.add(async () => {
-      producing = false;
-      await producer.catch(() => {});
-    });
-    const forwarded = async () => {
-      let total = 0;
-      for (let i = 0; i < N; i++) total += await xlen(redis, `${key(i)}:out`);
-      return total;
-    };
-
-    const p1 = await start("p1");
-    const p2 = await start("p2");
-    const p3 = await start("p3");
-    await waitFor(async () => evenOver(await owners(redis), ["p1", "p2", "p3"]), {
-      timeoutMs: REBALANCE_MS,
-      message: "8 partitions spread over p1, p2, p3",
-    });
-    // The membership record shares the slot of the stream's own tag.
-    const members = await redis.sendCommand(["ZRANGE", `{orders}:members:${GROUP}`, "0", "-1"]);
-    assertEquals([...members as string[]].sort(), ["p1", "p2", "p3"]);
-
-    // p2 dies without a word: its leases lapse and p1 and p3 take its partitions over.
-    await waitFor(async () => await forwarded() >= 300, {
-      timeoutMs: 30_000,
-      message: "300 forwarded entries before the kill",
-    });
-    await p2.kill();
-    await waitFor(async () => evenOver(await owners(redis), ["p1", "p3"]), {
-      timeoutMs: REBALANCE_MS,
-      message: "8 partitions spread over p1, p3 after p2's SIGKILL",
-    });
-
-    // p4 joins and gets its share.
-    const p4 = await start("p4");
-    await waitFor(async () => evenOver(await owners(redis), ["p1", "p3", "p4"]), {
-      timeoutMs: REBALANCE_MS,
-      message: "8 partitions spread over p1, p3, p4",
-    });
-    producing = false;
-    await producer;
-
-    // Everything forwarded once, each aggregate in order, in its partition's output.
-    const total = [...seq.values()].reduce((a, b) => a + b, 0);
-    try {
-      await waitFor(async () => await forwarded() >= total, {
-        timeoutMs: 60_000,
-        message: `${total} forwarded entries`,
-      });
-    } catch (err) {
-      for (let i = 0; i < N; i++) {
-        const pending = await redis.sendCommand(["XPENDING", key(i), GROUP]);
-        const lease = await redis.sendCommand(["GET", `${key(i)}:lease:${GROUP}`]);
-        console.log(key(i), "lease", lease, "pending", JSON.stringify(pending));
-      }
-      for (const svc of [p1, p3, p4]) {
-        console.log(
-          svc.output().split("\n").filter((l) => /WARN|ERROR|partition/.test(l)).join("\n"),
-        );
-      }
-      throw err;
-    }
-    const last = new Map<string, number>();
-    let count = 0;
-    for (let i = 0; i < N; i++) {
-      assertEquals(slotOf(`${key(i)}:out`), slotOf(key(i)));
-      for (const e of await readStream(redis, `${key(i)}:out`)) {
-        count++;
-        const agg = e.fields.aggregateId;
-        assertEquals(part(agg), i, `${agg} forwarded from its own partition`);
-        const n = JSON.parse(e.fields.payload).n as number;
-        assertEquals(n, (last.get(agg) ?? 0) + 1, `order of ${agg}`);
-        last.set(agg, n);
-      }
-    }
-    assertEquals(count, total, "each entry forwarded exactly once");
-    for (const [agg, n] of seq) assertEquals(last.get(agg), n, `all of ${agg}`);
-
-    for (const svc of [p1, p3, p4]) assertEquals((await svc.stop()).code, 0);
-    assertEquals(await owners(redis), new Array(N).fill(undefined), "leases released at stop");
-  },
+Deno.test({
+  name:
+    "cluster: partitions rebalanced through a SIGKILL and a join, forwarded to one target in another slot: once each, in order",
+  ignore: !OUTBOX_MERGED,
+  sanitizeOps: false,
+  sanitizeResources: false,
+  fn: () => rebalanceScenario("one"),
 });
 
 Deno.test({
