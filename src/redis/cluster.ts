@@ -3,9 +3,10 @@
  * owns node-redis' cluster client (MOVED/ASK followed by node-redis, failovers followed by
  * `followFailovers`), with TLS and ACL applied to every node, RESP2, a readiness check that
  * PINGs every master, commands routed by key through the circuit breaker and a deadline, and
- * one dedicated blocking connection per slot read for XREADGROUP BLOCK on streams of that slot,
- * so a blocked read never delays another command nor another slot's read. The same spirit as `ConnectionManager`
- * (connection.ts): states, deadlines, the breaker; node-redis reconnects the node clients.
+ * one dedicated blocking connection per slot read (`BlockingPool`, cluster_blocking.ts) for
+ * XREADGROUP BLOCK on streams of that slot, so a blocked read never delays another command nor
+ * another slot's read. The same spirit as `ConnectionManager` (connection.ts): states,
+ * deadlines, the breaker; node-redis reconnects the node clients.
  */
 import { createCluster } from "npm:@redis/client@^5.12.1";
 import {
@@ -20,27 +21,18 @@ import { errorInfo, getLogger, type Logger } from "../log.ts";
 import { slotOf } from "../stream/keys.ts";
 import { retryDelay } from "./backoff.ts";
 import type { CircuitBreaker } from "./breaker.ts";
-import { type Address, newClient, type RedisClient } from "./client.ts";
+import type { Address, RedisClient } from "./client.ts";
 import type { Commander } from "./commander.ts";
 import type { ConnectionState } from "./connection.ts";
 import { classifyError, NotConnectedError, RedisUnavailableError } from "./errors.ts";
 import { type CommandObserver, connectionBreaker, guardedCall } from "./guarded_call.ts";
 import { destroyQuietly } from "./sentinel.ts";
+import { BlockingPool } from "./cluster_blocking.ts";
 
 export { type ClusterClient, followFailovers, type RootNode } from "./cluster_failover.ts";
 
 /** Replies that mean the cluster is being reconfigured: retry soon, on a fresh slot map. */
 const RECONFIGURING_RE = /^(MOVED|ASK|TRYAGAIN|CLUSTERDOWN|UNBLOCKED|READONLY|MASTERDOWN)/;
-
-/** A dedicated blocking connection: its client, its CLIENT ID, where it is connected. */
-interface Blocking {
-  client: RedisClient;
-  ready: Promise<RedisClient>;
-  id: Promise<number>;
-  address: Address;
-  /** A key of its slot (the first stream read), to route CLIENT UNBLOCK. */
-  key: string;
-}
 
 /** Options of `ClusterConnection`. */
 export interface ClusterConnectionOptions {
@@ -61,8 +53,7 @@ export class ClusterConnection implements Commander {
   #state: ConnectionState = "idle";
   #cluster?: ClusterClient;
   #unfollow?: () => void;
-  /** Dedicated blocking clients by slot, each connected to the slot's master. */
-  #blocking = new Map<number, Blocking>();
+  readonly #blocking: BlockingPool;
   #closing = new AbortController();
   #lastError?: string;
   #latencyMs?: number;
@@ -75,6 +66,7 @@ export class ClusterConnection implements Commander {
       socket: { host: n.host, port: n.port },
     }));
     this.breaker = connectionBreaker(options.redis, this.#log, () => this.#emitObserver());
+    this.#blocking = new BlockingPool(options.redis, options.clientName);
   }
 
   /** Current state: "connected" from a successful `connect()` until `close()`. */
@@ -233,74 +225,23 @@ export class ClusterConnection implements Commander {
   }
 
   /**
-   * The dedicated blocking connection for reads of `key`'s slot, to the master serving it
-   * (created on first use, with the same TLS and ACL settings; replaced when closed or when the
-   * slot moved). Blocking reads on it name streams of that one slot only.
+   * The dedicated blocking connection for reads of `key`'s slot, to the master serving it (see
+   * `BlockingPool`). Blocking reads on it name streams of that one slot only.
    */
   async blockingFor(key: string): Promise<RedisClient> {
-    return (await this.#blockingEntry(key)).client;
+    return await this.#blocking.get(key, this.masterAddressOf(key));
   }
 
-  /**
-   * Wakes a blocked read of `key`'s slot (CLIENT UNBLOCK, sent to the node it blocks on): it
-   * returns as if it timed out. Nothing happens when no read is blocked there.
-   */
+  /** Wakes a blocked read of `key`'s slot: it returns as if it timed out. */
   async unblock(key: string): Promise<void> {
-    const entry = this.#blocking.get(slotOf(key));
-    if (!entry || !this.#cluster?.isOpen) return;
-    try {
-      const id = String(await entry.id);
-      // Routed by a key of the slot: to the master the read blocks on.
-      await withDeadline(
-        this.#cluster.sendCommand(entry.key, false, ["CLIENT", "UNBLOCK", id]),
-        1000,
-      );
-    } catch {
-      // The read wakes at BLOCK_MS anyway.
-    }
+    const cluster = this.#cluster;
+    if (!cluster?.isOpen) return;
+    await this.#blocking.unblock(key, (k, args) => cluster.sendCommand(k, false, args));
   }
 
   /** `unblock` for every slot read on a blocking connection. */
   async unblockAll(): Promise<void> {
-    await Promise.all([...this.#blocking.values()].map((b) => this.unblock(b.key)));
-  }
-
-  async #blockingEntry(key: string): Promise<Blocking> {
-    const address = this.masterAddressOf(key);
-    const slot = slotOf(key);
-    const known = this.#blocking.get(slot);
-    if (
-      known && known.client.isOpen && known.address.host === address.host &&
-      known.address.port === address.port
-    ) {
-      await known.ready;
-      return known;
-    }
-    if (known) this.#dropBlocking(known.client);
-    const client = newClient(
-      this.#opts.redis,
-      address,
-      `${this.#opts.clientName}:blk:${slot}`,
-      undefined,
-    );
-    const ready = withDeadline(client.connect(), this.#opts.redis.connectTimeoutMs)
-      .then(() => client as RedisClient);
-    const id = ready.then(async (c) => Number(await c.sendCommand(["CLIENT", "ID"])));
-    id.catch(() => {});
-    const entry: Blocking = { client, ready, id, address, key };
-    this.#blocking.set(slot, entry);
-    client.on("error", () => {
-      if (this.#blocking.get(slot) === entry) this.#blocking.delete(slot);
-      destroyQuietly(client);
-    });
-    try {
-      await ready;
-      return entry;
-    } catch (err) {
-      if (this.#blocking.get(slot) === entry) this.#blocking.delete(slot);
-      destroyQuietly(client);
-      throw new NotConnectedError(errorInfo(err).message, { cause: err });
-    }
+    await Promise.all(this.#blocking.keys().map((k) => this.unblock(k)));
   }
 
   /**
@@ -342,7 +283,7 @@ export class ClusterConnection implements Commander {
     } catch (err) {
       const reconfiguring = err instanceof Error && RECONFIGURING_RE.test(err.message);
       if (!reconfiguring && classifyError(err) === "reply") throw err; // NOGROUP…
-      this.#dropBlocking(client);
+      this.#blocking.drop(client);
       this.refresh();
       throw new NotConnectedError(errorInfo(err).message, { cause: err });
     }
@@ -355,9 +296,7 @@ export class ClusterConnection implements Commander {
     this.#unfollow?.();
     const cluster = this.#cluster;
     this.#cluster = this.#unfollow = undefined;
-    const blocking = [...this.#blocking.values()].map((b) => b.client);
-    this.#blocking.clear();
-    for (const c of blocking) destroyQuietly(c);
+    this.#blocking.closeAll();
     if (cluster) {
       try {
         await withDeadline(cluster.close(), 2000);
@@ -365,13 +304,6 @@ export class ClusterConnection implements Commander {
         destroyQuietly(cluster);
       }
     }
-  }
-
-  #dropBlocking(client: RedisClient): void {
-    for (const [slot, entry] of this.#blocking) {
-      if (entry.client === client) this.#blocking.delete(slot);
-    }
-    destroyQuietly(client);
   }
 
   #newCluster(): ClusterClient {

@@ -127,7 +127,9 @@ return {1, text}
  * Claims entries of OTHER consumers idle at least `minIdle` ms (XAUTOCLAIM
  * would also claim this consumer's own entries, raising the delivery counters
  * of entries whose handlers still run here after a long pause).
- * KEYS: stream. ARGV: group, consumer, minIdle, count, start (XPENDING range start).
+ * KEYS: stream. ARGV: group, consumer, minIdle, count, start (XPENDING range start),
+ * and optionally "own": this consumer's entries too (a partition taken over: every pending
+ * entry in id order, its own leftovers from an earlier ownership included).
  * Returns {next start or "" when done, {{id, deliveries, fields}…}, {deleted id…}}:
  * entries gone from the stream are dropped from the pending list (XCLAIM does
  * that) and reported as deleted.
@@ -135,11 +137,12 @@ return {1, text}
 export const CLAIM_IDLE = new LuaScript(`
 local key, group, consumer = KEYS[1], ARGV[1], ARGV[2]
 local minIdle, count, start = ARGV[3], tonumber(ARGV[4]), ARGV[5]
+local own = ARGV[6] == 'own'
 local rows = redis.call('XPENDING', key, group, 'IDLE', minIdle, start, '+', count)
 local claimed, deleted = {}, {}
 for _, r in ipairs(rows) do
   local id = r[1]
-  if r[2] ~= consumer then
+  if own or r[2] ~= consumer then
     local exists = #redis.call('XRANGE', key, id, id) == 1
     local c = redis.call('XCLAIM', key, group, consumer, minIdle, id)
     if not exists then

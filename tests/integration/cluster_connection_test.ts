@@ -102,7 +102,8 @@ Deno.test({
       await waitFor(
         async () =>
           (await clientList(cluster, master)).some((line) =>
-            line.includes(`name=cluster-test:blk:${master}`) && line.includes("cmd=xreadgroup")
+            line.includes(`name=cluster-test:blk:${slotOf(stream)}`) &&
+            line.includes("cmd=xreadgroup")
           ),
         { timeoutMs: 15_000, message: "the blocked XREADGROUP on the slot's master" },
       );
@@ -151,7 +152,7 @@ Deno.test({
       }, { timeoutMs: 30_000, intervalMs: 200, message: "a blocking read on the new master" });
       assertEquals(read.reply, null);
       const lines = await clientList(cluster, newMaster);
-      assert(lines.some((l) => l.includes(`name=cluster-test:blk:${newMaster}`)), lines.join("\n"));
+      assert(lines.some((l) => l.includes(`name=cluster-test:blk:${slot}`)), lines.join("\n"));
     });
   },
 });

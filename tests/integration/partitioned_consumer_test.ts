@@ -125,6 +125,35 @@ Deno.test("three instances share 8 partitions evenly; a leave and a join rebalan
   assert(held.size >= 2, `c4 holds its share: ${[...held.keys()]}`);
 });
 
+Deno.test("a partition taken over: every pending entry in id order, its own older leftovers first", async () => {
+  await using cleanup = new Cleanup();
+  const redis = cleanup.use(await startRedis());
+  const client = await redis.client();
+  const key = partitionKey("orders", partitionOf("agg-0", N)); // publish(…, 1): one aggregate
+  await client.sendCommand(["XGROUP", "CREATE", key, GROUP, "0", "MKSTREAM"]);
+  const seq = new Map<string, number>();
+  await publish(client, seq, 2, 1);
+  await publish(client, seq, 2, 1);
+  // An earlier life of c1 read the first two and died; "gone" read the next two and died.
+  // With the older entries c1's own, taking them after the others' would swap the order.
+  await client.sendCommand(["XREADGROUP", "GROUP", GROUP, "c1", "COUNT", "2", "STREAMS", key, ">"]);
+  await client.sendCommand([
+    "XREADGROUP",
+    "GROUP",
+    GROUP,
+    "gone",
+    "COUNT",
+    "2",
+    "STREAMS",
+    key,
+    ">",
+  ]);
+  const pending = await pendingEntries(client, key, GROUP);
+  assertEquals(pending.map((p) => p.consumer), ["c1", "c1", "gone", "gone"]);
+  await startConsumer(cleanup, redis, { ...ENV, CONSUMER_NAME: "c1" }, new HandlerRegistry());
+  await checkOutput(client, seq);
+});
+
 Deno.test("a settle after the partition's lease went to another owner writes nothing", async () => {
   await using cleanup = new Cleanup();
   const redis = cleanup.use(await startRedis());

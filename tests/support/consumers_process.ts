@@ -100,6 +100,18 @@ export class ConsumersProcess implements AsyncDisposable {
     }
   }
 
+  /** SIGKILL: the process dies at once, whatever it was doing; resolves with the exit code. */
+  async kill(): Promise<number> {
+    try {
+      this.#child.kill("SIGKILL");
+    } catch { /* already gone */ }
+    try {
+      return (await this.exited).code;
+    } finally {
+      await this.#child.stdin.close().catch(() => {});
+    }
+  }
+
   async [Symbol.asyncDispose](): Promise<void> {
     await this.stop();
   }

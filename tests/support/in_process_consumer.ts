@@ -11,7 +11,7 @@
 import { type Config, loadConfig } from "../../src/config.ts";
 import { ConnectionManager } from "../../src/redis/connection.ts";
 import { StreamConsumer } from "../../src/stream/consumer/consumer.ts";
-import { consumerSettings } from "../../src/stream/consumer/settings.ts";
+import { type ConsumerSettings, consumerSettings } from "../../src/stream/consumer/settings.ts";
 import { HandlerRegistry } from "../../src/stream/handlers.ts";
 import { Router } from "../../src/stream/router.ts";
 import { setupLogging } from "../../src/log.ts";
@@ -58,19 +58,23 @@ export function testConfig(redis: RedisServer, env: Record<string, string> = {})
   });
 }
 
-/** Connects and starts a consumer for `redis` (see `testConfig` for the defaults). */
+/**
+ * Connects and starts a consumer for `redis` (see `testConfig` for the defaults); `settings`
+ * overrides settings no variable sets (e.g. `outboxAcrossSlots` on a single Redis).
+ */
 export async function startConsumer(
   cleanup: Cleanup,
   redis: RedisServer,
   env: Record<string, string> = {},
   registry: HandlerRegistry = new HandlerRegistry(),
+  settings: Partial<ConsumerSettings> = {},
 ): Promise<RunningConsumer> {
   const config = testConfig(redis, env);
   const connection = new ConnectionManager({ redis: config.redis, clientName: "t" });
   cleanup.add(() => connection.close());
   await connection.connect();
   const consumer = new StreamConsumer({
-    settings: { ...consumerSettings(config), statsIntervalMs: 100 },
+    settings: { ...consumerSettings(config), statsIntervalMs: 100, ...settings },
     connection,
     registry,
     router: new Router(config.stream.routes),

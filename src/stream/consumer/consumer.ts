@@ -10,7 +10,8 @@
  * - `Settler`: batched atomic settling;
  * - `Housekeeping`: keep-alive, idle claims, reaper, trimming, stats;
  * - `StatsBoard`: the per-stream figures that `status()` reports;
- * - `Ownership` (STREAM_PARTITIONS above 1): the partitions this instance holds.
+ * - `Ownership` (STREAM_PARTITIONS above 1): the partitions this instance holds;
+ * - `Relay` (cross-slot mode, Redis Cluster): moves the outboxes' copies to their targets.
  *
  * With partitions, the consumed streams are every partition key (groups, stats, in-flight
  * keys); the reader and housekeeping read the ones this instance holds from `Ownership`, and
@@ -20,6 +21,7 @@ import { delay, raceDeadline } from "../../clock.ts";
 import { errorInfo, getLogger, type Logger } from "../../log.ts";
 import { exponentialBackoff } from "../../redis/backoff.ts";
 import type { Metrics } from "../../metrics.ts";
+import { managedCommander } from "../../redis/commander.ts";
 import type { RedisLink } from "../../redis/connection.ts";
 import type { Tracing } from "../../tracing.ts";
 import type { HandlerRegistry } from "../handlers.ts";
@@ -34,6 +36,7 @@ import { type Held, InFlight } from "./in_flight.ts";
 import { OutcomeCounter } from "./outcomes.ts";
 import { Ownership } from "./partitions.ts";
 import { Reader } from "./reader.ts";
+import { Relay } from "./relay.ts";
 import { schedule } from "./schedule.ts";
 import type { ConsumerSettings } from "./settings.ts";
 import { Settler } from "./settler.ts";
@@ -67,6 +70,7 @@ export class StreamConsumer {
   readonly #reader: Reader;
   readonly #housekeeping: Housekeeping;
   readonly #ownership?: Ownership;
+  readonly #relay?: Relay;
   /** Every stream consumed: the streams, or with partitions every partition key. */
   readonly #keys: readonly string[];
   #loops: Promise<void>[] = [];
@@ -115,6 +119,8 @@ export class StreamConsumer {
       stats,
       metrics,
       leaseOf: partitions > 1 ? (key) => s.keys.lease(key) : undefined,
+      outboxAcrossSlots: s.outboxAcrossSlots,
+      onOutbox: (stream) => this.#relay?.wake(stream),
     });
     this.#dispatcher = new Dispatcher({
       ...common,
@@ -190,6 +196,22 @@ export class StreamConsumer {
         stopping,
       });
     }
+    if (s.outboxAcrossSlots) {
+      // With partitions, the outboxes of the partitions held: their copies keep their order.
+      this.#relay = new Relay({
+        commander: managedCommander(connection),
+        keys: s.keys,
+        group: s.group,
+        consumer: s.consumer,
+        streams: partitions > 1 ? () => [...own().held().keys()] : () => streams,
+        takeOver: partitions > 1,
+        dedupTtlS: s.dedupTtlS,
+        claimIdleMs: s.claimIdleMs,
+        batchSize: Math.max(10, s.batchSize),
+        metrics,
+        logger,
+      });
+    }
   }
 
   /** Partitioned streams: the partition keys held now, with their phase (a copy). */
@@ -246,6 +268,8 @@ export class StreamConsumer {
     this.#loops.push(this.#reader.run(), ...this.#housekeeping.start());
     // Not one of #loops: it keeps renewing the leases while stop() drains, until leave().
     this.#ownership?.start();
+    // Not one of #loops either: it relays what the last settles wrote, after them (stop()).
+    this.#relay?.start();
     this.#log.info("Consuming {streams} as {consumer} in group {group}", {
       streams: this.#ownership
         ? `${this.#s.streams.join(",")} (${this.#s.partitions} partitions each, shared)`
@@ -263,6 +287,8 @@ export class StreamConsumer {
   async stop(deadline: number): Promise<boolean> {
     if (!this.#started) return true;
     const settled = await this.#stopConsuming(deadline);
+    // The copies the last settles wrote to the outboxes, before the leases go.
+    await this.#relay?.stop(deadline);
     if (this.#ownership) {
       // Partitions: leave the membership, release the leases (held entries settled, or left
       // pending for the next owner when the deadline passed). A short grace past it.

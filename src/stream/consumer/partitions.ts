@@ -212,7 +212,10 @@ export class Ownership implements StreamSource {
     task.finally(() => this.#tasks.delete(task));
   }
 
-  /** A new lease: group, then the pending entries of others in id order, then reading. */
+  /**
+   * A new lease: group, then every pending entry in id order (other consumers', and this one's
+   * left from an earlier ownership; those still held here are skipped), then reading.
+   */
   #takeOver(key: string): void {
     const o = this.#o;
     this.#held.set(key, "taking_over");
@@ -239,6 +242,8 @@ export class Ownership implements StreamSource {
               "0",
               String(Math.min(o.batchSize, room)),
               start,
+              // Its own leftovers too (an earlier ownership), so that all go in id order.
+              "own",
             ])
           ) as [string, [string, number, string[]][], string[]];
           start = next;

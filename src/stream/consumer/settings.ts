@@ -44,6 +44,12 @@ export interface ConsumerSettings {
   partitions?: number;
   /** PARTITION_LEASE_MS: how long a partition lease lasts without renewal (default 10000). */
   partitionLeaseMs?: number;
+  /**
+   * Cross-slot mode: copies to a target in another slot than their source go through the
+   * source's outbox and the relay (README "Redis Cluster and partitioned streams"). True with
+   * REDIS_CLUSTER_NODES; tests may set it on a single Redis.
+   */
+  outboxAcrossSlots?: boolean;
   /** Interval of the stats poller behind /health and the gauges (ms). Default 2000. */
   statsIntervalMs?: number;
 }
@@ -69,6 +75,7 @@ export function consumerSettings(config: Config): ConsumerSettings {
     keys: keySchema(config),
     partitions: s.partitions,
     partitionLeaseMs: s.partitionLeaseMs,
+    outboxAcrossSlots: config.redis.cluster !== undefined,
   };
 }
 

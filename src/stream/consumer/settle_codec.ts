@@ -18,6 +18,7 @@
  * id acknowledged.
  */
 import { MAX_ENTRY_FIELDS } from "../entry.ts";
+import { OUTBOX_TARGET_FIELD, OutboxRoute } from "./outbox_codec.ts";
 
 /** A copy the settle writes with the acknowledgement. */
 export type SettleCopy =
@@ -61,6 +62,12 @@ export interface SettleBatch {
    * while the lease names `consumer` (run it with `SETTLE_FENCED`).
    */
   leaseKey?: string;
+  /**
+   * Cross-slot mode (Redis Cluster): the outbox of `stream` (`KeySchema.outbox`). Copies and
+   * emitted entries to a target in another slot than `stream` are written there instead, for
+   * the relay (`outbox_codec.ts`); dead-letter copies never (their stream shares the slot).
+   */
+  outbox?: string;
 }
 
 /** A script call, and the ops in the order of its reply. */
@@ -123,6 +130,9 @@ const KIND_CODE = { forward: "f", dead_letter: "d" } as const;
  * new headers; dead letter: the dead-letter fields), then the count of
  * emitted writes and per write: target key index, field count, fields. Keys
  * are passed by index into KEYS, each once (with a lease key, that is KEYS[3]).
+ * With `batch.outbox`, a forward target in another slot is passed as `<outbox index>|<target>`
+ * (the script writes the copy to the outbox, led by the target field), and an emitted write to
+ * such a target as a write to the outbox of the fields `target`, the target, then its fields.
  */
 export function encodeSettle<T extends SettleOpInput>(
   batch: SettleBatch,
@@ -148,6 +158,7 @@ export function encodeSettle<T extends SettleOpInput>(
     String(batch.dedupTtlS),
     String(MAX_ENTRY_FIELDS),
   ];
+  const route = new OutboxRoute(batch.stream, batch.outbox);
   const rich: T[] = [];
   const groups: T[][] = [];
   let last: T[] | undefined;
@@ -171,7 +182,9 @@ export function encodeSettle<T extends SettleOpInput>(
     if (!copy) args.push("0", "0");
     else if (copy.kind === "forward") {
       args.push(String(copy.targets.length));
-      for (const t of copy.targets) args.push(indexOf(t));
+      for (const t of copy.targets) {
+        args.push(route.via(t) ? `${indexOf(route.outbox!)}|${t}` : indexOf(t));
+      }
       args.push("1", copy.headers);
     } else {
       args.push("1", indexOf(copy.target), String(copy.fields.length), ...copy.fields);
@@ -180,7 +193,15 @@ export function encodeSettle<T extends SettleOpInput>(
     let count = 0;
     for (const emit of op.emits ?? []) {
       for (const t of emit.targets) {
-        writes.push(indexOf(t), String(emit.fields.length), ...emit.fields);
+        if (route.via(t)) {
+          writes.push(
+            indexOf(route.outbox!),
+            String(emit.fields.length + 2),
+            OUTBOX_TARGET_FIELD,
+            t,
+            ...emit.fields,
+          );
+        } else writes.push(indexOf(t), String(emit.fields.length), ...emit.fields);
         count++;
       }
     }

@@ -12,8 +12,10 @@ import { ID_COMPARE, LuaScript } from "../scripts.ts";
  * ARGV: group, consumer, now (ISO), dedup TTL s, field limit, the number G of
  *   groups of bare acknowledgements, G arguments of ids joined by commas (the
  *   group's highest id first), then per other op: id, kind, dedupKeyIndex (0
- *   for none), targetCount, targetKeyIndex…, extraCount, extra…, writeCount,
+ *   for none), targetCount, target…, extraCount, extra…, writeCount,
  *   then per write: keyIndex, fieldCount, field…
+ *   A target is a key index, or `<outbox key index>|<target stream>` for a copy
+ *   through the outbox (cross-slot mode, see `outbox_codec.ts`).
  * A group is acknowledged with two XACK calls: its highest id alone (so the
  * checkpoint is exactly the highest id acknowledged), then the rest in one
  * multi-id XACK. Only when the highest was not pending any more (acknowledged
@@ -45,6 +47,14 @@ local function later(a, b)
     return a > b
   end
   return newer(a, b)
+end
+-- A copy's target: a KEYS index, or 'k|name' for a copy to stream name (another slot) through
+-- the outbox KEYS[k], led by the field 'target' (OUTBOX_TARGET_FIELD of outbox_codec.ts).
+local function target(spec)
+  local k = tonumber(spec)
+  if k then return k, nil end
+  local bar = string.find(spec, '|', 1, true)
+  return tonumber(string.sub(spec, 1, bar - 1)), string.sub(spec, bar + 1)
 end
 local results = {}
 local best = nil
@@ -115,7 +125,7 @@ for _, op in ipairs(ops) do
   end
   if not op.result then
     for t = 0, op.nt - 1 do
-      local ty = ktype(KEYS[tonumber(ARGV[op.tstart + t])])
+      local ty = ktype(KEYS[(target(ARGV[op.tstart + t]))])
       if ty ~= 'none' and ty ~= 'stream' then
         if op.kind == 'd' then op.result = 'dead_letter_type' else op.result = 'target_type' end
         break
@@ -187,7 +197,12 @@ for _, op in ipairs(ops) do
   if not op.result then
     if op.copy then
       for t = 0, op.nt - 1 do
-        redis.call('XADD', KEYS[tonumber(ARGV[op.tstart + t])], '*', unpack(op.copy))
+        local k, via = target(ARGV[op.tstart + t])
+        if via then
+          redis.call('XADD', KEYS[k], '*', 'target', via, unpack(op.copy))
+        else
+          redis.call('XADD', KEYS[k], '*', unpack(op.copy))
+        end
       end
     end
     local w = op.wstart

@@ -13,6 +13,7 @@ import { classifyError, type RedisLink } from "../../redis/connection.ts";
 import { isoInZone } from "../entry.ts";
 import type { KeySchema } from "../keys.ts";
 import type { Held } from "./in_flight.ts";
+import { OutboxRoute } from "./outbox_codec.ts";
 import type { OutcomeCounter } from "./outcomes.ts";
 import { decodeSettle, encodeSettle, type SettleOpInput } from "./settle_codec.ts";
 import { SETTLE, SETTLE_FENCED } from "./settle_script.ts";
@@ -53,6 +54,13 @@ export interface SettlerOptions {
    * only while the lease names this consumer (see `SETTLE_FENCED`).
    */
   leaseOf?: (stream: string) => string;
+  /**
+   * Cross-slot mode (Redis Cluster): copies and emitted entries to a target in another slot
+   * than their source are written to the source's outbox, for the relay (`relay.ts`).
+   */
+  outboxAcrossSlots?: boolean;
+  /** Told the streams whose outbox a settle wrote to (the relay reads it at once). */
+  onOutbox?: (stream: string) => void;
 }
 
 /** Batches and settles ops. */
@@ -163,6 +171,7 @@ export class Settler {
         now: isoInZone(new Date(), o.timezone),
         dedupTtlS: o.dedupTtlS,
         leaseKey,
+        outbox: o.outboxAcrossSlots ? o.keys.outbox(stream) : undefined,
       },
       ops,
       countedAlike,
@@ -196,12 +205,21 @@ export class Settler {
       }
       for (const op of group) o.release(op.held);
     });
+    // Copies to the outbox count as published when the relay writes them to their target.
+    const route = new OutboxRoute(stream, o.outboxAcrossSlots ? o.keys.outbox(stream) : undefined);
+    let outboxed = false;
     order.forEach((op, i) => {
       const result = reply.results[i];
       if ((result === "settled" || result === "gone") && op.emits) {
         for (const emit of op.emits) {
-          for (const target of emit.targets) o.metrics?.published.inc({ stream: target });
+          for (const target of emit.targets) {
+            if (route.via(target)) outboxed = true;
+            else o.metrics?.published.inc({ stream: target });
+          }
         }
+      }
+      if (result === "settled" && op.copy?.kind === "forward" && !outboxed) {
+        outboxed = op.copy.targets.some((t) => route.via(t));
       }
       if (result === "settled" || result === "gone") {
         if (op.outcome === "deleted") deleted++;
@@ -243,6 +261,7 @@ export class Settler {
         { count, stream },
       );
     }
+    if (outboxed) o.onOutbox?.(stream);
     if (!reply.checkpointWritten) this.#failed(stream, undefined, "checkpoint_type");
     o.reportInFlight();
   }
