@@ -22,22 +22,8 @@ const OUT = "{xb}:out";
 const GROUP = "outbox-e2e";
 const N = 3000;
 
-/**
- * The outbox and relay come with the `outbox` branch; until it is merged, a cross-slot target
- * gets nothing (this test times out), so the test is ignored while the relay's module is absent.
- * Remove this once the branch is merged.
- */
-const OUTBOX_MERGED = (() => {
-  try {
-    return Deno.statSync(new URL("../../src/stream/consumer/relay.ts", import.meta.url)).isFile;
-  } catch {
-    return false;
-  }
-})();
-
 Deno.test({
   name: "cluster: a ROUTES target in another slot gets every entry exactly once through 3 SIGKILLs",
-  ignore: !OUTBOX_MERGED,
   sanitizeOps: false, // node-redis cluster clients keep timers for their topology refresh.
   sanitizeResources: false,
   fn: async () => {

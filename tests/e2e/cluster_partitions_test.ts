@@ -10,7 +10,7 @@
  *   partitions, so each partition forwards to its own `{orders:i}:out` (the producer names the
  *   event `p<i>.…` and the rule `p<i>.*=>{orders:i}:out`): every entry is forwarded once and each
  *   aggregate's entries come out in order. The same with one target `{out}` in another slot than
- *   most partitions (`*=>{out}`, through the outboxes and the relay), once that is merged.
+ *   most partitions (`*=>{out}`, through the outboxes and the relay).
  * - the trigger publishes to the partition FNV-1a (32-bit, UTF-8 bytes of `aggregateId`) picks,
  *   computed here independently of the service's code.
  *
@@ -103,19 +103,6 @@ function serviceEnv(
     ROUTES: routes,
   };
 }
-
-/**
- * The outbox and relay come with the `outbox` branch; until it is merged nothing reaches a target
- * in another slot, so the `one` variant is ignored while the relay's module is absent. Remove this
- * once the branch is merged.
- */
-const OUTBOX_MERGED = (() => {
-  try {
-    return Deno.statSync(new URL("../../src/stream/consumer/relay.ts", import.meta.url)).isFile;
-  } catch {
-    return false;
-  }
-})();
 
 /**
  * Three instances share the partitions while a producer writes; one is SIGKILLed, one joins; then
@@ -241,7 +228,6 @@ Deno.test({
 Deno.test({
   name:
     "cluster: partitions rebalanced through a SIGKILL and a join, forwarded to one target in another slot: once each, in order",
-  ignore: !OUTBOX_MERGED,
   sanitizeOps: false,
   sanitizeResources: false,
   fn: () => rebalanceScenario("one"),
