@@ -160,9 +160,9 @@ export class RedisClusterFixture implements AsyncDisposable {
 
   /**
    * Runs one command on the node on `port` over a short-lived plain (non-cluster) connection
-   * and returns its reply. Rejects when the node does not answer within 2 s.
+   * and returns its reply. Rejects when the node does not answer within `timeoutMs` (default 2 s).
    */
-  async command(port: number, args: string[]): Promise<unknown> {
+  async command(port: number, args: string[], timeoutMs = 2_000): Promise<unknown> {
     const client = createClient({
       RESP: 2,
       password: this.#password,
@@ -171,7 +171,7 @@ export class RedisClusterFixture implements AsyncDisposable {
     client.on("error", () => {});
     try {
       await withTimeout(client.connect(), 2_000, `connect to ${port}`);
-      return await withTimeout(client.sendCommand(args), 2_000, `${args[0]} on ${port}`);
+      return await withTimeout(client.sendCommand(args), timeoutMs, `${args[0]} on ${port}`);
     } finally {
       destroyQuietly(client);
     }
@@ -304,7 +304,7 @@ export class RedisClusterFixture implements AsyncDisposable {
         ...auth,
         "KEYS",
         ...keys,
-      ]);
+      ], 10_000);
       await opts.onRound?.();
     }
     await this.command(to, ["CLUSTER", "SETSLOT", s, "NODE", toId]);
