@@ -12,7 +12,9 @@
  *   aggregate's entries come out in order. The same with one target `{out}` in another slot than
  *   most partitions (`*=>{out}`, through the outboxes and the relay).
  * - the trigger publishes to the partition FNV-1a (32-bit, UTF-8 bytes of `aggregateId`) picks,
- *   computed here independently of the service's code.
+ *   computed here independently of the service's code; `GET /admin/partitions` and
+ *   `stream_partitions_owned` show the owner; `POST /admin/dlq/replay` of `S` moves each
+ *   partition's dead letters back into that partition.
  *
  * @module
  */
@@ -234,7 +236,8 @@ Deno.test({
 });
 
 Deno.test({
-  name: "cluster: the trigger publishes to {S:<FNV-1a(aggregateId) mod N>}",
+  name:
+    "cluster: the trigger publishes to {S:<FNV-1a(aggregateId) mod N>}; admin partitions; dead letters replayed per partition",
   sanitizeOps: false,
   sanitizeResources: false,
   fn: async () => {
@@ -261,6 +264,51 @@ Deno.test({
       assertEquals(entries.length, 1, `${id} in ${stream}`);
     }
     assert(hit.size >= 3, `the aggregates should hit several partitions: ${[...hit]}`);
+
+    // The admin route and the gauge: this one instance owns all 5 partitions.
+    const report = await waitFor(async () => {
+      const res = await svc.request("/admin/partitions");
+      const body = res.json as {
+        partitions: number;
+        streams: { stream: string; partitions: { key: string; owner: string | null }[] }[];
+      };
+      const owners = body?.streams?.[0]?.partitions?.map((p) => p.owner);
+      return res.status === 200 && owners?.length === 5 && owners.every((o) => o === "t1")
+        ? body
+        : undefined;
+    }, { timeoutMs: 20_000, message: "GET /admin/partitions: t1 owns the 5 partitions" });
+    assertEquals(report.partitions, 5);
+    assertEquals(
+      report.streams[0].partitions.map((p) => p.key),
+      [0, 1, 2, 3, 4].map((i) => `{orders:${i}}`),
+    );
+    const metrics = (await svc.request("/metrics")).text;
+    assert(
+      /^stream_partitions_owned\{stream="orders"\} 5$/m.test(metrics),
+      "stream_partitions_owned 5",
+    );
+
+    // Dead letters of two partitions (malformed: no event), replayed each into its own partition.
+    for (const i of [1, 3]) {
+      await xadd(redis, `{orders:${i}}`, { aggregateId: `m${i}`, payload: "{}" });
+    }
+    for (const i of [1, 3]) {
+      await waitFor(async () => await xlen(redis, `{orders:${i}}:dlq`) === 1, {
+        message: `the malformed entry in {orders:${i}}:dlq`,
+      });
+    }
+    const replay = await svc.request("/admin/dlq/replay", {
+      method: "POST",
+      headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ stream: "orders" }),
+    });
+    assertEquals(replay.status, 200, replay.text);
+    const { replayed, ids: moved } = replay.json as { replayed: number; ids: string[] };
+    assertEquals(replayed, 2);
+    for (const [k, i] of [1, 3].entries()) {
+      const back = await redis.sendCommand(["XRANGE", `{orders:${i}}`, moved[k], moved[k]]);
+      assertEquals((back as unknown[]).length, 1, `${moved[k]} replayed into {orders:${i}}`);
+    }
     assertEquals((await svc.stop()).code, 0);
   },
 });
