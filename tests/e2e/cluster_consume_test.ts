@@ -5,6 +5,7 @@
  * one whose handler always fails go to the stream's own dead-letter stream, the checkpoint hash
  * `<stream>:checkpoint:<group>` holds the last acknowledged id, and `/health/ready` is 200 only
  * while every master answers (a master frozen with SIGSTOP turns it 503, SIGCONT back to 200).
+ * With a password on every node (`REDIS_PW`) the service connects to all of them and never logs it.
  *
  * @module
  */
@@ -130,5 +131,41 @@ Deno.test({
       return out.some((e) => JSON.parse(e.fields.headers).sourceId === after);
     }, { timeoutMs: 20_000, message: `${after} forwarded after the freeze` });
     assertEquals((await svc.stop()).code, 0, svc.output().slice(-2000));
+  },
+});
+
+Deno.test({
+  name:
+    "cluster: a password on every node (REDIS_PW): consumed and forwarded, the password never logged",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  fn: async () => {
+    const password = "cl-s3cret-pw";
+    await using cleanup = new Cleanup();
+    const cluster = cleanup.use(await startRedisCluster({ password }));
+    const redis = routedSender(await cluster.client());
+    const svc = cleanup.use(
+      await startService({
+        env: {
+          ...cluster.env(),
+          REDIS_PW: password,
+          SERVICE_NAME: "cluster-auth-e2e",
+          CONSUMER_NAME: "c1",
+          LOG_LEVEL: "DEBUG",
+          STREAM: "{auth}",
+          STREAM_START_ID: "0",
+          ROUTES: "*=>{auth}:out",
+        },
+        readyTimeoutMs: 30_000,
+      }),
+    );
+    const ids: string[] = [];
+    for (let i = 0; i < 20; i++) ids.push(await xadd(redis, "{auth}", wireEntry("t", "a", { i })));
+    await waitFor(async () => await xlen(redis, "{auth}:out") === ids.length, {
+      timeoutMs: 20_000,
+      message: "20 entries forwarded to {auth}:out",
+    });
+    assertEquals((await svc.stop()).code, 0);
+    assertEquals(svc.output().includes(password), false, "the password appears in the output");
   },
 });
