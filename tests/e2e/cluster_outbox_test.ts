@@ -7,6 +7,14 @@
  * land between a settle and its relay, or between a relay's copy and its acknowledgement. The
  * target must end with every source entry exactly once, and the outbox empty.
  *
+ * Then the source's master is lost with writes its replica never got: the replica is cut off
+ * (frozen, link closed) while the service keeps settling into the outbox and the relay keeps
+ * copying to the target and deleting outbox entries; the master is killed and the stale replica
+ * takes over. The settles it lacks (acknowledgements and copies together) are redone, and the
+ * target must still hold each source entry once: checked for a target in the source's slot, and
+ * for one in another slot (outbox entries lost with the settles, while the copies the relay made
+ * survive on the target's master; ignored for now, it fails, see the test).
+ *
  * @module
  */
 
@@ -14,7 +22,7 @@ import { assert, assertEquals, assertNotEquals } from "../support/assert.ts";
 import { Cleanup } from "../support/cleanup.ts";
 import { routedSender, slotOf, startRedisCluster } from "../support/redis_cluster.ts";
 import { type ServiceProcess, startService } from "../support/service.ts";
-import { isDrained, preload, readStream, xlen } from "../support/streams.ts";
+import { isDrained, preload, readStream, wireEntry, xlen } from "../support/streams.ts";
 import { waitFor } from "../support/wait.ts";
 
 const STREAM = "{xa}";
@@ -93,4 +101,119 @@ Deno.test({
     assertEquals(await xlen(redis, `${STREAM}:dlq`), 0, "nothing dead-lettered");
     assertEquals((await svc?.stop())?.code, 0);
   },
+});
+
+/**
+ * Consumes `{xc}` forwarding to `out` while its master's replica is cut off, kills the master so
+ * the stale replica takes over (the settles it lacks are redone), and checks that `out` holds
+ * each entry of `{xc}` once.
+ */
+async function lostSettlesScenario(out: string): Promise<void> {
+  const stream = "{xc}";
+  const group = "outbox-failover-e2e";
+  const total = 1500;
+  await using cleanup = new Cleanup();
+  const cluster = cleanup.use(await startRedisCluster());
+  const client = await cluster.client();
+  const redis = routedSender(client);
+  const master = await cluster.masterOf(stream);
+  assertEquals(await cluster.masterOf(out) === master, out.startsWith(stream), out);
+  // Slow handlers (20 ms, 4 at a time): the drain takes seconds, so the cut lands mid-way.
+  const ids = await preload(
+    redis,
+    stream,
+    total,
+    (i) => wireEntry("diagnostic.sleep", `agg-${i % 50}`, { ms: 20, n: i }),
+  );
+  // Every entry on the replica before anything is cut off: WAIT on the connection of the XADDs.
+  const acked = await client.sendCommand(stream, false, ["WAIT", "1", "10000"]);
+  assertEquals(Number(acked), 1, "the replica acknowledged the preload");
+
+  const svc = cleanup.use(
+    await startService({
+      env: {
+        ...cluster.env(),
+        SERVICE_NAME: "cluster-outbox-failover-e2e",
+        CONSUMER_NAME: "f1",
+        CONSUMER_GROUP: group,
+        LOG_LEVEL: "INFO",
+        STREAM: stream,
+        STREAM_START_ID: "0",
+        ROUTES: `*=>${out}`,
+        DIAGNOSTIC_EVENTS: "true",
+        HANDLER_CONCURRENCY: "4",
+        BATCH_SIZE: "20",
+        CLAIM_IDLE_MS: "2000",
+        CONNECTION_TIMEOUT: "2000",
+        BLOCK_MS: "1000",
+      },
+      readyTimeoutMs: 30_000,
+    }),
+  );
+  await waitFor(async () => await xlen(redis, out) >= 200, {
+    timeoutMs: 30_000,
+    message: `200 entries in ${out} before the cut`,
+  });
+
+  // The replica falls behind; settles and relays go on for a while on the master alone.
+  const frozen = await cluster.detachReplicas(master);
+  try {
+    const cut = await xlen(redis, out);
+    await waitFor(async () => await xlen(redis, out) >= cut + 200, {
+      timeoutMs: 30_000,
+      message: `200 more entries in ${out} while the replica is cut off`,
+    });
+    assert(await xlen(redis, out) < total, "the drain ended before the master was killed");
+    await cluster.kill(master);
+  } finally {
+    for (const r of frozen) await cluster.node(r).resume();
+  }
+  await cluster.waitFailover(slotOf(stream), master);
+
+  try {
+    await waitFor(
+      async () =>
+        await isDrained(redis, stream, group) && await xlen(redis, `${stream}:outbox`) === 0,
+      { timeoutMs: 60_000, intervalMs: 200, message: "source drained and outbox emptied" },
+    );
+  } catch (err) {
+    console.log(svc.output().split("\n").filter((l) => /WARN|ERROR/.test(l)).join("\n"));
+    throw err;
+  }
+  const copies = (await readStream(redis, out)).map((e) =>
+    JSON.parse(e.fields.headers).sourceId as string
+  );
+  const seen = new Set<string>();
+  const dupes = copies.filter((id) => seen.has(id) || (seen.add(id), false));
+  assertEquals(
+    dupes.length,
+    0,
+    `${dupes.length} entries copied twice, e.g. ${dupes.slice(0, 5)}`,
+  );
+  assertEquals(copies.filter((id) => !ids.includes(id)), [], "only source entries copied");
+  assertEquals(copies.length, total, "every entry copied");
+  assertEquals((await svc.stop()).code, 0);
+}
+
+Deno.test({
+  name:
+    "cluster: the source's master fails over to a replica missing its latest settles; a same-slot target gets each entry once",
+  sanitizeOps: false, // node-redis cluster clients keep timers for their topology refresh.
+  sanitizeResources: false,
+  fn: () => lostSettlesScenario("{xc}:out"),
+});
+
+Deno.test({
+  name:
+    "cluster: the source's master fails over to a replica missing its latest settles; an other-slot target gets each entry once",
+  // Fails today: the entries settled while the replica was cut off are copied twice (204 of 1500
+  // in one run). The relay's mark is keyed by the outbox entry's id, and the redone settle writes
+  // a new outbox entry (new id) for the same source entry, so the mark written for the lost one
+  // (on the target's master, which did not fail) does not match. Keying the mark by the source
+  // entry (source stream, id, copy index) would catch it. Reported to the lead; remove this
+  // `ignore` with the fix.
+  ignore: true,
+  sanitizeOps: false,
+  sanitizeResources: false,
+  fn: () => lostSettlesScenario("{xd}:out"),
 });

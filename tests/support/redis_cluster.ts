@@ -6,7 +6,8 @@
  * reports `cluster_state:ok`, knows every other node, and every master has a replica in sync.
  * The returned {@linkcode RedisClusterFixture} hands out node-redis cluster clients, tells which
  * node serves a slot, kills and restarts nodes (to exercise failovers), kills the master of a key
- * and waits for its replica (`killMasterOf`), moves a slot to another master while clients use it
+ * and waits for its replica (`killMasterOf`), lets a master's replicas fall behind so that a
+ * failover loses its latest writes (`detachReplicas`), moves a slot to another master while clients use it
  * (`migrateSlot`), runs a producer whose entries count only once `WAIT` confirmed them
  * (`confirmedProducer`), and stops everything with `stop()` (also via `await using` or
  * `Cleanup.use`). `routedSender` lets the stream helpers of `streams.ts` run on a cluster client.
@@ -262,6 +263,23 @@ export class RedisClusterFixture implements AsyncDisposable {
     const killed = await this.masterOfSlot(slot);
     await this.kill(killed);
     return { killed, master: await this.waitFailover(slot, killed, timeoutMs) };
+  }
+
+  /**
+   * Makes the replicas of the master on `port` fall behind it: freezes them (SIGSTOP) and closes
+   * the master's replication links (`CLIENT KILL TYPE replica`), so what the master writes from
+   * now on reaches no replica, and a failover then loses it (the replication lag a crash can
+   * catch, made certain). Resolves to the frozen replicas' ports; `node(p).resume()` them.
+   */
+  async detachReplicas(port: number): Promise<number[]> {
+    const replicas = [
+      ...new Set(
+        (await this.slotRanges()).filter((r) => r.master === port).flatMap((r) => r.replicas),
+      ),
+    ];
+    for (const r of replicas) await this.node(r).pause();
+    await this.command(port, ["CLIENT", "KILL", "TYPE", "replica"]);
+    return replicas;
   }
 
   /** The cluster node id of the node on `port` (`CLUSTER MYID`). */
