@@ -13,7 +13,8 @@
  * takes over. The settles it lacks (acknowledgements and copies together) are redone, and the
  * target must still hold each source entry once: checked for a target in the source's slot, and
  * for one in another slot (outbox entries lost with the settles, while the copies the relay made
- * survive on the target's master; ignored for now, it fails, see the test).
+ * survive on the target's master; ignored for now, it fails, see the test). And the target's
+ * master lost with copies its replica never got (ignored for now too, it fails, see the test).
  *
  * @module
  */
@@ -104,11 +105,12 @@ Deno.test({
 });
 
 /**
- * Consumes `{xc}` forwarding to `out` while its master's replica is cut off, kills the master so
- * the stale replica takes over (the settles it lacks are redone), and checks that `out` holds
- * each entry of `{xc}` once.
+ * Consumes `{xc}` forwarding to `out` while the replica of the master of `lose` (the source's or
+ * the target's) is cut off, kills that master so the stale replica takes over (on the source: the
+ * settles it lacks are redone; on the target: the copies it lacks are gone), and checks that `out`
+ * holds each entry of `{xc}` once.
  */
-async function lostSettlesScenario(out: string): Promise<void> {
+async function lostWritesScenario(out: string, lose: "source" | "target"): Promise<void> {
   const stream = "{xc}";
   const group = "outbox-failover-e2e";
   const total = 1500;
@@ -116,8 +118,13 @@ async function lostSettlesScenario(out: string): Promise<void> {
   const cluster = cleanup.use(await startRedisCluster());
   const client = await cluster.client();
   const redis = routedSender(client);
-  const master = await cluster.masterOf(stream);
-  assertEquals(await cluster.masterOf(out) === master, out.startsWith(stream), out);
+  assertEquals(
+    await cluster.masterOf(out) === await cluster.masterOf(stream),
+    out.startsWith(stream),
+    out,
+  );
+  const victim = lose === "source" ? stream : out;
+  const master = await cluster.masterOf(victim);
   // Slow handlers (20 ms, 4 at a time): the drain takes seconds, so the cut lands mid-way.
   const ids = await preload(
     redis,
@@ -168,7 +175,7 @@ async function lostSettlesScenario(out: string): Promise<void> {
   } finally {
     for (const r of frozen) await cluster.node(r).resume();
   }
-  await cluster.waitFailover(slotOf(stream), master);
+  await cluster.waitFailover(slotOf(victim), master);
 
   try {
     await waitFor(
@@ -180,9 +187,9 @@ async function lostSettlesScenario(out: string): Promise<void> {
     console.log(svc.output().split("\n").filter((l) => /WARN|ERROR/.test(l)).join("\n"));
     throw err;
   }
-  const copies = (await readStream(redis, out)).map((e) =>
-    JSON.parse(e.fields.headers).sourceId as string
-  );
+  // Retried: right after a failover the test's own client may still route `out` to the dead node.
+  const copies = (await waitFor(() => readStream(redis, out), { message: `XRANGE of ${out}` }))
+    .map((e) => JSON.parse(e.fields.headers).sourceId as string);
   const seen = new Set<string>();
   const dupes = copies.filter((id) => seen.has(id) || (seen.add(id), false));
   assertEquals(
@@ -191,6 +198,12 @@ async function lostSettlesScenario(out: string): Promise<void> {
     `${dupes.length} entries copied twice, e.g. ${dupes.slice(0, 5)}`,
   );
   assertEquals(copies.filter((id) => !ids.includes(id)), [], "only source entries copied");
+  const missing = ids.filter((id) => !seen.has(id));
+  assertEquals(
+    missing.length,
+    0,
+    `${missing.length} entries never copied, e.g. ${missing.slice(0, 5)}`,
+  );
   assertEquals(copies.length, total, "every entry copied");
   assertEquals((await svc.stop()).code, 0);
 }
@@ -200,7 +213,7 @@ Deno.test({
     "cluster: the source's master fails over to a replica missing its latest settles; a same-slot target gets each entry once",
   sanitizeOps: false, // node-redis cluster clients keep timers for their topology refresh.
   sanitizeResources: false,
-  fn: () => lostSettlesScenario("{xc}:out"),
+  fn: () => lostWritesScenario("{xc}:out", "source"),
 });
 
 Deno.test({
@@ -215,5 +228,20 @@ Deno.test({
   ignore: true,
   sanitizeOps: false,
   sanitizeResources: false,
-  fn: () => lostSettlesScenario("{xd}:out"),
+  fn: () => lostWritesScenario("{xd}:out", "source"),
+});
+
+Deno.test({
+  name:
+    "cluster: the target's master fails over to a replica missing the relay's latest copies; each entry is still there once",
+  // Fails today: the copies the relay wrote while the target's replica was cut off are lost with
+  // the target's master (about 200 of 1500 in one run), because the relay deletes the outbox entry
+  // once the copy script answered on the target's master, before any replica has it. A `WAIT 1`
+  // on the target's connection before OUTBOX_DONE (when the target's master has replicas), or
+  // keeping the outbox entry until the copy is confirmed, would keep it. Reported to the lead;
+  // remove this `ignore` with the fix.
+  ignore: true,
+  sanitizeOps: false,
+  sanitizeResources: false,
+  fn: () => lostWritesScenario("{xd}:out", "target"),
 });

@@ -272,13 +272,19 @@ export class RedisClusterFixture implements AsyncDisposable {
    * catch, made certain). Resolves to the frozen replicas' ports; `node(p).resume()` them.
    */
   async detachReplicas(port: number): Promise<number[]> {
-    const replicas = [
-      ...new Set(
-        (await this.slotRanges()).filter((r) => r.master === port).flatMap((r) => r.replicas),
-      ),
-    ];
+    // The master's own view (INFO replication: slaveN:ip=…,port=…,state=online): CLUSTER SLOTS
+    // of a node can leave out a replica it briefly suspects.
+    const repl = parseInfo(String(await this.command(port, ["INFO", "replication"])));
+    const replicas = Object.entries(repl)
+      .filter(([k]) => /^slave\d+$/.test(k))
+      .map(([, v]) => Number(/port=(\d+)/.exec(v)?.[1]));
+    if (replicas.length === 0) throw new Error(`The master on ${port} has no replica`);
     for (const r of replicas) await this.node(r).pause();
-    await this.command(port, ["CLIENT", "KILL", "TYPE", "replica"]);
+    const closed = Number(await this.command(port, ["CLIENT", "KILL", "TYPE", "replica"]));
+    if (closed !== replicas.length) {
+      for (const r of replicas) await this.node(r).resume();
+      throw new Error(`${port} closed ${closed} replication links, expected ${replicas.length}`);
+    }
     return replicas;
   }
 
