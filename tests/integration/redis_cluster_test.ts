@@ -55,15 +55,21 @@ Deno.test({
         );
       }
 
-      // Kill the master of key-1: its replica takes over and the client follows.
+      // Kill the master of key-1: its replica takes over and the client follows. First WAIT for
+      // the replica to hold key-1 (on the connection of the SET): on a busy machine it can lag,
+      // and a failover would then lose the key.
+      assertEquals(Number(await client.sendCommand("key-1", false, ["WAIT", "1", "10000"])), 1);
       const slot = slotOf("key-1");
       const oldMaster = await cluster.masterOfSlot(slot);
       await cluster.kill(oldMaster);
       const newMaster = await cluster.waitFailover(slot, oldMaster);
       assertNotEquals(newMaster, oldMaster);
-      await waitFor(async () => (await client.get("key-1")) === "KEY-1", {
+      let last: unknown = "no reply yet";
+      await waitFor(async () => (last = await client.get("key-1")) === "KEY-1", {
         timeoutMs: 30_000,
         message: "the cluster client to read key-1 from the new master",
+      }).catch((err) => {
+        throw new Error(`${err.message}; last reply: ${JSON.stringify(last)}`, { cause: err });
       });
       await client.set("key-1", "after-failover");
 
