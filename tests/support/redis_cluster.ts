@@ -5,8 +5,12 @@
  * `redis-cli --cluster create … --cluster-replicas 1 --cluster-yes`, and ready once every node
  * reports `cluster_state:ok`, knows every other node, and every master has a replica in sync.
  * The returned {@linkcode RedisClusterFixture} hands out node-redis cluster clients, tells which
- * node serves a slot, kills and restarts nodes (to exercise failovers), and stops everything with
- * `stop()` (also via `await using` or `Cleanup.use`).
+ * node serves a slot, kills and restarts nodes (to exercise failovers), kills the master of a key
+ * and waits for its replica (`killMasterOf`), lets a master's replicas fall behind so that a
+ * failover loses its latest writes (`detachReplicas`), moves a slot to another master while clients use it
+ * (`migrateSlot`), runs a producer whose entries count only once `WAIT` confirmed them
+ * (`confirmedProducer`), and stops everything with `stop()` (also via `await using` or
+ * `Cleanup.use`). `routedSender` lets the stream helpers of `streams.ts` run on a cluster client.
  *
  * @module
  */
@@ -14,8 +18,10 @@
 import { createClient, createCluster, type RedisClusterType } from "@redis/client";
 import { followFailovers } from "../../src/redis/cluster.ts";
 import { slotOf } from "../../src/stream/keys.ts";
+import type { RawSender } from "../../src/redis/commander.ts";
 import { RedisServer } from "./redis_server.ts";
-import { freePort, waitFor } from "./wait.ts";
+import type { Fields } from "./streams.ts";
+import { freePort, sleep, waitFor } from "./wait.ts";
 
 export { slotOf };
 
@@ -155,9 +161,9 @@ export class RedisClusterFixture implements AsyncDisposable {
 
   /**
    * Runs one command on the node on `port` over a short-lived plain (non-cluster) connection
-   * and returns its reply. Rejects when the node does not answer within 2 s.
+   * and returns its reply. Rejects when the node does not answer within `timeoutMs` (default 2 s).
    */
-  async command(port: number, args: string[]): Promise<unknown> {
+  async command(port: number, args: string[], timeoutMs = 2_000): Promise<unknown> {
     const client = createClient({
       RESP: 2,
       password: this.#password,
@@ -166,7 +172,7 @@ export class RedisClusterFixture implements AsyncDisposable {
     client.on("error", () => {});
     try {
       await withTimeout(client.connect(), 2_000, `connect to ${port}`);
-      return await withTimeout(client.sendCommand(args), 2_000, `${args[0]} on ${port}`);
+      return await withTimeout(client.sendCommand(args), timeoutMs, `${args[0]} on ${port}`);
     } finally {
       destroyQuietly(client);
     }
@@ -243,6 +249,119 @@ export class RedisClusterFixture implements AsyncDisposable {
       return master !== killedPort && await this.#healthy(false);
     }, { timeoutMs, intervalMs: 200, message: `a replica to take over slot ${slot}` });
     return await this.masterOfSlot(slot);
+  }
+
+  /**
+   * Kills (SIGKILL) the master serving `key`'s slot and waits until its replica took the slot
+   * over and the cluster is ok again. Resolves to the killed and the new master's ports.
+   */
+  async killMasterOf(
+    key: string,
+    timeoutMs = this.#timeoutMs,
+  ): Promise<{ killed: number; master: number }> {
+    const slot = slotOf(key);
+    const killed = await this.masterOfSlot(slot);
+    await this.kill(killed);
+    return { killed, master: await this.waitFailover(slot, killed, timeoutMs) };
+  }
+
+  /**
+   * Makes the replicas of the master on `port` fall behind it: freezes them (SIGSTOP) and closes
+   * the master's replication links (`CLIENT KILL TYPE replica`), so what the master writes from
+   * now on reaches no replica, and a failover then loses it (the replication lag a crash can
+   * catch, made certain). Resolves to the frozen replicas' ports; `node(p).resume()` them.
+   */
+  async detachReplicas(port: number): Promise<number[]> {
+    // The master's own view (INFO replication: slaveN:ip=…,port=…,state=online): CLUSTER SLOTS
+    // of a node can leave out a replica it briefly suspects.
+    const repl = parseInfo(String(await this.command(port, ["INFO", "replication"])));
+    const replicas = Object.entries(repl)
+      .filter(([k]) => /^slave\d+$/.test(k))
+      .map(([, v]) => Number(/port=(\d+)/.exec(v)?.[1]));
+    if (replicas.length === 0) throw new Error(`The master on ${port} has no replica`);
+    for (const r of replicas) await this.node(r).pause();
+    const closed = Number(await this.command(port, ["CLIENT", "KILL", "TYPE", "replica"]));
+    if (closed !== replicas.length) {
+      for (const r of replicas) await this.node(r).resume();
+      throw new Error(`${port} closed ${closed} replication links, expected ${replicas.length}`);
+    }
+    return replicas;
+  }
+
+  /** The cluster node id of the node on `port` (`CLUSTER MYID`). */
+  async nodeId(port: number): Promise<string> {
+    return String(await this.command(port, ["CLUSTER", "MYID"]));
+  }
+
+  /**
+   * Moves `slot` to the master on `toPort` (default: a running master other than its own) the way
+   * `redis-cli --cluster reshard` does: `SETSLOT IMPORTING` on the target, `MIGRATING` on the
+   * source, `MIGRATE` of its keys in rounds of `keysPerRound` (default 10) until the source holds
+   * none (clients meanwhile get `ASK`/`TRYAGAIN`), then `SETSLOT NODE` on the target, the source
+   * and every other master. `onRound` runs after each round of `MIGRATE` (e.g. to let traffic in).
+   * Resolves to the source and target ports once every running node sees the target serve it.
+   */
+  async migrateSlot(
+    slot: number,
+    opts: { toPort?: number; keysPerRound?: number; onRound?: () => Promise<void> } = {},
+  ): Promise<{ from: number; to: number }> {
+    const from = await this.masterOfSlot(slot);
+    const masters = await this.masters();
+    const to = opts.toPort ?? masters.find((m) => m !== from);
+    if (to === undefined || to === from) throw new Error(`No other master to move slot ${slot} to`);
+    const [fromId, toId] = [await this.nodeId(from), await this.nodeId(to)];
+    const s = String(slot);
+    await this.command(to, ["CLUSTER", "SETSLOT", s, "IMPORTING", fromId]);
+    await this.command(from, ["CLUSTER", "SETSLOT", s, "MIGRATING", toId]);
+    const auth = this.#password === undefined ? [] : ["AUTH", this.#password];
+    const count = String(opts.keysPerRound ?? 10);
+    while (true) {
+      const keys = await this.command(from, ["CLUSTER", "GETKEYSINSLOT", s, count]) as string[];
+      if (keys.length === 0) break;
+      await this.command(from, [
+        "MIGRATE",
+        HOST,
+        String(to),
+        "",
+        "0",
+        "5000",
+        ...auth,
+        "KEYS",
+        ...keys,
+      ], 10_000);
+      await opts.onRound?.();
+    }
+    await this.command(to, ["CLUSTER", "SETSLOT", s, "NODE", toId]);
+    await this.command(from, ["CLUSTER", "SETSLOT", s, "NODE", toId]);
+    for (const m of masters) {
+      if (m !== from && m !== to) await this.command(m, ["CLUSTER", "SETSLOT", s, "NODE", toId]);
+    }
+    await waitFor(async () => {
+      for (const node of this.#running()) {
+        const range = (await this.slotRanges(node.port)).find((r) =>
+          r.start <= slot && slot <= r.end
+        );
+        if (range?.master !== to) return false;
+      }
+      return true;
+    }, {
+      timeoutMs: this.#timeoutMs,
+      intervalMs: 100,
+      message: `every node to see slot ${slot} on ${to}`,
+    });
+    return { from, to };
+  }
+
+  /**
+   * Starts a producer that appends entries `make(0)`, `make(1)`, … to `stream` in batches over a
+   * plain connection to the master serving it, and after each batch sends `WAIT 1 <waitMs>` on
+   * that connection: a batch counts as confirmed only when a replica acknowledged it. On any error
+   * (the master killed, demoted, or the slot moved) it finds the stream's master again and goes
+   * on with new entries; the batch in doubt is not confirmed (it may or may not be in the stream).
+   * Stop it with `stop()` (also through `Cleanup.use`).
+   */
+  confirmedProducer(opts: ConfirmedProducerOptions): ConfirmedProducer {
+    return new ConfirmedProducer(this, opts, this.#password);
   }
 
   /** Closes the tracked clients and stops every node (SIGTERM, then SIGKILL). Safe to call twice. */
@@ -330,6 +449,123 @@ export class RedisClusterFixture implements AsyncDisposable {
       throw err;
     }
   }
+}
+
+/** Options of {@linkcode RedisClusterFixture.confirmedProducer}. */
+export interface ConfirmedProducerOptions {
+  /** The stream to append to. */
+  stream: string;
+  /** Entry `i`'s fields. */
+  make: (i: number) => Fields;
+  /** Entries per batch (one WAIT each). Default: 10. */
+  batchSize?: number;
+  /** `WAIT` timeout in ms. Default: 2000. */
+  waitMs?: number;
+  /** Pause between batches in ms (pacing, not a wait for a condition). Default: 20. */
+  pauseMs?: number;
+}
+
+/** A running producer of {@linkcode RedisClusterFixture.confirmedProducer}. */
+export class ConfirmedProducer implements AsyncDisposable {
+  /** Indexes `i` of the entries a replica confirmed, in order. */
+  readonly confirmed: number[] = [];
+  /** Entries sent so far, confirmed or not (the next index). */
+  sent = 0;
+  /** Errors met (each one made the producer look for the master again). */
+  readonly errors: string[] = [];
+  readonly #done: Promise<void>;
+  readonly #stop = new AbortController();
+
+  /** Use {@linkcode RedisClusterFixture.confirmedProducer}. */
+  constructor(cluster: RedisClusterFixture, opts: ConfirmedProducerOptions, password?: string) {
+    this.#done = this.#run(cluster, opts, password);
+  }
+
+  /** Stops after the current batch (its outcome recorded) and resolves once it has. */
+  async stop(): Promise<void> {
+    this.#stop.abort();
+    await this.#done;
+  }
+
+  /** Same as {@linkcode ConfirmedProducer.stop}, for `await using`. */
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.stop();
+  }
+
+  async #run(cluster: RedisClusterFixture, o: ConfirmedProducerOptions, password?: string) {
+    const { batchSize = 10, waitMs = 2_000, pauseMs = 20 } = o;
+    const signal = this.#stop.signal;
+    let client: ReturnType<typeof createClient> | undefined;
+    try {
+      while (!signal.aborted) {
+        try {
+          if (!client) {
+            const port = await cluster.masterOf(o.stream);
+            client = createClient({
+              RESP: 2,
+              password,
+              socket: { host: HOST, port, connectTimeout: 2_000, reconnectStrategy: false },
+            });
+            client.on("error", () => {});
+            await withTimeout(client.connect(), 2_000, `connect to ${port}`);
+          }
+          const batch = Array.from({ length: batchSize }, (_, k) => this.sent + k);
+          this.sent += batchSize;
+          const c = client;
+          await withTimeout(
+            Promise.all(
+              batch.map((i) =>
+                c.sendCommand(["XADD", o.stream, "*", ...Object.entries(o.make(i)).flat()])
+              ),
+            ),
+            5_000,
+            "XADD batch",
+          );
+          const acked = await withTimeout(
+            c.sendCommand(["WAIT", "1", String(waitMs)]),
+            waitMs + 3_000,
+            "WAIT",
+          );
+          if (Number(acked) >= 1) this.confirmed.push(...batch);
+        } catch (err) {
+          this.errors.push(err instanceof Error ? err.message : String(err));
+          if (client) destroyQuietly(client);
+          client = undefined;
+          await sleep(100, signal); // Pacing while the cluster settles; the loop asks again.
+          continue;
+        }
+        await sleep(pauseMs, signal);
+      }
+    } finally {
+      if (client) destroyQuietly(client);
+    }
+  }
+}
+
+/**
+ * The key a raw command names first (where a cluster routes it): after `STREAMS` for
+ * XREAD/XREADGROUP, the third word for XINFO/XGROUP/OBJECT subcommands, none for server-wide
+ * commands (INFO, CLUSTER, PING, …), else the second word.
+ */
+export function firstKeyOf(args: readonly string[]): string | undefined {
+  const cmd = args[0]?.toUpperCase();
+  if (cmd === "XREAD" || cmd === "XREADGROUP") {
+    const i = args.findIndex((a) => a.toUpperCase() === "STREAMS");
+    return i >= 0 ? args[i + 1] : undefined;
+  }
+  if (cmd === "XINFO" || cmd === "XGROUP" || cmd === "OBJECT") return args[2];
+  if (["INFO", "CLUSTER", "PING", "DBSIZE", "TIME", "WAIT", "SCRIPT"].includes(cmd ?? "")) {
+    return undefined;
+  }
+  return args[1];
+}
+
+/**
+ * A cluster client as a `RawSender` (the client type of `streams.ts`): each command goes to the
+ * master serving {@linkcode firstKeyOf} its arguments (MOVED/ASK followed by node-redis).
+ */
+export function routedSender(client: RedisClusterClient): RawSender {
+  return { sendCommand: (args) => client.sendCommand(firstKeyOf(args), false, args) };
 }
 
 /**

@@ -4,13 +4,19 @@
  * (pipelined), consumer-group set-up (XGROUP CREATE, a "ghost" reader that never acknowledges),
  * and the Redis-side views that tests assert on: XRANGE, XLEN, XINFO GROUPS, XINFO CONSUMERS,
  * XPENDING and the checkpoint hash. They only talk to Redis, through a client of
- * `redis_server.ts`; nothing here knows about the service process.
+ * `redis_server.ts` (or a cluster client routed by key); nothing here knows about the service process.
  *
  * @module
  */
 
 import { pairsToRecord } from "../../src/redis/reply.ts";
-import type { RedisClient } from "./redis_server.ts";
+import type { RawSender } from "../../src/redis/commander.ts";
+
+/**
+ * What these helpers send commands through: a client of `redis_server.ts`, or a cluster client
+ * wrapped by `routedSender` of `redis_cluster.ts` (each command routed by its key).
+ */
+export type StreamClient = RawSender;
 
 /** Fields of one stream entry, by name. */
 export type Fields = Record<string, string>;
@@ -56,7 +62,7 @@ export function numberedEntry(i: number): Fields {
 
 /** XADD of `fields` to `stream` with id `id` (default `"*"`: Redis picks it); returns the id. */
 export async function xadd(
-  client: RedisClient,
+  client: StreamClient,
   stream: string,
   fields: Fields,
   id = "*",
@@ -70,7 +76,7 @@ export async function xadd(
  * 1000); returns their ids in order.
  */
 export async function preload(
-  client: RedisClient,
+  client: StreamClient,
   stream: string,
   count: number,
   make: (i: number) => Fields = numberedEntry,
@@ -88,12 +94,12 @@ export async function preload(
 }
 
 /** XLEN of `stream` (0 when it does not exist). */
-export async function xlen(client: RedisClient, stream: string): Promise<number> {
+export async function xlen(client: StreamClient, stream: string): Promise<number> {
   return Number(await client.sendCommand(["XLEN", stream]));
 }
 
 /** Every entry of `stream` (XRANGE in pages of 5000), oldest first; [] when it does not exist. */
-export async function readStream(client: RedisClient, stream: string): Promise<StreamEntry[]> {
+export async function readStream(client: StreamClient, stream: string): Promise<StreamEntry[]> {
   const page = 5000;
   const out: StreamEntry[] = [];
   let start = "-";
@@ -109,7 +115,7 @@ export async function readStream(client: RedisClient, stream: string): Promise<S
 
 /** XGROUP CREATE `group` on `stream` at `startId` (default 0), with MKSTREAM. */
 export async function createGroup(
-  client: RedisClient,
+  client: StreamClient,
   stream: string,
   group: string,
   startId = "0",
@@ -122,7 +128,7 @@ export async function createGroup(
  * acknowledging them (a "ghost" consumer that dies holding them); returns their ids.
  */
 export async function readAsGhost(
-  client: RedisClient,
+  client: StreamClient,
   stream: string,
   group: string,
   name: string,
@@ -160,7 +166,7 @@ export interface GroupInfo {
  * Every consumer group of `stream` (XINFO GROUPS); [] when the stream does not exist. Other
  * errors (Redis down, …) reject.
  */
-export async function groups(client: RedisClient, stream: string): Promise<GroupInfo[]> {
+export async function groups(client: StreamClient, stream: string): Promise<GroupInfo[]> {
   let reply: unknown[][];
   try {
     reply = await client.sendCommand(["XINFO", "GROUPS", stream]) as unknown[][];
@@ -184,7 +190,7 @@ export async function groups(client: RedisClient, stream: string): Promise<Group
 
 /** The group `group` of `stream`, or undefined when the stream or the group does not exist. */
 export async function groupInfo(
-  client: RedisClient,
+  client: StreamClient,
   stream: string,
   group: string,
 ): Promise<GroupInfo | undefined> {
@@ -193,7 +199,7 @@ export async function groupInfo(
 
 /** True when the group exists, has nothing pending and nothing left to read (lag 0). */
 export async function isDrained(
-  client: RedisClient,
+  client: StreamClient,
   stream: string,
   group: string,
 ): Promise<boolean> {
@@ -206,7 +212,7 @@ export async function isDrained(
  * `byConsumer`. Rejects when the stream or the group does not exist.
  */
 export async function pendingSummary(
-  client: RedisClient,
+  client: StreamClient,
   stream: string,
   group: string,
 ): Promise<{ total: number; byConsumer: Record<string, number> }> {
@@ -223,7 +229,7 @@ export async function pendingSummary(
 
 /** Number of entries pending in `group` of `stream`; 0 when the stream or group is missing. */
 export async function pendingCount(
-  client: RedisClient,
+  client: StreamClient,
   stream: string,
   group: string,
 ): Promise<number> {
@@ -245,7 +251,7 @@ export interface ConsumerInfo {
 
 /** Consumers of `group` of `stream` (XINFO CONSUMERS). Rejects when either is missing. */
 export async function consumers(
-  client: RedisClient,
+  client: StreamClient,
   stream: string,
   group: string,
 ): Promise<ConsumerInfo[]> {
@@ -272,7 +278,7 @@ export interface PendingEntry {
  * stream or the group does not exist.
  */
 export async function pendingEntries(
-  client: RedisClient,
+  client: StreamClient,
   stream: string,
   group: string,
   count = 10_000,
@@ -293,7 +299,7 @@ export async function pendingEntries(
  * per consumer name, and `<consumer>:at`; {} when missing.
  */
 export async function checkpoint(
-  client: RedisClient,
+  client: StreamClient,
   stream: string,
   group: string,
 ): Promise<Fields> {
@@ -307,7 +313,7 @@ export async function checkpoint(
  * called from scripts too, so tests can wait for rounds of a loop.
  */
 export async function commandStat(
-  client: RedisClient,
+  client: StreamClient,
   command: string,
   stat: "calls" | "failed_calls" = "calls",
 ): Promise<number> {
