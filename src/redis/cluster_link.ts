@@ -16,7 +16,7 @@ import type { CircuitBreaker } from "./breaker.ts";
 import { type ClusterClient, ClusterConnection, type ClusterConnectionOptions } from "./cluster.ts";
 import type { Address } from "./client.ts";
 import { NotConnectedError } from "./errors.ts";
-import type { ConnectionState, RedisLink, RedisSender } from "./link.ts";
+import { type ConnectionState, type RedisLink, type RedisSender, waitConnected } from "./link.ts";
 
 /**
  * The key a raw command is routed by: the first key it names (after `STREAMS` for reads, the
@@ -219,21 +219,7 @@ export class ClusterLink implements RedisLink {
   }
 
   waitConnected(signal?: AbortSignal): Promise<boolean> {
-    if (this.#state === "connected") return Promise.resolve(true);
-    if (this.#state === "closed") return Promise.resolve(false);
-    return new Promise((resolve) => {
-      const done = (value: boolean) => {
-        off();
-        signal?.removeEventListener("abort", onAbort);
-        resolve(value);
-      };
-      const onAbort = () => done(false);
-      const off = this.onStateChange((s) => {
-        if (s === "connected") done(true);
-        else if (s === "closed") done(false);
-      });
-      signal?.addEventListener("abort", onAbort, { once: true });
-    });
+    return waitConnected(this, signal);
   }
 
   /**

@@ -18,7 +18,7 @@ import { exponentialBackoff, retryDelay } from "./backoff.ts";
 import { classifyError, NotConnectedError, RedisUnavailableError } from "./errors.ts";
 import { type CommandObserver, connectionBreaker, guardedCall } from "./guarded_call.ts";
 import { type Address, enforceDeadlines, newClient, type RedisClient } from "./client.ts";
-import type { ConnectionState, RedisLink } from "./link.ts";
+import { type ConnectionState, type RedisLink, waitConnected } from "./link.ts";
 import { destroyQuietly, resolveSentinelMaster } from "./sentinel.ts";
 
 export {
@@ -233,21 +233,7 @@ export class ConnectionManager implements RedisLink {
 
   /** Resolves true once connected, false if `signal` aborts or the manager closes first. */
   waitConnected(signal?: AbortSignal): Promise<boolean> {
-    if (this.#state === "connected") return Promise.resolve(true);
-    if (this.#state === "closed") return Promise.resolve(false);
-    return new Promise((resolve) => {
-      const done = (value: boolean) => {
-        off();
-        signal?.removeEventListener("abort", onAbort);
-        resolve(value);
-      };
-      const onAbort = () => done(false);
-      const off = this.onStateChange((s) => {
-        if (s === "connected") done(true);
-        else if (s === "closed") done(false);
-      });
-      signal?.addEventListener("abort", onAbort, { once: true });
-    });
+    return waitConnected(this, signal);
   }
 
   /** Treats the connection as lost (e.g. PINGs time out while sockets stay open). */

@@ -73,3 +73,28 @@ export interface RedisLink {
   /** Closes every client; no reconnect after this. */
   close(): Promise<void>;
 }
+
+/**
+ * `RedisLink.waitConnected` for a link with `state` and `onStateChange`: true once connected,
+ * false if `signal` aborts or the link closes first.
+ */
+export function waitConnected(
+  link: Pick<RedisLink, "state" | "onStateChange">,
+  signal?: AbortSignal,
+): Promise<boolean> {
+  if (link.state === "connected") return Promise.resolve(true);
+  if (link.state === "closed") return Promise.resolve(false);
+  return new Promise((resolve) => {
+    const done = (value: boolean) => {
+      off();
+      signal?.removeEventListener("abort", onAbort);
+      resolve(value);
+    };
+    const onAbort = () => done(false);
+    const off = link.onStateChange((s) => {
+      if (s === "connected") done(true);
+      else if (s === "closed") done(false);
+    });
+    signal?.addEventListener("abort", onAbort, { once: true });
+  });
+}
