@@ -280,7 +280,7 @@ export class Relay {
       const copy = decodeOutboxEntry(fields);
       let mark: string | undefined;
       try {
-        if (copy) mark = o.keys.relayMark(copy.target, w.outbox, id);
+        if (copy) mark = o.keys.relayMark(copy.target, w.stream, copy.sourceId, copy.index);
       } catch { /* a target no mark can share the slot of: not relayable */ }
       if (!copy || !mark) {
         this.#log(`malformed\u0000${w.outbox}`, (suppressed) =>
