@@ -34,6 +34,31 @@ export { type ClusterClient, followFailovers, type RootNode } from "./cluster_fa
 /** Replies that mean the cluster is being reconfigured: retry soon, on a fresh slot map. */
 const RECONFIGURING_RE = /^(MOVED|ASK|TRYAGAIN|CLUSTERDOWN|UNBLOCKED|READONLY|MASTERDOWN)/;
 
+/**
+ * Per master (`host:port`, as `CLUSTER NODES` names it), how many replicas the cluster names
+ * for it in a `CLUSTER NODES` reply, pure. Replicas flagged `fail` count: a replica cut off for
+ * a while is flagged so, and can still come back and be promoted with what it had (what its
+ * master wrote meanwhile lost); `CLUSTER SLOTS` leaves such replicas out. Nodes still in
+ * handshake or without an address do not count.
+ */
+export function replicaCounts(nodes: string): Map<string, number> {
+  const addressOf = new Map<string, string>();
+  const counts = new Map<string, number>();
+  for (const line of nodes.split("\n")) {
+    const [id, address, flagList, masterId] = line.trim().split(" ");
+    if (!id || !address || !flagList) continue;
+    const flags = flagList.split(",");
+    if (flags.includes("handshake") || flags.includes("noaddr")) continue;
+    if (flags.includes("master")) addressOf.set(id, address.split("@")[0]);
+    else if (flags.includes("slave") && masterId && masterId !== "-") {
+      counts.set(masterId, (counts.get(masterId) ?? 0) + 1);
+    }
+  }
+  const byMaster = new Map<string, number>();
+  for (const [id, address] of addressOf) byMaster.set(address, counts.get(id) ?? 0);
+  return byMaster;
+}
+
 /** Options of `ClusterConnection`. */
 export interface ClusterConnectionOptions {
   /** The Redis configuration; `redis.cluster` names the seed nodes. */
@@ -57,6 +82,9 @@ export class ClusterConnection implements Commander {
   #closing = new AbortController();
   #lastError?: string;
   #latencyMs?: number;
+  /** Replicas per master (`host:port`), from `CLUSTER NODES`, and when it was read. */
+  #replicas?: { at: number; byMaster: Map<string, number> };
+  #replicasLoad?: Promise<{ at: number; byMaster: Map<string, number> }>;
 
   constructor(options: ClusterConnectionOptions) {
     if (!options.redis.cluster) throw new TypeError("redis.cluster (REDIS_CLUSTER_NODES) is unset");
@@ -222,6 +250,52 @@ export class ClusterConnection implements Commander {
     const shard = this.client.slots[slotOf(key)];
     if (!shard?.master) throw new NotConnectedError(`no master known for slot ${slotOf(key)}`);
     return { host: shard.master.host, port: shard.master.port };
+  }
+
+  /**
+   * How many replicas the cluster names for the master serving `key`'s slot (see
+   * `replicaCounts`), from `CLUSTER NODES` of any master, read again when older than `maxAgeMs`
+   * or when that master is not in it; 0 when it is still not.
+   */
+  async replicasOf(key: string, maxAgeMs = 5000): Promise<number> {
+    const master = this.masterAddressOf(key);
+    const address = `${master.host}:${master.port}`;
+    let known = this.#replicas;
+    if (!known || Date.now() - known.at > maxAgeMs || !known.byMaster.has(address)) {
+      this.#replicasLoad ??= this.#loadReplicas().finally(() => this.#replicasLoad = undefined);
+      known = await this.#replicasLoad;
+    }
+    return known.byMaster.get(address) ?? 0;
+  }
+
+  /** The replica counts are read again at the next `replicasOf`. */
+  forgetReplicas(): void {
+    this.#replicas = undefined;
+  }
+
+  /**
+   * `WAIT replicas timeoutMs` on the connection of the master serving `key`'s slot (node-redis
+   * keeps one per node: the one every command routed by `key` went through), through `exec`
+   * within `timeoutMs` + CONNECTION_TIMEOUT. Resolves to how many replicas acknowledged every
+   * write sent on that connection so far.
+   */
+  async waitReplicas(key: string, replicas: number, timeoutMs: number): Promise<number> {
+    const reply = await this.exec(
+      key,
+      (c) => c.sendCommand(key, false, ["WAIT", String(replicas), String(timeoutMs)]),
+      { deadlineMs: timeoutMs + this.#opts.redis.connectTimeoutMs },
+    );
+    return Number(reply);
+  }
+
+  async #loadReplicas(): Promise<{ at: number; byMaster: Map<string, number> }> {
+    const nodes = await this.exec(
+      undefined,
+      (c) => c.sendCommand(undefined, false, ["CLUSTER", "NODES"]),
+    );
+    const known = { at: Date.now(), byMaster: replicaCounts(String(nodes)) };
+    this.#replicas = known;
+    return known;
   }
 
   /**
