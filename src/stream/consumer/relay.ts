@@ -9,11 +9,14 @@
  * CONSUMER_NAME: first its own pending entries (at start and after a failure), then the idle
  * entries of other relays (XAUTOCLAIM: dead instances; with partitions, at once when it takes
  * an outbox over, so that copies keep their order), then new entries. Per target, one `RELAY`
- * script in the target's slot writes each copy with its dedup mark, skipping copies whose mark
- * exists; then one `OUTBOX_DONE` script acknowledges and deletes the entries in the outbox's
- * slot. A relay that dies between the two leaves the entries pending: whoever relays them next
- * finds the marks and writes nothing twice. A settle that wrote to an outbox wakes its worker;
- * an idle worker polls with a backoff up to one second.
+ * script in the target's slot writes each copy with its dedup mark (keyed by the copy's source
+ * entry and index, `KeySchema.relayMark`), skipping copies whose mark exists; then, when the
+ * target's master has replicas, `WAIT 1` on the same connection confirms a replica has them;
+ * then one `OUTBOX_DONE` script acknowledges and deletes the entries in the outbox's slot. A relay
+ * that dies between the two leaves the entries pending: whoever relays them next finds the marks
+ * and writes nothing twice. Entries whose copies no replica confirmed stay pending and are read
+ * again later (`recheckAt`). A settle that wrote to an outbox wakes its worker; an idle worker
+ * polls with a backoff up to one second.
  */
 import { delay, raceDeadline } from "../../clock.ts";
 import { errorInfo, type Logger } from "../../log.ts";
