@@ -28,6 +28,7 @@ import { classifyError, NotConnectedError, RedisUnavailableError } from "./error
 import { type CommandObserver, connectionBreaker, guardedCall } from "./guarded_call.ts";
 import { destroyQuietly } from "./sentinel.ts";
 import { BlockingPool } from "./cluster_blocking.ts";
+import { replicaCounts } from "./cluster_replicas.ts";
 
 export { type ClusterClient, followFailovers, type RootNode } from "./cluster_failover.ts";
 
@@ -57,6 +58,9 @@ export class ClusterConnection implements Commander {
   #closing = new AbortController();
   #lastError?: string;
   #latencyMs?: number;
+  /** Replicas per master (`host:port`), from `CLUSTER NODES`, and when it was read. */
+  #replicas?: { at: number; byMaster: Map<string, number> };
+  #replicasLoad?: Promise<{ at: number; byMaster: Map<string, number> }>;
 
   constructor(options: ClusterConnectionOptions) {
     if (!options.redis.cluster) throw new TypeError("redis.cluster (REDIS_CLUSTER_NODES) is unset");
@@ -222,6 +226,52 @@ export class ClusterConnection implements Commander {
     const shard = this.client.slots[slotOf(key)];
     if (!shard?.master) throw new NotConnectedError(`no master known for slot ${slotOf(key)}`);
     return { host: shard.master.host, port: shard.master.port };
+  }
+
+  /**
+   * How many replicas the cluster names for the master serving `key`'s slot (see
+   * `replicaCounts`), from `CLUSTER NODES` of any master, read again when older than `maxAgeMs`
+   * or when that master is not in it; 0 when it is still not.
+   */
+  async replicasOf(key: string, maxAgeMs = 5000): Promise<number> {
+    const master = this.masterAddressOf(key);
+    const address = `${master.host}:${master.port}`;
+    let known = this.#replicas;
+    if (!known || Date.now() - known.at > maxAgeMs || !known.byMaster.has(address)) {
+      this.#replicasLoad ??= this.#loadReplicas().finally(() => this.#replicasLoad = undefined);
+      known = await this.#replicasLoad;
+    }
+    return known.byMaster.get(address) ?? 0;
+  }
+
+  /** The replica counts are read again at the next `replicasOf`. */
+  forgetReplicas(): void {
+    this.#replicas = undefined;
+  }
+
+  /**
+   * `WAIT replicas timeoutMs` on the connection of the master serving `key`'s slot (node-redis
+   * keeps one per node: the one every command routed by `key` went through), through `exec`
+   * within `timeoutMs` + CONNECTION_TIMEOUT. Resolves to how many replicas acknowledged every
+   * write sent on that connection so far.
+   */
+  async waitReplicas(key: string, replicas: number, timeoutMs: number): Promise<number> {
+    const reply = await this.exec(
+      key,
+      (c) => c.sendCommand(key, false, ["WAIT", String(replicas), String(timeoutMs)]),
+      { deadlineMs: timeoutMs + this.#opts.redis.connectTimeoutMs },
+    );
+    return Number(reply);
+  }
+
+  async #loadReplicas(): Promise<{ at: number; byMaster: Map<string, number> }> {
+    const nodes = await this.exec(
+      undefined,
+      (c) => c.sendCommand(undefined, false, ["CLUSTER", "NODES"]),
+    );
+    const known = { at: Date.now(), byMaster: replicaCounts(String(nodes)) };
+    this.#replicas = known;
+    return known;
   }
 
   /**

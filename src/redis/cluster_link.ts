@@ -16,7 +16,13 @@ import type { CircuitBreaker } from "./breaker.ts";
 import { type ClusterClient, ClusterConnection, type ClusterConnectionOptions } from "./cluster.ts";
 import type { Address } from "./client.ts";
 import { NotConnectedError } from "./errors.ts";
-import { type ConnectionState, type RedisLink, type RedisSender, waitConnected } from "./link.ts";
+import {
+  type ConnectionState,
+  type RedisLink,
+  type RedisSender,
+  type Replication,
+  waitConnected,
+} from "./link.ts";
 
 /**
  * The key a raw command is routed by: the first key it names (after `STREAMS` for reads, the
@@ -96,9 +102,27 @@ export class ClusterLink implements RedisLink {
   #recovering?: Promise<void>;
   #closing = new AbortController();
 
+  /**
+   * Replica counts and `WAIT` (the relay's confirmation, docs/architecture.md "The outbox and
+   * the relay"). WAIT's timeout: min(CONNECTION_TIMEOUT / 2, 500) ms, so that a command queued
+   * behind it on that master's connection (a PING, within min(CONNECTION_TIMEOUT, 1 s)) still
+   * has time; a WAIT that falls short is asked again later.
+   */
+  readonly replication: Replication;
+
   constructor(options: ClusterConnectionOptions) {
     this.#log = options.logger ?? getLogger("redis-cluster");
-    this.#cc = new ClusterConnection({ ...options, logger: this.#log });
+    const cc = this.#cc = new ClusterConnection({ ...options, logger: this.#log });
+    const waitMs = Math.max(1, Math.floor(Math.min(options.redis.connectTimeoutMs / 2, 500)));
+    this.replication = {
+      replicasOf: (key) => cc.replicasOf(key),
+      waitReplicas: async (key, replicas) => {
+        const acked = await cc.waitReplicas(key, replicas, waitMs);
+        // Short: a replica may have left the cluster for good; count the replicas again.
+        if (acked < replicas) cc.forgetReplicas();
+        return acked;
+      },
+    };
   }
 
   get breaker(): CircuitBreaker {

@@ -19,8 +19,30 @@ export interface RedisSender {
   sendCommand(args: string[]): Promise<unknown>;
 }
 
+/**
+ * Redis Cluster only: whether the master serving a key has replicas, and `WAIT` for them. The
+ * relay (docs/architecture.md "The outbox and the relay") confirms with it that its copies
+ * reached a replica before it deletes their outbox entries.
+ */
+export interface Replication {
+  /**
+   * How many replicas the cluster names for the master serving `key`'s slot, failed ones
+   * included (from `CLUSTER NODES`, read again when a few seconds old).
+   */
+  replicasOf(key: string): Promise<number>;
+  /**
+   * `WAIT replicas <timeout>` on the connection that commands routed by `key` use (the one
+   * connection to the master serving its slot, so it covers every write sent there before it);
+   * resolves to how many replicas acknowledged them. The timeout is short: WAIT holds that
+   * connection, and every command behind it waits too.
+   */
+  waitReplicas(key: string, replicas: number): Promise<number>;
+}
+
 /** The service's access to Redis. */
 export interface RedisLink {
+  /** Redis Cluster: replica counts and `WAIT` per master; undefined on one Redis (or Sentinel). */
+  readonly replication?: Replication;
   readonly breaker: CircuitBreaker;
   /** Current state. */
   readonly state: ConnectionState;

@@ -97,14 +97,18 @@ export class KeySchema {
   }
 
   /**
-   * The relay's mark that the outbox entry `outboxId` of `outbox` was copied to `target`, in the
-   * target's slot (so the copy and the mark are one script): `<target>:relayed:<outbox>:<id>`
-   * when the target has a hash tag, else `{<target>}:relayed:<outbox>:<id>`.
+   * The relay's mark that copy `index` of the entry `sourceId` of the stream `source` (among that
+   * entry's copies to `target`) was written to `target`, in the target's slot (so the copy and
+   * the mark are one script): `<target>:relayed:<source>:<sourceId>:<index>` when the target has
+   * a hash tag, else `{<target>}:relayed:<source>:<sourceId>:<index>`. Keyed by the source entry,
+   * not by the outbox entry that carried the copy: a settle redone after the source's master
+   * failed over with lost writes writes a new outbox entry (a new id) for the same copy, and
+   * the mark still matches it (README "Forwarding across slots").
    * @throws {TypeError} for a target with braces but no hash tag that contains `}`: no key with
    * a tag can land in its slot.
    */
-  relayMark(target: string, outbox: string, outboxId: string): string {
-    return `${withOwnTag(target)}:relayed:${outbox}:${outboxId}`;
+  relayMark(target: string, source: string, sourceId: string, index: number): string {
+    return `${withOwnTag(target)}:relayed:${source}:${sourceId}:${index}`;
   }
 }
 

@@ -13,8 +13,9 @@
  * takes over. The settles it lacks (acknowledgements and copies together) are redone, and the
  * target must still hold each source entry once: checked for a target in the source's slot, and
  * for one in another slot (outbox entries lost with the settles, while the copies the relay made
- * survive on the target's master; ignored for now, it fails, see the test). And the target's
- * master lost with copies its replica never got (ignored for now too, it fails, see the test).
+ * survive on the target's master: the relay's marks are keyed by the source entry). And the
+ * target's master lost with copies its replica never got (the relay deletes an outbox entry only
+ * once `WAIT` confirmed its copy on a replica of the target's master).
  *
  * @module
  */
@@ -219,13 +220,9 @@ Deno.test({
 Deno.test({
   name:
     "cluster: the source's master fails over to a replica missing its latest settles; an other-slot target gets each entry once",
-  // Fails today: the entries settled while the replica was cut off are copied twice (204 of 1500
-  // in one run). The relay's mark is keyed by the outbox entry's id, and the redone settle writes
-  // a new outbox entry (new id) for the same source entry, so the mark written for the lost one
-  // (on the target's master, which did not fail) does not match. Keying the mark by the source
-  // entry (source stream, id, copy index) would catch it. Reported to the lead; remove this
-  // `ignore` with the fix.
-  ignore: true,
+  // The entries settled while the replica was cut off are settled again on the new master,
+  // writing new outbox entries; the relay's marks of the copies already made (on the target's
+  // master, which did not fail) are keyed by the source entry, so nothing is copied twice.
   sanitizeOps: false,
   sanitizeResources: false,
   fn: () => lostWritesScenario("{xd}:out", "source"),
@@ -234,13 +231,9 @@ Deno.test({
 Deno.test({
   name:
     "cluster: the target's master fails over to a replica missing the relay's latest copies; each entry is still there once",
-  // Fails today: the copies the relay wrote while the target's replica was cut off are lost with
-  // the target's master (about 200 of 1500 in one run), because the relay deletes the outbox entry
-  // once the copy script answered on the target's master, before any replica has it. A `WAIT 1`
-  // on the target's connection before OUTBOX_DONE (when the target's master has replicas), or
-  // keeping the outbox entry until the copy is confirmed, would keep it. Reported to the lead;
-  // remove this `ignore` with the fix.
-  ignore: true,
+  // The copies the relay wrote while the target's replica was cut off are lost with the target's
+  // master; their outbox entries stayed, since WAIT never confirmed them, and are relayed again
+  // to the new master (the marks were lost with the copies, so they are written once more).
   sanitizeOps: false,
   sanitizeResources: false,
   fn: () => lostWritesScenario("{xd}:out", "target"),

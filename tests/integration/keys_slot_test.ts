@@ -33,7 +33,7 @@ function sampleKeys(): string[] {
   for (const p of partitionKeys("orders", 64)) {
     out.push(p, keys.lease(p), keys.dlq(p), keys.checkpoint(p), keys.outbox(p));
   }
-  out.push(keys.members("orders"), keys.relayMark("audit", "{orders:1}:outbox", "1-0"));
+  out.push(keys.members("orders"), keys.relayMark("audit", "{orders:1}", "1-0", 0));
   // Pseudo-random keys from a fixed seed, over a small alphabet heavy in braces.
   const alphabet = "ab{}:-xé";
   let seed = 42;

@@ -112,10 +112,10 @@ Deno.test("relayMark() lands in the target's slot, tagged or not", () => {
   for (
     const target of ["audit", "{orders}.audit", "a{b}c", "x{y", "{orders:2}", "日本.audit"]
   ) {
-    const mark = keys.relayMark(target, "{orders:1}:outbox", "1-0");
+    const mark = keys.relayMark(target, "{orders:1}", "1-0", 0);
     assertEquals(slotOf(mark), slotOf(target), `${target} → ${mark}`);
   }
-  assertEquals(keys.relayMark("audit", "{o}:outbox", "5-1"), "{audit}:relayed:{o}:outbox:5-1");
-  assertEquals(keys.relayMark("{a}.x", "{o}:outbox", "5-1"), "{a}.x:relayed:{o}:outbox:5-1");
-  assertThrows(() => keys.relayMark("a{}b", "{o}:outbox", "1-0"), TypeError);
+  assertEquals(keys.relayMark("audit", "{o}", "5-1", 0), "{audit}:relayed:{o}:5-1:0");
+  assertEquals(keys.relayMark("{a}.x", "{o}", "5-1", 2), "{a}.x:relayed:{o}:5-1:2");
+  assertThrows(() => keys.relayMark("a{}b", "{o}", "1-0", 0), TypeError);
 });

@@ -37,11 +37,14 @@ Deno.test("OutboxRoute sends targets in another slot through the outbox, only in
   assert(!off.via("out"));
 });
 
-Deno.test("encodeSettle() with an outbox: cross-slot forwards as outbox|target, emits led by target", () => {
+Deno.test("encodeSettle() with an outbox: cross-slot forwards as outbox|index|target, emits led by target and origin", () => {
   const op = {
     id: "1-0",
     copy: { kind: "forward" as const, targets: ["out", "{s}.audit"], headers: "{}" },
-    emits: [{ targets: ["out", "{s}.e"], fields: ["event", "x"] }],
+    emits: [
+      { targets: ["out", "{s}.e"], fields: ["event", "x"] },
+      { targets: ["out"], fields: ["event", "y"] },
+    ],
   };
   const dead = {
     id: "2-0",
@@ -67,16 +70,19 @@ Deno.test("encodeSettle() with an outbox: cross-slot forwards as outbox|target, 
   assertEquals(args.slice(5), [
     // no bare acknowledgements; the id range of the other ops
     ..."0 1-0 3-0".split(" "),
-    // one group of plain forwards: 1 target, "out" through the outbox KEYS[3]; ids; headers
-    ..."1 1 3|out 3-0 {}".split(" "),
-    // forward: 2 targets: "out" through the outbox KEYS[3], "{s}.audit" directly (KEYS[4])
+    // one group of plain forwards: 1 target, "out" (copy 0) through the outbox KEYS[3]; ids;
+    // headers
+    ..."1 1 3|0|out 3-0 {}".split(" "),
+    // forward: 2 targets: "out" (copy 0) through the outbox KEYS[3], "{s}.audit" directly
     ..."1-0 f 0 2".split(" "),
-    "3|out",
+    "3|0|out",
     "4",
     "1",
     "{}",
-    // two writes: to the outbox (4 fields: target, out, event, x), to KEYS[5] directly
-    ..."2 3 4 target out event x 5 2 event x".split(" "),
+    // three writes: to the outbox (target, out, origin: copy 1 of 1-0 to out, then the fields),
+    // to KEYS[5] directly, to the outbox again (copy 2 of 1-0 to out)
+    ..."3 3 6 target out origin 1-0:1 event x 5 2 event x".split(" "),
+    ..."3 6 target out origin 1-0:2 event y".split(" "),
     // a dead-letter copy is never routed through the outbox
     ..."2-0 d 0 1 6 2 error e 0".split(" "),
   ]);
@@ -86,15 +92,29 @@ Deno.test("encodeSettle() with an outbox: cross-slot forwards as outbox|target, 
   assertEquals(plain.args.slice(9, 15), ["1-0", "f", "0", "2", "3", "4"]);
 });
 
-Deno.test("outbox entries: the target field first, then the copy's fields as they were", () => {
+Deno.test("outbox entries: the target, then the origin, then the copy's fields as they were", () => {
   const copy = ["event", "e", "headers", "{}", "event", "dup"];
-  const fields = outboxFields("out", copy);
-  assertEquals(fields, ["target", "out", ...copy]);
-  assertEquals(decodeOutboxEntry(fields), { target: "out", fields: copy });
-  assertEquals(decodeOutboxEntry(["target", "out"]), undefined, "nothing to copy");
-  assertEquals(decodeOutboxEntry(["event", "out", "a", "b"]), undefined, "no target field");
-  assertEquals(decodeOutboxEntry(["target", "", "a", "b"]), undefined, "empty target");
-  assertEquals(decodeOutboxEntry(["target", "out", "a"]), undefined, "odd field count");
+  const fields = outboxFields("out", "17-3", 2, copy);
+  assertEquals(fields, ["target", "out", "origin", "17-3:2", ...copy]);
+  assertEquals(decodeOutboxEntry(fields), {
+    target: "out",
+    sourceId: "17-3",
+    index: 2,
+    fields: copy,
+  });
+  const origin = ["origin", "1-0:0"];
+  assertEquals(decodeOutboxEntry(["target", "out", ...origin]), undefined, "nothing to copy");
+  assertEquals(decodeOutboxEntry(["event", "out", ...origin, "a", "b"]), undefined, "no target");
+  assertEquals(decodeOutboxEntry(["target", "", ...origin, "a", "b"]), undefined, "empty target");
+  assertEquals(decodeOutboxEntry(["target", "out", ...origin, "a"]), undefined, "odd count");
+  assertEquals(decodeOutboxEntry(["target", "out", "a", "b", "c", "d"]), undefined, "no origin");
+  for (const bad of ["1-0", "1-0:", "x:0", "1-0:-1", "1:0"]) {
+    assertEquals(
+      decodeOutboxEntry(["target", "out", "origin", bad, "a", "b"]),
+      undefined,
+      `origin ${bad}`,
+    );
+  }
 });
 
 Deno.test("encodeRelay()/decodeRelay(): the target first, one mark per copy; the reply per copy", () => {

@@ -200,6 +200,7 @@ export class StreamConsumer {
       // With partitions, the outboxes of the partitions held: their copies keep their order.
       this.#relay = new Relay({
         commander: managedCommander(connection),
+        replication: connection.replication,
         keys: s.keys,
         group: s.group,
         consumer: s.consumer,

@@ -5,34 +5,74 @@
  * On Redis Cluster a script may only touch keys of one slot, so the settle cannot XADD a copy to
  * a `ROUTES` target (or a stream a handler published to) in another slot. In cross-slot mode it
  * writes the copy to the outbox of the source stream instead (`<stream>:outbox`, same slot), as
- * an entry whose first field pair names the target and whose other fields are the copy's, in
- * order and byte-exact. The relay reads the outbox and moves each copy to its target with a
- * dedup mark written in the same script as the copy (the target's slot).
+ * an entry whose first field pair names the target, whose second names the copy's origin (the
+ * source entry's id and the copy's index among that entry's copies to the target), and whose
+ * other fields are the copy's, in order and byte-exact. The relay reads the outbox and moves
+ * each copy to its target with a dedup mark keyed by the origin (`KeySchema.relayMark`), written
+ * in the same script as the copy (the target's slot).
  */
 import { slotOf } from "../keys.ts";
 
 /** The first field name of an outbox entry; its value is the target stream. */
 export const OUTBOX_TARGET_FIELD = "target";
 
-/** The fields of the outbox entry that carries `fields` (a copy, flat) to `target`. */
-export function outboxFields(target: string, fields: readonly string[]): string[] {
-  return [OUTBOX_TARGET_FIELD, target, ...fields];
+/**
+ * The second field name of an outbox entry; its value is `<source id>:<index>`: the entry of the
+ * source stream the copy was made for, and the copy's index among that entry's copies to the
+ * target (ROUTES forwards first, in target order, then `ctx.publish` emits, in emit order).
+ */
+export const OUTBOX_ORIGIN_FIELD = "origin";
+
+/** The `origin` value of a copy: `<sourceId>:<index>`. */
+export function outboxOrigin(sourceId: string, index: number): string {
+  return `${sourceId}:${index}`;
 }
 
-/** An outbox entry, decoded: the stream to copy to and the copy's flat fields. */
-export interface OutboxCopy {
-  target: string;
-  fields: string[];
+/** The fields of the outbox entry that carries `fields` (a copy, flat) to `target`. */
+export function outboxFields(
+  target: string,
+  sourceId: string,
+  index: number,
+  fields: readonly string[],
+): string[] {
+  return [
+    OUTBOX_TARGET_FIELD,
+    target,
+    OUTBOX_ORIGIN_FIELD,
+    outboxOrigin(sourceId, index),
+    ...fields,
+  ];
 }
 
 /**
+ * An outbox entry, decoded: the stream to copy to, the source entry and the copy's index among
+ * that entry's copies to the target, and the copy's flat fields.
+ */
+export interface OutboxCopy {
+  target: string;
+  sourceId: string;
+  index: number;
+  fields: string[];
+}
+
+const ORIGIN_RE = /^(\d+-\d+):(\d+)$/;
+
+/**
  * The copy an outbox entry carries, or `undefined` when the entry is not one (no leading
- * `target` field, an empty target, or no field to copy).
+ * `target` field, an empty target, no `origin` field or a malformed one, or no field to copy).
  */
 export function decodeOutboxEntry(fields: readonly string[]): OutboxCopy | undefined {
-  if (fields.length < 4 || fields.length % 2 !== 0) return undefined;
+  if (fields.length < 6 || fields.length % 2 !== 0) return undefined;
   if (fields[0] !== OUTBOX_TARGET_FIELD || fields[1] === "") return undefined;
-  return { target: fields[1], fields: fields.slice(2) };
+  if (fields[2] !== OUTBOX_ORIGIN_FIELD) return undefined;
+  const origin = ORIGIN_RE.exec(fields[3]);
+  if (!origin) return undefined;
+  return {
+    target: fields[1],
+    sourceId: origin[1],
+    index: Number(origin[2]),
+    fields: fields.slice(4),
+  };
 }
 
 /**

@@ -9,11 +9,14 @@
  * CONSUMER_NAME: first its own pending entries (at start and after a failure), then the idle
  * entries of other relays (XAUTOCLAIM: dead instances; with partitions, at once when it takes
  * an outbox over, so that copies keep their order), then new entries. Per target, one `RELAY`
- * script in the target's slot writes each copy with its dedup mark, skipping copies whose mark
- * exists; then one `OUTBOX_DONE` script acknowledges and deletes the entries in the outbox's
- * slot. A relay that dies between the two leaves the entries pending: whoever relays them next
- * finds the marks and writes nothing twice. A settle that wrote to an outbox wakes its worker;
- * an idle worker polls with a backoff up to one second.
+ * script in the target's slot writes each copy with its dedup mark (keyed by the copy's source
+ * entry and index, `KeySchema.relayMark`), skipping copies whose mark exists; then, when the
+ * target's master has replicas, `WAIT 1` on the same connection confirms a replica has them;
+ * then one `OUTBOX_DONE` script acknowledges and deletes the entries in the outbox's slot. A relay
+ * that dies between the two leaves the entries pending: whoever relays them next finds the marks
+ * and writes nothing twice. Entries whose copies no replica confirmed stay pending and are read
+ * again later (`recheckAt`). A settle that wrote to an outbox wakes its worker; an idle worker
+ * polls with a backoff up to one second.
  */
 import { delay, raceDeadline } from "../../clock.ts";
 import { errorInfo, type Logger } from "../../log.ts";
@@ -22,6 +25,7 @@ import type { Metrics } from "../../metrics.ts";
 import { exponentialBackoff } from "../../redis/backoff.ts";
 import { CircuitOpenError } from "../../redis/breaker.ts";
 import type { Commander } from "../../redis/commander.ts";
+import type { Replication } from "../../redis/link.ts";
 import { NotConnectedError } from "../../redis/errors.ts";
 import type { KeySchema } from "../keys.ts";
 import { isNoGroup } from "./groups.ts";
@@ -34,6 +38,12 @@ import { OUTBOX_DONE, RELAY } from "./relay_script.ts";
 export interface RelayOptions {
   /** Every command goes through it (routed by key on a cluster). */
   commander: Commander;
+  /**
+   * Redis Cluster: after the copies to a target whose master has replicas, `WAIT` for one of
+   * them on that master's connection before the outbox entries are deleted; entries it does not
+   * confirm stay (pending) and are relayed again later. Undefined: no confirmation (one Redis).
+   */
+  replication?: Replication;
   keys: KeySchema;
   /** CONSUMER_GROUP: the relay's group is `<group>:relay`. */
   group: string;
@@ -164,6 +174,18 @@ export class Relay {
     let claimAt = 0;
     let idle = 0;
     let failures = 0;
+    /** Copies a replica did not confirm stay pending: own pending is read again from then on. */
+    let recheckAt = 0;
+    let shortfalls = 0;
+    /** Relays `entries`; false when some stay pending, unconfirmed (read again at `recheckAt`). */
+    const relay = async (entries: readonly RawEntry[]): Promise<boolean> => {
+      if (await this.#relay(w, entries) === 0) return true;
+      shortfalls++;
+      if (recheckAt === 0) {
+        recheckAt = Date.now() + exponentialBackoff(shortfalls, { minMs: 200, maxMs: 5000 });
+      }
+      return false;
+    };
     while (!w.stop.signal.aborted) {
       let more = false;
       try {
@@ -171,17 +193,24 @@ export class Relay {
           await this.#ensureGroup(w.outbox);
           groupReady = true;
         }
+        if (ownCursor === undefined && recheckAt > 0 && Date.now() >= recheckAt) {
+          ownCursor = "0";
+          recheckAt = 0;
+        }
         if (ownCursor !== undefined) {
           const entries = await this.#read(w.outbox, ownCursor);
-          if (entries.length === 0) ownCursor = undefined;
-          else {
+          if (entries.length === 0) {
+            ownCursor = undefined;
+            if (recheckAt === 0) shortfalls = 0; // the whole pass was confirmed
+          } else {
             ownCursor = entries[entries.length - 1][0];
-            await this.#relay(w, entries);
+            // Unconfirmed: the replica is behind or away; the rest of the pass waits with them.
+            if (!(await relay(entries))) ownCursor = undefined;
             more = true;
           }
         } else if (Date.now() >= claimAt) {
           const [next, entries] = await this.#claim(w.outbox, claimMinIdle, claimCursor);
-          if (entries.length > 0) await this.#relay(w, entries);
+          if (entries.length > 0) await relay(entries);
           if (next === "0-0") {
             claimCursor = "0-0";
             claimMinIdle = o.claimIdleMs;
@@ -195,9 +224,9 @@ export class Relay {
           w.woken = false;
           const entries = await this.#read(w.outbox, ">");
           if (entries.length > 0) {
-            await this.#relay(w, entries);
+            await relay(entries);
             more = true;
-          } else if (this.#drain.signal.aborted) return;
+          } else if (this.#drain.signal.aborted && recheckAt === 0) return;
         }
         failures = 0;
       } catch (err) {
@@ -267,8 +296,12 @@ export class Relay {
     return [String(reply[0]), reply[1].filter((e) => e !== null)];
   }
 
-  /** Relays `entries` of `w`'s outbox (in their order per target), then removes them. */
-  async #relay(w: Worker, entries: readonly RawEntry[]): Promise<void> {
+  /**
+   * Relays `entries` of `w`'s outbox (in their order per target), then removes those whose
+   * copies are confirmed (see `RelayOptions.replication`). Resolves to the number of entries
+   * left pending because a replica did not confirm their copies in time.
+   */
+  async #relay(w: Worker, entries: readonly RawEntry[]): Promise<number> {
     const o = this.#o;
     const done: string[] = [];
     const byTarget = new Map<string, { ids: string[]; marks: string[]; copies: string[][] }>();
@@ -280,7 +313,7 @@ export class Relay {
       const copy = decodeOutboxEntry(fields);
       let mark: string | undefined;
       try {
-        if (copy) mark = o.keys.relayMark(copy.target, w.outbox, id);
+        if (copy) mark = o.keys.relayMark(copy.target, w.stream, copy.sourceId, copy.index);
       } catch { /* a target no mark can share the slot of: not relayable */ }
       if (!copy || !mark) {
         this.#log(`malformed\u0000${w.outbox}`, (suppressed) =>
@@ -296,16 +329,21 @@ export class Relay {
       g.marks.push(mark);
       g.copies.push(copy.fields);
     }
+    let kept = 0;
     for (const [target, g] of byTarget) {
       const { keys, args } = encodeRelay(target, g.marks, g.copies, o.dedupTtlS);
       const results = decodeRelay(await RELAY.run(o.commander, keys, args), g.ids.length);
       let copied = 0;
+      const relayed: string[] = [];
       results.forEach((r, i) => {
         if (r === "target_type") return;
-        done.push(g.ids[i]);
+        relayed.push(g.ids[i]);
         if (r === "copied") copied++;
       });
       if (copied > 0) o.metrics?.published.inc({ stream: target }, copied);
+      if (relayed.length > 0 && !(await this.#confirmed(w, target, relayed.length))) {
+        kept += relayed.length;
+      } else done.push(...relayed);
       if (results[0] === "target_type") {
         o.metrics?.settleFailures.inc(
           { stream: w.stream, reason: "relay_target_type" },
@@ -319,6 +357,25 @@ export class Relay {
       }
     }
     if (done.length > 0) await OUTBOX_DONE.run(o.commander, [w.outbox], [this.#group, ...done]);
+    return kept;
+  }
+
+  /**
+   * True when the copies just written to `target` (and the marks that say so) are on a replica
+   * of its master, or when that master has none: `WAIT 1` on the connection the RELAY script
+   * went through. A master that fails over to a replica without them would lose them, and the
+   * outbox entries are the only other record of them (README "Forwarding across slots").
+   */
+  async #confirmed(w: Worker, target: string, count: number): Promise<boolean> {
+    const replication = this.#o.replication;
+    if (!replication || await replication.replicasOf(target) === 0) return true;
+    if (await replication.waitReplicas(target, 1) >= 1) return true;
+    this.#log(`unconfirmed\u0000${target}`, (suppressed) =>
+      this.#o.logger.warn(
+        "{count} copies to {target} not yet on a replica of its master; kept in {outbox}, relayed again later ({suppressed} more since)",
+        { count, target, outbox: w.outbox, suppressed },
+      ));
+    return false;
   }
 
   #failed(w: Worker, err: unknown): void {

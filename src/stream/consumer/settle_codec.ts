@@ -18,7 +18,7 @@
  * id acknowledged.
  */
 import { MAX_ENTRY_FIELDS } from "../entry.ts";
-import { OUTBOX_TARGET_FIELD, OutboxRoute } from "./outbox_codec.ts";
+import { outboxFields, OutboxRoute } from "./outbox_codec.ts";
 
 /** A copy the settle writes with the acknowledgement. */
 export type SettleCopy =
@@ -136,9 +136,13 @@ const KIND_CODE = { forward: "f", dead_letter: "d" } as const;
  * emitted writes and per write: target key index, field count, fields. Keys
  * are passed by index into KEYS, each once (with a lease key, that is KEYS[3]).
  * `order` lists the plain forwards first (group by group), then the other ops.
- * With `batch.outbox`, a forward target in another slot is passed as `<outbox index>|<target>`
- * (the script writes the copy to the outbox, led by the target field), and an emitted write to
- * such a target as a write to the outbox of the fields `target`, the target, then its fields.
+ * With `batch.outbox`, a forward target in another slot is passed as
+ * `<outbox index>|<copy index>|<target>` (the script writes the copy to the outbox, led by the
+ * fields `target` and `origin`), and an emitted write to such a target as a write to the outbox
+ * of the fields `target`, the target, `origin`, `<id>:<copy index>`, then its fields. The copy
+ * index counts an entry's copies to one target: its forward first, then its emits in order, so
+ * a settle redone for the same entry gives each copy the same index (the relay's mark,
+ * `KeySchema.relayMark`, is keyed by it).
  */
 export function encodeSettle<T extends SettleOpInput>(
   batch: SettleBatch,
@@ -165,8 +169,16 @@ export function encodeSettle<T extends SettleOpInput>(
     String(MAX_ENTRY_FIELDS),
   ];
   const route = new OutboxRoute(batch.stream, batch.outbox);
-  /** A copy's target argument: its key index, or the outbox's and its name (another slot). */
-  const targetArg = (t: string) => route.via(t) ? `${indexOf(route.outbox!)}|${t}` : indexOf(t);
+  /**
+   * A copy's target argument: its key index, or the outbox's, the copy's index among the entry's
+   * copies to that target (`seen`: the copies counted so far) and its name (another slot).
+   */
+  const targetArg = (t: string, seen: Map<string, number>) => {
+    if (!route.via(t)) return indexOf(t);
+    const n = seen.get(t) ?? 0;
+    seen.set(t, n + 1);
+    return `${indexOf(route.outbox!)}|${n}|${t}`;
+  };
   const rich: T[] = [];
   const groups: T[][] = [];
   /** Plain forwards, by their targets. */
@@ -205,7 +217,8 @@ export function encodeSettle<T extends SettleOpInput>(
   const order: T[] = [];
   for (const f of forwards) {
     args.push(String(f.targets.length));
-    for (const t of f.targets) args.push(targetArg(t));
+    const seen = new Map<string, number>();
+    for (const t of f.targets) args.push(targetArg(t, seen));
     const n = f.ops.length;
     const ids = new Array<string>(n);
     for (let i = 0; i < n; i++) ids[i] = f.ops[i].id;
@@ -218,11 +231,12 @@ export function encodeSettle<T extends SettleOpInput>(
   for (const op of rich) {
     order.push(op);
     const copy = op.copy;
+    const seen = new Map<string, number>();
     args.push(op.id, copy ? KIND_CODE[copy.kind] : "m", op.dedupKey ? indexOf(op.dedupKey) : "0");
     if (!copy) args.push("0", "0");
     else if (copy.kind === "forward") {
       args.push(String(copy.targets.length));
-      for (const t of copy.targets) args.push(targetArg(t));
+      for (const t of copy.targets) args.push(targetArg(t, seen));
       args.push("1", copy.headers);
     } else {
       args.push("1", indexOf(copy.target), String(copy.fields.length), ...copy.fields);
@@ -232,12 +246,12 @@ export function encodeSettle<T extends SettleOpInput>(
     for (const emit of op.emits ?? []) {
       for (const t of emit.targets) {
         if (route.via(t)) {
+          const n = seen.get(t) ?? 0;
+          seen.set(t, n + 1);
           writes.push(
             indexOf(route.outbox!),
-            String(emit.fields.length + 2),
-            OUTBOX_TARGET_FIELD,
-            t,
-            ...emit.fields,
+            String(emit.fields.length + 4),
+            ...outboxFields(t, op.id, n, emit.fields),
           );
         } else writes.push(indexOf(t), String(emit.fields.length), ...emit.fields);
         count++;

@@ -17,8 +17,9 @@ import { ID_COMPARE, LuaScript } from "../scripts.ts";
  *   the new headers of each id in turn; then per other op: id, kind,
  *   dedupKeyIndex (0 for none), targetCount, targetKeyIndex…, extraCount,
  *   extra…, writeCount, then per write: keyIndex, fieldCount, field…
- *   A copy's target is a key index, or `<outbox key index>|<target stream>` for a copy
- *   through the outbox (cross-slot mode, see `outbox_codec.ts`).
+ *   A copy's target is a key index, or `<outbox key index>|<copy index>|<target stream>` for
+ *   a copy through the outbox (cross-slot mode, see `outbox_codec.ts`): the outbox entry is
+ *   `target <stream> origin <id>:<copy index>` then the copy's fields.
  * A group is acknowledged with two XACK calls: its highest id alone (so the
  * checkpoint is exactly the highest id acknowledged), then the rest in one
  * multi-id XACK. Only when the highest was not pending any more (acknowledged
@@ -51,13 +52,16 @@ local function later(a, b)
   end
   return newer(a, b)
 end
--- A copy's target: a KEYS index, or 'k|name' for a copy to stream name (another slot) through
--- the outbox KEYS[k], led by the field 'target' (OUTBOX_TARGET_FIELD of outbox_codec.ts).
+-- A copy's target: a KEYS index, or 'k|n|name' for copy n (of the entry's copies to it) to
+-- stream name (another slot) through the outbox KEYS[k], led by the fields 'target' and
+-- 'origin' (OUTBOX_TARGET_FIELD and OUTBOX_ORIGIN_FIELD of outbox_codec.ts).
 local function target(spec)
   local k = tonumber(spec)
   if k then return k, nil end
   local bar = string.find(spec, '|', 1, true)
-  return tonumber(string.sub(spec, 1, bar - 1)), string.sub(spec, bar + 1)
+  local bar2 = string.find(spec, '|', bar + 1, true)
+  return tonumber(string.sub(spec, 1, bar - 1)), string.sub(spec, bar2 + 1),
+    string.sub(spec, bar + 1, bar2 - 1)
 end
 local results = {}
 local best = nil
@@ -215,9 +219,10 @@ for _, op in ipairs(ops) do
   if not op.result then
     if op.copy then
       for t = 0, op.nt - 1 do
-        local k, via = target(ARGV[op.tstart + t])
+        local k, via, n = target(ARGV[op.tstart + t])
         if via then
-          redis.call('XADD', KEYS[k], '*', 'target', via, unpack(op.copy))
+          redis.call('XADD', KEYS[k], '*', 'target', via, 'origin', op.id .. ':' .. n,
+            unpack(op.copy))
         else
           redis.call('XADD', KEYS[k], '*', unpack(op.copy))
         end
