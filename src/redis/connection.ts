@@ -339,15 +339,20 @@ export class ConnectionManager implements RedisLink {
       ? await resolveSentinelMaster(r.sentinel.nodes, r.sentinel.master, r.connectTimeoutMs)
       : { host: r.host, port: r.port };
     const timeoutMs = this.#opts.redis.connectTimeoutMs;
-    const command = this.#newClient(address, "cmd", timeoutMs);
-    const blocking = this.#newClient(address, "blk", undefined);
+    // Neither client gets node-redis' per-command timeout: it makes an `AbortSignal.timeout`
+    // per command that lives as long as the timeout, so each one (~230 alive at a time while
+    // draining) survived into the old generation (bench/RESULTS.md, session 3). The command
+    // client's commands keep their deadline through `exec` (a missed one replaces the
+    // connection, and its queue with it), the blocking client's through `enforceDeadlines`.
+    const command = this.#newClient(address, "cmd");
+    const blocking = this.#newClient(address, "blk");
     enforceDeadlines(blocking, timeoutMs, (err) => {
       if (blocking === this.#blocking) this.#onClientProblem(err);
     });
     try {
       await withDeadline(Promise.all([command.connect(), blocking.connect()]), timeoutMs);
       if (this.#opts.redis.sentinel) {
-        const role = await command.sendCommand(["ROLE"]) as unknown[];
+        const role = await withDeadline(command.sendCommand(["ROLE"]), timeoutMs) as unknown[];
         if (role[0] !== "master") throw new Error(`${address.host}:${address.port} is not master`);
       }
       this.#blockingId = Number(await blocking.sendCommand(["CLIENT", "ID"]));
@@ -378,8 +383,8 @@ export class ConnectionManager implements RedisLink {
     this.#setState("connected");
   }
 
-  #newClient(address: Address, role: string, timeoutMs: number | undefined): RedisClient {
+  #newClient(address: Address, role: string): RedisClient {
     const name = `${this.#opts.clientName}:${role}`;
-    return newClient(this.#opts.redis, address, name, timeoutMs);
+    return newClient(this.#opts.redis, address, name, undefined);
   }
 }

@@ -13,7 +13,7 @@ import {
 } from "../../src/stream/consumer/failure_policy.ts";
 import { schedule } from "../../src/stream/consumer/schedule.ts";
 import { StatsBoard } from "../../src/stream/consumer/stats.ts";
-import { InFlight } from "../../src/stream/consumer/in_flight.ts";
+import { idNumber, InFlight } from "../../src/stream/consumer/in_flight.ts";
 import { DEAD_LETTER_FIELDS, KeySchema, sameSlot } from "../../src/stream/keys.ts";
 
 const batch = {
@@ -338,6 +338,44 @@ Deno.test("InFlight reuses freed slots, lists what it holds and keeps it across 
   assertEquals(f.size, live.size);
   assertEquals(new Set([...f.values()].map((h) => h.id)), new Set(live.keys()));
   for (const id of live.keys()) assert(f.has("s", id) && f.hold("s", id, 1, null) === undefined);
+});
+
+Deno.test("idNumber() is exact for plain ids that fit, -1 for anything else", () => {
+  assertEquals(idNumber("0-0"), 0);
+  assertEquals(idNumber("1-0"), 2048);
+  assertEquals(idNumber("1700000000000-2047"), 1700000000000 * 2048 + 2047);
+  assertEquals(idNumber(`${2 ** 42 - 1}-2047`), 2 ** 53 - 1);
+  for (
+    const bad of [
+      "1-2048",
+      `${2 ** 42}-0`,
+      "01-0",
+      "1-01",
+      "1",
+      "1-",
+      "-1",
+      "",
+      "a-1",
+      "1-a",
+      "1-0-0",
+    ]
+  ) {
+    assertEquals(idNumber(bad), -1, bad);
+  }
+});
+
+Deno.test("InFlight holds ids that do not fit a number as strings, apart from those that do", () => {
+  const f = new InFlight({ streams: ["s", "t"], capacity: 10 });
+  const big = f.hold("s", "5-3000", 1, null)!;
+  const plain = f.hold("s", "5-3", 1, null)!;
+  assertEquals([typeof big.key, typeof plain.key], ["string", "number"]);
+  assertEquals(f.hold("s", "5-3000", 1, null), undefined, "held already");
+  assert(f.has("s", "5-3000") && f.has("s", "5-3") && !f.has("t", "5-3") && !f.has("s", "5-30"));
+  assertEquals(f.size, 2);
+  assert(f.release(big));
+  assert(!f.has("s", "5-3000") && f.has("s", "5-3"));
+  assert(f.hold("t", "5-3", 1, null), "same id in another stream is apart");
+  assertEquals(f.size, 2);
 });
 
 Deno.test("KeySchema derives every key from the stream and the group", () => {

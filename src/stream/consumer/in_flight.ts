@@ -12,8 +12,8 @@ export type Phase = "queued" | "running" | "retry_wait" | "settling";
 
 /** An entry this process holds: read, not yet acknowledged. */
 export interface Held {
-  /** Registry key (see `InFlight.keyOf`). */
-  key: string;
+  /** Its key in the registry's index: a number for a plain `<ms>-<seq>` id (see `idNumber`). */
+  key: number | string;
   stream: string;
   id: string;
   /** Deliveries so far, as counted by Redis. */
@@ -54,8 +54,54 @@ export class Wakeup {
   }
 }
 
-/** Holds between two copies of the index map (see `InFlight`). */
+/** Holds between two copies of the index maps (see `InFlight`). */
 const INDEX_RENEW = 16_384;
+/** Sequence numbers below this fit the numeric key of an id (`idNumber`). */
+const SEQ_LIMIT = 2048;
+/** Milliseconds below this (2^42, the year 2109) fit it: key < 2^53, exact. */
+const MS_LIMIT = 2 ** 42;
+
+/**
+ * A stream entry id `<ms>-<seq>` as one exact number, `ms * 2048 + seq`, when both parts are
+ * plain decimals that fit (seq below 2048, ms below 2^42); else -1. Distinct ids get distinct
+ * numbers. Exported for the tests.
+ */
+export function idNumber(id: string): number {
+  let ms = 0;
+  let i = 0;
+  const n = id.length;
+  for (; i < n; i++) {
+    const c = id.charCodeAt(i) - 48;
+    if (c < 0 || c > 9) break;
+    ms = ms * 10 + c;
+  }
+  // Also rejects a leading zero (a second spelling of the same id) and an empty part.
+  if (i === 0 || i === n || id.charCodeAt(i) !== 45 || (id.charCodeAt(0) === 48 && i > 1)) {
+    return -1;
+  }
+  const at = ++i;
+  let seq = 0;
+  for (; i < n; i++) {
+    const c = id.charCodeAt(i) - 48;
+    if (c < 0 || c > 9) return -1;
+    seq = seq * 10 + c;
+    if (seq >= SEQ_LIMIT) return -1;
+  }
+  if (i === at || (id.charCodeAt(at) === 48 && n - at > 1) || ms >= MS_LIMIT) return -1;
+  return ms * SEQ_LIMIT + seq;
+}
+
+/** The index of one stream's held entries: key (see `Held.key`) → slot. */
+class StreamIndex {
+  nums = new Map<number, number>();
+  strs = new Map<string, number>();
+
+  /** Fresh copies of both maps (their tables start young again, see `InFlight`). */
+  renew(): void {
+    this.nums = new Map(this.nums);
+    this.strs = new Map(this.strs);
+  }
+}
 
 /** Options of `InFlight`. */
 export interface InFlightOptions {
@@ -81,12 +127,23 @@ export interface InFlightOptions {
  * copied into a new one every `INDEX_RENEW` holds: V8 allocates a rebuilt table in the
  * generation of the table it replaces, so a table that once got old (idle times) would make
  * every later rebuild garbage in the old generation; a copy starts young again.
+ *
+ * The index is per stream and keyed by the id as a number (`idNumber`), not by the id string:
+ * V8 puts a string used as a `Map` key into its string table (a copy in the old generation,
+ * and an off-heap table that doubles as it fills), so a map keyed by ids, each one new, grew
+ * the old generation by ~40 bytes per entry read and the string table to 2 + 4 + 8 MB within
+ * one drain of 200,000 entries (bench/RESULTS.md, session 3). Ids that do not fit a number
+ * exactly (a sequence of 2048 or more within one millisecond) use a string-keyed map.
  */
 export class InFlight {
   readonly capacity: number;
   readonly #single: boolean;
-  /** Key → slot of the held entry. */
-  #index = new Map<string, number>();
+  /** Per stream: key → slot of the held entry. */
+  readonly #indexes = new Map<string, StreamIndex>();
+  /** The index when one stream is consumed. */
+  readonly #only?: StreamIndex;
+  /** Entries held. */
+  #size = 0;
   /** Holds until the index map is copied. */
   #renewIn = INDEX_RENEW;
   /** The held entries; undefined in free slots. */
@@ -101,16 +158,26 @@ export class InFlight {
     this.capacity = options.capacity;
     this.#single = options.streams.length === 1;
     this.#onSize = options.onSize;
+    for (const s of options.streams) this.#indexes.set(s, new StreamIndex());
+    if (this.#single) this.#only = this.#indexes.get(options.streams[0]);
+  }
+
+  /** The index of `stream` (made on first use for a stream not named at construction). */
+  #indexOf(stream: string): StreamIndex {
+    if (this.#only) return this.#only;
+    let index = this.#indexes.get(stream);
+    if (!index) this.#indexes.set(stream, index = new StreamIndex());
+    return index;
   }
 
   /** Entries held. */
   get size(): number {
-    return this.#index.size;
+    return this.#size;
   }
 
   /** Entries that may still be taken before the capacity is reached (0 or more). */
   get room(): number {
-    return Math.max(0, this.capacity - this.#index.size);
+    return Math.max(0, this.capacity - this.#size);
   }
 
   /**
@@ -124,7 +191,9 @@ export class InFlight {
 
   /** True when the entry `id` of `stream` is held. */
   has(stream: string, id: string): boolean {
-    return this.#index.has(this.keyOf(stream, id));
+    const index = this.#indexOf(stream);
+    const n = idNumber(id);
+    return n >= 0 ? index.nums.has(n) : index.strs.has(id);
   }
 
   /** The held entries (releasing one while iterating is safe). */
@@ -147,13 +216,14 @@ export class InFlight {
     flat: readonly string[] | null,
     now = Date.now(),
   ): Held | undefined {
-    const key = this.keyOf(stream, id);
     if (--this.#renewIn === 0) {
-      this.#index = new Map(this.#index);
+      for (const index of this.#indexes.values()) index.renew();
       this.#renewIn = INDEX_RENEW;
     }
-    const index = this.#index;
-    if (index.has(key)) return undefined;
+    const index = this.#indexOf(stream);
+    const n = idNumber(id);
+    const key = n >= 0 ? n : id;
+    if (n >= 0 ? index.nums.has(n) : index.strs.has(id)) return undefined;
     const slot = this.#free.length > 0 ? this.#free.pop()! : this.#slots.length;
     // Every field set here, so all Held objects share one shape (fast property access).
     const held: Held = {
@@ -171,13 +241,15 @@ export class InFlight {
       slot,
     };
     this.#slots[slot] = held;
-    index.set(key, slot);
+    if (n >= 0) index.nums.set(n, slot);
+    else index.strs.set(id, slot);
+    this.#size++;
     return held;
   }
 
   /** Reports the size after a batch was held. */
   admitted(): void {
-    this.#onSize?.(this.#index.size);
+    this.#onSize?.(this.#size);
   }
 
   /** Lets go of `h` (settled, or left pending in Redis); false when it was not held. */
@@ -185,9 +257,12 @@ export class InFlight {
     if (this.#slots[h.slot] !== h) return false;
     this.#slots[h.slot] = undefined;
     this.#free.push(h.slot);
-    this.#index.delete(h.key);
+    const index = this.#indexOf(h.stream);
+    if (typeof h.key === "number") index.nums.delete(h.key);
+    else index.strs.delete(h.key);
+    this.#size--;
     this.#room.notify();
-    if (this.#index.size === 0) this.#empty.notify();
+    if (this.#size === 0) this.#empty.notify();
     return true;
   }
 
@@ -198,7 +273,7 @@ export class InFlight {
 
   /** Reports the current size (after a batch of releases). */
   reportSize(): void {
-    this.#onSize?.(this.#index.size);
+    this.#onSize?.(this.#size);
   }
 
   /** Resolves when room may have freed up (or on `wakeAll`). */
