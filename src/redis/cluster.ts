@@ -56,6 +56,8 @@ export class ClusterConnection implements Commander {
   readonly #blocking: BlockingPool;
   #closing = new AbortController();
   #lastError?: string;
+  /** Why the last topology discovery failed (node-redis tells it only through "error"). */
+  #discoveryError?: string;
   #latencyMs?: number;
 
   constructor(options: ClusterConnectionOptions) {
@@ -100,6 +102,7 @@ export class ClusterConnection implements Commander {
     const { maxRetryAttempts, retryDelaysMs, connectTimeoutMs } = this.#opts.redis;
     this.#setState("connecting");
     for (let attempt = 1;; attempt++) {
+      this.#discoveryError = undefined;
       const cluster = this.#newCluster();
       try {
         await withDeadline(cluster.connect(), connectTimeoutMs);
@@ -118,7 +121,7 @@ export class ClusterConnection implements Commander {
         this.#cluster = this.#unfollow = undefined;
         this.#state = "connecting";
         destroyQuietly(cluster);
-        this.#lastError = errorInfo(err).message;
+        this.#lastError = withCause(errorInfo(err).message, this.#discoveryError);
         if (this.#closing.signal.aborted) {
           throw new RedisUnavailableError("Closed while connecting");
         }
@@ -330,7 +333,11 @@ export class ClusterConnection implements Commander {
       },
     }) as ClusterClient;
     // Errors surface through the commands; this keeps a node's socket error from being unhandled.
-    cluster.on("error", () => {});
+    // A failed discovery is reported only here (connect() then rejects with "All the root nodes
+    // are unavailable"): kept, so the logged reason names the cause (e.g. a certificate error).
+    cluster.on("error", (err: unknown) => {
+      this.#discoveryError = errorInfo(err).message;
+    });
     cluster.on("node-error", (err: unknown) => {
       this.#lastError = errorInfo(err).message;
     });
@@ -347,4 +354,9 @@ export class ClusterConnection implements Commander {
   #emitObserver(): void {
     this.#opts.observer?.state(this.#state === "connected", this.breaker.state);
   }
+}
+
+/** `message`, followed by `cause` when there is one that it does not already say. */
+function withCause(message: string, cause: string | undefined): string {
+  return cause && !message.includes(cause) ? `${message} (${cause})` : message;
 }
