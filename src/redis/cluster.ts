@@ -56,8 +56,6 @@ export class ClusterConnection implements Commander {
   readonly #blocking: BlockingPool;
   #closing = new AbortController();
   #lastError?: string;
-  /** Why the last topology discovery failed (node-redis tells it only through "error"). */
-  #discoveryError?: string;
   #latencyMs?: number;
 
   constructor(options: ClusterConnectionOptions) {
@@ -102,8 +100,14 @@ export class ClusterConnection implements Commander {
     const { maxRetryAttempts, retryDelaysMs, connectTimeoutMs } = this.#opts.redis;
     this.#setState("connecting");
     for (let attempt = 1;; attempt++) {
-      this.#discoveryError = undefined;
       const cluster = this.#newCluster();
+      // A failed discovery is reported only as an "error" event (connect() then rejects with
+      // "All the root nodes are unavailable"): kept, so the logged reason names the cause (e.g.
+      // a certificate error).
+      let discoveryError: string | undefined;
+      cluster.on("error", (err: unknown) => {
+        discoveryError = errorInfo(err).message;
+      });
       try {
         await withDeadline(cluster.connect(), connectTimeoutMs);
         this.#cluster = cluster;
@@ -121,7 +125,7 @@ export class ClusterConnection implements Commander {
         this.#cluster = this.#unfollow = undefined;
         this.#state = "connecting";
         destroyQuietly(cluster);
-        this.#lastError = withCause(errorInfo(err).message, this.#discoveryError);
+        this.#lastError = withCause(errorInfo(err).message, discoveryError);
         if (this.#closing.signal.aborted) {
           throw new RedisUnavailableError("Closed while connecting");
         }
@@ -333,11 +337,7 @@ export class ClusterConnection implements Commander {
       },
     }) as ClusterClient;
     // Errors surface through the commands; this keeps a node's socket error from being unhandled.
-    // A failed discovery is reported only here (connect() then rejects with "All the root nodes
-    // are unavailable"): kept, so the logged reason names the cause (e.g. a certificate error).
-    cluster.on("error", (err: unknown) => {
-      this.#discoveryError = errorInfo(err).message;
-    });
+    cluster.on("error", () => {});
     cluster.on("node-error", (err: unknown) => {
       this.#lastError = errorInfo(err).message;
     });
