@@ -1,13 +1,15 @@
 /**
  * The spawned service on a local Redis Cluster over TLS (README "Redis Cluster" and "Security":
  * TLS applies to every node): 3 masters + 3 replicas serving TLS with certificates made at test
- * time (`tests/support/tls.ts`), TLS on the cluster bus and for replication, so that
- * `CLUSTER SLOTS` tells a TLS client the nodes' TLS ports. The service, seeded with the TLS ports
- * only (`REDIS_TLS_ENABLED`, `REDIS_TLS_CA`), becomes ready (every master answers), talks to every
- * master through its TLS port (CLIENT LIST of each master), consumes two tagged streams on
- * different masters (forwarded by `ROUTES` to a target in their own slot, which also covers the
- * blocking reads, on connections of their own) and publishes through `POST /trigger-test-event`.
- * With a CA that did not sign the nodes it never becomes ready and exits 1 after its attempts.
+ * time (`tests/support/tls.ts`) and asking clients for a certificate (mutual TLS), TLS on the
+ * cluster bus and for replication, so that `CLUSTER SLOTS` tells a TLS client the nodes' TLS
+ * ports. The service, seeded with the TLS ports only (`REDIS_TLS_ENABLED`, `REDIS_TLS_CA`, its
+ * client certificate in `REDIS_TLS_CERT`/`REDIS_TLS_KEY`), becomes ready (every master answers),
+ * talks to every master through its TLS port (CLIENT LIST of each master), consumes two tagged
+ * streams on different masters (forwarded by `ROUTES` to a target in their own slot, which also
+ * covers the blocking reads, on connections of their own) and publishes through
+ * `POST /trigger-test-event`. With a CA that did not sign the nodes it never becomes ready and
+ * exits 1 after its attempts.
  * One cluster for the file: the steps share it.
  *
  * @module
@@ -33,7 +35,7 @@ Deno.test({
     await using cleanup = new Cleanup();
     const pki = await makePki();
     cleanup.add(() => Deno.remove(pki.dir, { recursive: true }));
-    const cluster = cleanup.use(await startRedisCluster({ tls: { pki } }));
+    const cluster = cleanup.use(await startRedisCluster({ tls: { pki, authClients: "yes" } }));
     // The fixture's own client speaks plaintext on the admin ports.
     const redis = routedSender(await cluster.client());
     const tlsEnv = {
@@ -57,6 +59,8 @@ Deno.test({
           env: {
             ...tlsEnv,
             REDIS_TLS_CA: pki.caCert,
+            REDIS_TLS_CERT: pki.clientCert,
+            REDIS_TLS_KEY: pki.clientKey,
             LOG_LEVEL: "INFO",
             STREAM_START_ID: "0",
             ROUTES: "a.*=>{ta}:out,b.*=>{tb}:out",
@@ -127,6 +131,8 @@ Deno.test({
         ...tlsEnv,
         SERVICE_NAME: `${SERVICE}-badca`,
         REDIS_TLS_CA: pki.otherCaCert,
+        REDIS_TLS_CERT: pki.clientCert,
+        REDIS_TLS_KEY: pki.clientKey,
         MAX_RETRY_ATTEMPTS: "2",
         RETRY_DELAYS: "100",
       }, 30_000);
