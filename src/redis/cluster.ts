@@ -105,6 +105,13 @@ export class ClusterConnection implements Commander {
     this.#setState("connecting");
     for (let attempt = 1;; attempt++) {
       const cluster = this.#newCluster();
+      // A failed discovery is reported only as an "error" event (connect() then rejects with
+      // "All the root nodes are unavailable"): kept, so the logged reason names the cause (e.g.
+      // a certificate error).
+      let discoveryError: string | undefined;
+      cluster.on("error", (err: unknown) => {
+        discoveryError = errorInfo(err).message;
+      });
       try {
         await withDeadline(cluster.connect(), connectTimeoutMs);
         this.#cluster = cluster;
@@ -122,7 +129,7 @@ export class ClusterConnection implements Commander {
         this.#cluster = this.#unfollow = undefined;
         this.#state = "connecting";
         destroyQuietly(cluster);
-        this.#lastError = errorInfo(err).message;
+        this.#lastError = withCause(errorInfo(err).message, discoveryError);
         if (this.#closing.signal.aborted) {
           throw new RedisUnavailableError("Closed while connecting");
         }
@@ -397,4 +404,9 @@ export class ClusterConnection implements Commander {
   #emitObserver(): void {
     this.#opts.observer?.state(this.#state === "connected", this.breaker.state);
   }
+}
+
+/** `message`, followed by `cause` when there is one that it does not already say. */
+function withCause(message: string, cause: string | undefined): string {
+  return cause && !message.includes(cause) ? `${message} (${cause})` : message;
 }

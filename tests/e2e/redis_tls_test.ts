@@ -1,149 +1,18 @@
 /**
- * End-to-end tests of Redis over TLS (README: Configuration and Security): certificates are made with
- * `openssl` at test time (a CA, a server certificate for 127.0.0.1/localhost, a client
- * certificate, and an unrelated second CA); a real redis-server listens with TLS on one port
- * (its plaintext port serves only the test's own client and readiness probe) and the service is
- * pointed at the TLS port. Covered: server-verified TLS (ready, consumes, publishes), mutual TLS
- * with and without a client certificate, and a server the configured CA did not sign.
+ * End-to-end tests of Redis over TLS (README: Configuration and Security): certificates are made
+ * with `openssl` at test time by `tests/support/tls.ts` (a CA, a server certificate for
+ * 127.0.0.1/localhost, a client certificate, and an unrelated second CA); a real redis-server
+ * listens with TLS on one port (its plaintext port serves only the test's own client and
+ * readiness probe) and the service is pointed at the TLS port. Covered: server-verified TLS
+ * (ready, consumes, publishes), mutual TLS with and without a client certificate, and a server
+ * the configured CA did not sign.
  */
 import { assert, assertEquals, assertMatch } from "../support/assert.ts";
 import { Cleanup } from "../support/cleanup.ts";
 import { type RedisServer, startRedis } from "../support/redis_server.ts";
 import { runService, type ServiceProcess, startService } from "../support/service.ts";
+import { makePki, type Pki, redisTlsArgs } from "../support/tls.ts";
 import { freePort } from "../support/wait.ts";
-
-/** Paths of the PEM files made by {@linkcode makePki}. */
-interface Pki {
-  dir: string;
-  caCert: string;
-  serverCert: string;
-  serverKey: string;
-  clientCert: string;
-  clientKey: string;
-  /** A CA that signed nothing of the above. */
-  otherCaCert: string;
-}
-
-async function openssl(dir: string, args: string[]): Promise<void> {
-  let out: Deno.CommandOutput;
-  try {
-    out = await new Deno.Command("openssl", { args, cwd: dir, stdin: "null" }).output();
-  } catch (err) {
-    throw new Error(`openssl is needed for the TLS tests (apt-get install openssl): ${err}`);
-  }
-  if (!out.success) {
-    throw new Error(
-      `openssl ${args.join(" ")} failed:\n${new TextDecoder().decode(out.stderr)}`,
-    );
-  }
-}
-
-const EC_KEY = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
-
-async function makeCa(dir: string, name: string): Promise<void> {
-  await Deno.writeTextFile(
-    `${dir}/${name}.cnf`,
-    [
-      "[req]",
-      "distinguished_name = dn",
-      "prompt = no",
-      "[dn]",
-      `CN = ${name} test CA`,
-      "[v3_ca]",
-      "basicConstraints = critical,CA:TRUE",
-      "keyUsage = critical,keyCertSign,cRLSign",
-      "subjectKeyIdentifier = hash",
-      "",
-    ].join("\n"),
-  );
-  await openssl(dir, [
-    "req",
-    "-x509",
-    ...EC_KEY,
-    "-keyout",
-    `${name}.key`,
-    "-out",
-    `${name}.crt`,
-    "-days",
-    "2",
-    "-config",
-    `${name}.cnf`,
-    "-extensions",
-    "v3_ca",
-  ]);
-}
-
-async function makeLeaf(
-  dir: string,
-  name: string,
-  serial: number,
-  extensions: string[],
-): Promise<void> {
-  await openssl(dir, [
-    "req",
-    "-new",
-    ...EC_KEY,
-    "-keyout",
-    `${name}.key`,
-    "-out",
-    `${name}.csr`,
-    "-subj",
-    `/CN=${name}`,
-  ]);
-  await Deno.writeTextFile(`${dir}/${name}.ext`, extensions.join("\n") + "\n");
-  await openssl(dir, [
-    "x509",
-    "-req",
-    "-in",
-    `${name}.csr`,
-    "-CA",
-    "ca.crt",
-    "-CAkey",
-    "ca.key",
-    "-set_serial",
-    String(serial),
-    "-days",
-    "2",
-    "-extfile",
-    `${name}.ext`,
-    "-out",
-    `${name}.crt`,
-  ]);
-}
-
-/** Makes the CA, the server and client certificates and the unrelated CA in a new temp dir. */
-async function makePki(): Promise<Pki> {
-  const dir = await Deno.makeTempDir({ prefix: "rss-tls-" });
-  try {
-    await Promise.all([makeCa(dir, "ca"), makeCa(dir, "other")]);
-    const leaf = ["basicConstraints = CA:FALSE", "authorityKeyIdentifier = keyid"];
-    await Promise.all([
-      makeLeaf(dir, "server", 2, [
-        ...leaf,
-        "keyUsage = critical,digitalSignature",
-        "extendedKeyUsage = serverAuth",
-        "subjectAltName = IP:127.0.0.1,DNS:localhost",
-      ]),
-      makeLeaf(dir, "client", 3, [
-        ...leaf,
-        "keyUsage = critical,digitalSignature",
-        "extendedKeyUsage = clientAuth",
-      ]),
-    ]);
-  } catch (err) {
-    await Deno.remove(dir, { recursive: true }).catch(() => {});
-    throw err;
-  }
-  return {
-    dir,
-    caCert: `${dir}/ca.crt`,
-    serverCert: `${dir}/server.crt`,
-    serverKey: `${dir}/server.key`,
-    clientCert: `${dir}/client.crt`,
-    clientKey: `${dir}/client.key`,
-    otherCaCert: `${dir}/other.crt`,
-  };
-}
 
 /**
  * A redis-server with a plaintext port (for the readiness probe and the test's own client) and
@@ -160,14 +29,7 @@ async function startTlsRedis(
         args: [
           "--tls-port",
           String(tlsPort),
-          "--tls-cert-file",
-          pki.serverCert,
-          "--tls-key-file",
-          pki.serverKey,
-          "--tls-ca-cert-file",
-          pki.caCert,
-          "--tls-auth-clients",
-          authClients,
+          ...redisTlsArgs(pki, authClients),
         ],
       });
       return { redis, tlsPort };

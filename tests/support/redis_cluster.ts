@@ -12,6 +12,12 @@
  * (`confirmedProducer`), and stops everything with `stop()` (also via `await using` or
  * `Cleanup.use`). `routedSender` lets the stream helpers of `streams.ts` run on a cluster client.
  *
+ * With `tls` every node also serves TLS on a port of its own (`tlsPortOf`), speaks TLS on the
+ * cluster bus and for replication (`tls-cluster yes`, `tls-replication yes`), so that a TLS
+ * client is told the nodes' TLS ports by `CLUSTER SLOTS`; `seeds` and `env()` then name the TLS
+ * ports. The plaintext ports stay open for the fixture's own administration (`command`, `client`,
+ * `redis-cli --cluster create`, the health checks), and nodes are still addressed by them.
+ *
  * @module
  */
 
@@ -21,6 +27,7 @@ import { slotOf } from "../../src/stream/keys.ts";
 import type { RawSender } from "../../src/redis/commander.ts";
 import { RedisServer } from "./redis_server.ts";
 import type { Fields } from "./streams.ts";
+import { type Pki, redisTlsArgs } from "./tls.ts";
 import { freePort, sleep, waitFor } from "./wait.ts";
 
 export { slotOf };
@@ -50,6 +57,12 @@ export interface StartRedisClusterOptions {
   password?: string;
   /** Deadline for the whole start (nodes, create, every node ok), in ms. Default: 60000. */
   startTimeoutMs?: number;
+  /**
+   * Serve TLS on every node with `pki`'s server certificate (see the module doc), asking TLS
+   * clients for a certificate as `authClients` says (default "no"). Nodes present `pki`'s client
+   * certificate to each other (cluster bus, replication). Default: plaintext only.
+   */
+  tls?: { pki: Pki; authClients?: "yes" | "optional" | "no" };
 }
 
 /** Options of {@linkcode RedisClusterFixture.client}. */
@@ -85,22 +98,44 @@ export class RedisClusterFixture implements AsyncDisposable {
   readonly #clients = new Map<RedisClusterClient, () => void>();
   readonly #timeoutMs: number;
   readonly #password?: string;
+  /** Plaintext port → TLS port of each node, with `tls`. */
+  readonly #tlsPorts?: ReadonlyMap<number, number>;
   #stopped = false;
 
-  private constructor(nodes: RedisServer[], timeoutMs: number, password?: string) {
+  private constructor(
+    nodes: RedisServer[],
+    timeoutMs: number,
+    password?: string,
+    tlsPorts?: ReadonlyMap<number, number>,
+  ) {
     this.nodes = nodes;
     this.#timeoutMs = timeoutMs;
     this.#password = password;
+    this.#tlsPorts = tlsPorts;
   }
 
-  /** Ports of every node. */
+  /** Ports of every node (the plaintext ones, with `tls` too). */
   get ports(): number[] {
     return this.nodes.map((n) => n.port);
   }
 
-  /** The seed list `127.0.0.1:P1,127.0.0.1:P2,…` of every node. */
+  /** Whether every node serves TLS (started with `tls`). */
+  get tls(): boolean {
+    return this.#tlsPorts !== undefined;
+  }
+
+  /** The TLS port of the node whose plaintext port is `port` (started with `tls`). */
+  tlsPortOf(port: number): number {
+    const tlsPort = this.#tlsPorts?.get(port);
+    if (tlsPort === undefined) {
+      throw new Error(`No TLS port for node ${port} (started without tls?)`);
+    }
+    return tlsPort;
+  }
+
+  /** The seed list `127.0.0.1:P1,127.0.0.1:P2,…` of every node (their TLS ports with `tls`). */
   get seeds(): string {
-    return this.nodes.map((n) => `${HOST}:${n.port}`).join(",");
+    return this.nodes.map((n) => `${HOST}:${this.#tlsPorts?.get(n.port) ?? n.port}`).join(",");
   }
 
   /** `REDIS_CLUSTER_NODES` naming every node, to spread into a service's env. */
@@ -425,23 +460,42 @@ export class RedisClusterFixture implements AsyncDisposable {
     const auth = opts.password === undefined
       ? []
       : ["--requirepass", opts.password, "--masterauth", opts.password];
+    const tls = opts.tls && [
+      ...redisTlsArgs(opts.tls.pki, opts.tls.authClients ?? "no"),
+      "--tls-cluster",
+      "yes",
+      "--tls-replication",
+      "yes",
+      // What a node presents when it is the client (cluster bus, replication): the server
+      // certificate is for serverAuth only.
+      "--tls-client-cert-file",
+      opts.tls.pki.clientCert,
+      "--tls-client-key-file",
+      opts.tls.pki.clientKey,
+    ];
     const nodes: RedisServer[] = [];
+    const tlsPorts = tls ? new Map<number, number>() : undefined;
     try {
       const started = await Promise.allSettled(
         Array.from({ length: count }, () =>
           startNode({
             appendonly,
             nodeTimeoutMs,
-            args: [...auth, ...(opts.args ?? [])],
+            args: [...auth, ...(tls ?? []), ...(opts.args ?? [])],
+            tls: tls !== undefined,
             timeoutMs: Math.max(1_000, deadline - Date.now()),
           })),
       );
-      for (const s of started) if (s.status === "fulfilled") nodes.push(s.value);
+      for (const s of started) {
+        if (s.status !== "fulfilled") continue;
+        nodes.push(s.value.node);
+        if (s.value.tlsPort !== undefined) tlsPorts?.set(s.value.node.port, s.value.tlsPort);
+      }
       const failed = started.find((s) => s.status === "rejected");
       if (failed) throw (failed as PromiseRejectedResult).reason;
 
       await createCluster_(nodes.map((n) => n.port), replicasPerMaster, deadline, opts.password);
-      const fixture = new RedisClusterFixture(nodes, startTimeoutMs, opts.password);
+      const fixture = new RedisClusterFixture(nodes, startTimeoutMs, opts.password, tlsPorts);
       await fixture.waitHealthy({ timeoutMs: Math.max(1_000, deadline - Date.now()) });
       return fixture;
     } catch (err) {
@@ -579,22 +633,30 @@ export function startRedisCluster(
 }
 
 /**
- * One cluster-enabled node on a free port whose cluster bus port (`--cluster-port`) is free too;
- * other ports are tried when either turns out to be taken.
+ * One cluster-enabled node on a free port whose cluster bus port (`--cluster-port`) is free too
+ * (and, with `tls`, its `--tls-port`); other ports are tried when one turns out to be taken.
  */
 async function startNode(
-  o: { appendonly: boolean; nodeTimeoutMs: number; args: string[]; timeoutMs: number },
-): Promise<RedisServer> {
+  o: {
+    appendonly: boolean;
+    nodeTimeoutMs: number;
+    args: string[];
+    tls: boolean;
+    timeoutMs: number;
+  },
+): Promise<{ node: RedisServer; tlsPort?: number }> {
   let lastError: unknown;
   for (let attempt = 0; attempt < PORT_ATTEMPTS; attempt++) {
     const port = freePort();
     const busPort = freePort();
+    const tlsPort = o.tls ? freePort() : undefined;
     try {
-      return await RedisServer.start({
+      const node = await RedisServer.start({
         port,
         appendonly: o.appendonly,
         startTimeoutMs: o.timeoutMs,
         args: [
+          ...(tlsPort === undefined ? [] : ["--tls-port", String(tlsPort)]),
           "--cluster-enabled",
           "yes",
           "--cluster-config-file",
@@ -609,6 +671,7 @@ async function startNode(
           ...o.args,
         ],
       });
+      return { node, tlsPort };
     } catch (err) {
       lastError = err;
       if (!/address already in use/i.test(String(err))) throw err;
