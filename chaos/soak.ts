@@ -14,7 +14,13 @@
 
 import { Cleanup } from "../tests/support/cleanup.ts";
 import { type RedisServer, startRedis } from "../tests/support/redis_server.ts";
-import { groupInfo, isDrained, pendingEntries, readStream } from "../tests/support/streams.ts";
+import {
+  checkedLag,
+  groupInfo,
+  isDrained,
+  pendingEntries,
+  readStream,
+} from "../tests/support/streams.ts";
 import { type SupervisedExit, superviseService } from "../tests/support/supervisor.ts";
 import { sleep, waitFor } from "../tests/support/wait.ts";
 import {
@@ -190,7 +196,7 @@ export async function runSoak(opts: SoakOptions): Promise<SoakResult> {
     out: await readStream(monitor, OUT),
     dlq: await readStream(monitor, DLQ),
     pending: group?.pending ?? 0,
-    lag: group?.lag ?? null,
+    lag: group ? await checkedLag(monitor, STREAM, group) : null,
   });
 
   const finalExitCodes: number[] = [];

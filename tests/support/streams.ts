@@ -197,14 +197,37 @@ export async function groupInfo(
   return (await groups(client, stream)).find((g) => g.name === group);
 }
 
-/** True when the group exists, has nothing pending and nothing left to read (lag 0). */
+/**
+ * The group's lag, checked: 0 when no entry follows its last-delivered id, whatever Redis
+ * reports. Redis 7.0 can report a stale lag for good after an AOF reload (replayed reads do not
+ * restore the group's read counter), as `groupLag` in src/stream/group_ops.ts says too; null
+ * when Redis cannot tell and entries follow.
+ */
+export async function checkedLag(
+  client: StreamClient,
+  stream: string,
+  g: GroupInfo,
+): Promise<number | null> {
+  if (g.lag === 0) return 0;
+  const after = await client.sendCommand([
+    "XRANGE",
+    stream,
+    `(${g.lastDeliveredId}`,
+    "+",
+    "COUNT",
+    "1",
+  ]) as unknown[];
+  return after.length === 0 ? 0 : g.lag;
+}
+
+/** True when the group exists, has nothing pending and nothing left to read (`checkedLag` 0). */
 export async function isDrained(
   client: StreamClient,
   stream: string,
   group: string,
 ): Promise<boolean> {
   const g = await groupInfo(client, stream, group);
-  return g !== undefined && g.pending === 0 && g.lag === 0;
+  return g !== undefined && g.pending === 0 && await checkedLag(client, stream, g) === 0;
 }
 
 /**
