@@ -43,7 +43,9 @@ import { Child, cpuTimeMs, fmt, parseFlags, peakRssKiB, percentile, table } from
 const GROUP = "bench";
 const STREAM = "bench-in";
 const OUT_STREAM = "bench-out";
+/** The performance issue's drain targets: 0.70 with defaults, 0.50 with `ROUTES='*=>out'`. */
 const TARGET_RATIO = 0.7;
+const ROUTES_TARGET_RATIO = 0.5;
 
 const flags = parseFlags(Deno.args, {
   entries: 200_000,
@@ -425,7 +427,8 @@ function report(
   }
   if (ds && db) {
     const r = ds.rate / db.rate;
-    const verdict = r >= TARGET_RATIO ? "meets" : "BELOW";
+    const target = flags.routes ? ROUTES_TARGET_RATIO : TARGET_RATIO;
+    const verdict = r >= target ? "meets" : "BELOW";
     const p99 = ls && lb
       ? `; e2e p99 ${fmt(percentile(ls.latenciesMs, 99), 2)} vs ${
         fmt(percentile(lb.latenciesMs, 99), 2)
@@ -436,7 +439,7 @@ function report(
       : "";
     console.log(
       `summary: service drains ${fmt(ds.rate)}/s = ${fmt(r * 100)}% of the baseline's ` +
-        `${fmt(db.rate)}/s (${verdict} the ${TARGET_RATIO * 100}% target)${p99}${live}`,
+        `${fmt(db.rate)}/s (${verdict} the ${target * 100}% target)${p99}${live}`,
     );
   }
 }
