@@ -28,7 +28,7 @@ import { classifyError, NotConnectedError, RedisUnavailableError } from "./error
 import { type CommandObserver, connectionBreaker, guardedCall } from "./guarded_call.ts";
 import { destroyQuietly } from "./sentinel.ts";
 import { BlockingPool } from "./cluster_blocking.ts";
-import { replicaCounts } from "./cluster_replicas.ts";
+import { ReplicaCounts } from "./cluster_replicas.ts";
 
 export { type ClusterClient, followFailovers, type RootNode } from "./cluster_failover.ts";
 
@@ -59,8 +59,9 @@ export class ClusterConnection implements Commander {
   #lastError?: string;
   #latencyMs?: number;
   /** Replicas per master (`host:port`), from `CLUSTER NODES`, and when it was read. */
-  #replicas?: { at: number; byMaster: Map<string, number> };
-  #replicasLoad?: Promise<{ at: number; byMaster: Map<string, number> }>;
+  readonly #replicas = new ReplicaCounts(async () =>
+    String(await this.exec(undefined, (c) => c.sendCommand(undefined, false, ["CLUSTER", "NODES"])))
+  );
 
   constructor(options: ClusterConnectionOptions) {
     if (!options.redis.cluster) throw new TypeError("redis.cluster (REDIS_CLUSTER_NODES) is unset");
@@ -242,18 +243,12 @@ export class ClusterConnection implements Commander {
    */
   async replicasOf(key: string, maxAgeMs = 5000): Promise<number> {
     const master = this.masterAddressOf(key);
-    const address = `${master.host}:${master.port}`;
-    let known = this.#replicas;
-    if (!known || Date.now() - known.at > maxAgeMs || !known.byMaster.has(address)) {
-      this.#replicasLoad ??= this.#loadReplicas().finally(() => this.#replicasLoad = undefined);
-      known = await this.#replicasLoad;
-    }
-    return known.byMaster.get(address) ?? 0;
+    return await this.#replicas.of(`${master.host}:${master.port}`, maxAgeMs);
   }
 
   /** The replica counts are read again at the next `replicasOf`. */
   forgetReplicas(): void {
-    this.#replicas = undefined;
+    this.#replicas.forget();
   }
 
   /**
@@ -269,16 +264,6 @@ export class ClusterConnection implements Commander {
       { deadlineMs: timeoutMs + this.#opts.redis.connectTimeoutMs },
     );
     return Number(reply);
-  }
-
-  async #loadReplicas(): Promise<{ at: number; byMaster: Map<string, number> }> {
-    const nodes = await this.exec(
-      undefined,
-      (c) => c.sendCommand(undefined, false, ["CLUSTER", "NODES"]),
-    );
-    const known = { at: Date.now(), byMaster: replicaCounts(String(nodes)) };
-    this.#replicas = known;
-    return known;
   }
 
   /**

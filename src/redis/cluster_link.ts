@@ -101,6 +101,8 @@ export class ClusterLink implements RedisLink {
   #lastError?: string;
   #recovering?: Promise<void>;
   #closing = new AbortController();
+  /** The routed sender of the current cluster client: one per client, not one per command. */
+  #sender?: { cluster: ClusterClient; sender: RedisSender };
 
   /**
    * Replica counts and `WAIT` (the relay's confirmation, docs/architecture.md "The outbox and
@@ -175,7 +177,7 @@ export class ClusterLink implements RedisLink {
   }
 
   exec<T>(fn: (sender: RedisSender) => Promise<T>, options?: { deadlineMs?: number }): Promise<T> {
-    return this.#cc.exec(undefined, (cluster) => fn(routedSender(cluster)), options);
+    return this.#cc.exec(undefined, (cluster) => fn(this.#senderFor(cluster)), options);
   }
 
   async readGroup(
@@ -263,6 +265,13 @@ export class ClusterLink implements RedisLink {
     this.#closing.abort();
     this.#setState("closed");
     await this.#cc.close();
+  }
+
+  #senderFor(cluster: ClusterClient): RedisSender {
+    if (this.#sender?.cluster !== cluster) {
+      this.#sender = { cluster, sender: routedSender(cluster) };
+    }
+    return this.#sender.sender;
   }
 
   /** A read; a failure that means the topology changed counts as a new generation. */

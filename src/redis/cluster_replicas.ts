@@ -1,6 +1,6 @@
 /**
- * Reading replica counts from `CLUSTER NODES` (pure), for the relay's replication check before
- * it deletes an outbox entry (README "Forwarding across slots").
+ * Replica counts from `CLUSTER NODES` (the parsing pure, the reads cached), for the relay's
+ * replication check before it deletes an outbox entry (README "Forwarding across slots").
  */
 
 /**
@@ -26,4 +26,39 @@ export function replicaCounts(nodes: string): Map<string, number> {
   const byMaster = new Map<string, number>();
   for (const [id, address] of addressOf) byMaster.set(address, counts.get(id) ?? 0);
   return byMaster;
+}
+
+/** The replica counts of every master, read from `CLUSTER NODES` by `load` and cached. */
+export class ReplicaCounts {
+  readonly #load: () => Promise<string>;
+  #known?: { at: number; byMaster: Map<string, number> };
+  #loading?: Promise<{ at: number; byMaster: Map<string, number> }>;
+
+  constructor(load: () => Promise<string>) {
+    this.#load = load;
+  }
+
+  /**
+   * How many replicas the master at `address` (`host:port`) has, read again when the counts
+   * are older than `maxAgeMs` or do not name it; 0 when they still do not. One read at a time.
+   */
+  async of(address: string, maxAgeMs: number): Promise<number> {
+    let known = this.#known;
+    if (!known || Date.now() - known.at > maxAgeMs || !known.byMaster.has(address)) {
+      this.#loading ??= this.#read().finally(() => this.#loading = undefined);
+      known = await this.#loading;
+    }
+    return known.byMaster.get(address) ?? 0;
+  }
+
+  /** The counts are read again at the next `of`. */
+  forget(): void {
+    this.#known = undefined;
+  }
+
+  async #read(): Promise<{ at: number; byMaster: Map<string, number> }> {
+    const known = { at: Date.now(), byMaster: replicaCounts(await this.#load()) };
+    this.#known = known;
+    return known;
+  }
 }

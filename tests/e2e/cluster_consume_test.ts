@@ -14,7 +14,14 @@ import { assertEquals, assertNotEquals } from "../support/assert.ts";
 import { Cleanup } from "../support/cleanup.ts";
 import { routedSender, slotOf, startRedisCluster } from "../support/redis_cluster.ts";
 import { startService } from "../support/service.ts";
-import { checkpoint, readStream, wireEntry, xadd, xlen } from "../support/streams.ts";
+import {
+  checkpoint,
+  forwardedSourceIds,
+  readStream,
+  wireEntry,
+  xadd,
+  xlen,
+} from "../support/streams.ts";
 import { waitFor } from "../support/wait.ts";
 
 const GROUP = "cluster-e2e";
@@ -74,9 +81,11 @@ Deno.test({
         timeoutMs: 30_000,
         message: `${ids.length} entries forwarded to ${target}`,
       });
-      const out = await readStream(redis, target);
-      const sources = out.map((e) => JSON.parse(e.fields.headers).sourceId as string);
-      assertEquals(sources, ids, `${target} holds each entry of ${stream} once, in order`);
+      assertEquals(
+        await forwardedSourceIds(redis, target),
+        ids,
+        `${target} holds each entry of ${stream} once, in order`,
+      );
     }
 
     // Dead-lettered into each stream's own DLQ.

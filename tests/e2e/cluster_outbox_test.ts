@@ -24,7 +24,7 @@ import { assert, assertEquals, assertNotEquals } from "../support/assert.ts";
 import { Cleanup } from "../support/cleanup.ts";
 import { routedSender, slotOf, startRedisCluster } from "../support/redis_cluster.ts";
 import { type ServiceProcess, startService } from "../support/service.ts";
-import { isDrained, preload, readStream, wireEntry, xlen } from "../support/streams.ts";
+import { forwardedSourceIds, isDrained, preload, wireEntry, xlen } from "../support/streams.ts";
 import { waitFor } from "../support/wait.ts";
 
 const STREAM = "{xa}";
@@ -91,9 +91,7 @@ Deno.test({
       console.log(svc?.output().split("\n").filter((l) => /WARN|ERROR/.test(l)).join("\n"));
       throw err;
     }
-    const out = (await readStream(redis, OUT)).map((e) =>
-      JSON.parse(e.fields.headers).sourceId as string
-    );
+    const out = await forwardedSourceIds(redis, OUT);
     const known = new Set(ids);
     const seen = new Set<string>();
     const dupes = out.filter((id) => seen.has(id) || (seen.add(id), false));
@@ -189,8 +187,9 @@ async function lostWritesScenario(out: string, lose: "source" | "target"): Promi
     throw err;
   }
   // Retried: right after a failover the test's own client may still route `out` to the dead node.
-  const copies = (await waitFor(() => readStream(redis, out), { message: `XRANGE of ${out}` }))
-    .map((e) => JSON.parse(e.fields.headers).sourceId as string);
+  const copies = await waitFor(() => forwardedSourceIds(redis, out), {
+    message: `XRANGE of ${out}`,
+  });
   const seen = new Set<string>();
   const dupes = copies.filter((id) => seen.has(id) || (seen.add(id), false));
   assertEquals(

@@ -19,7 +19,7 @@ import { assert, assertEquals, assertMatch, assertNotEquals } from "../support/a
 import { Cleanup } from "../support/cleanup.ts";
 import { routedSender, slotOf, startRedisCluster } from "../support/redis_cluster.ts";
 import { runService, startService } from "../support/service.ts";
-import { readStream, wireEntry, xadd, xlen } from "../support/streams.ts";
+import { forwardedSourceIds, readStream, wireEntry, xadd, xlen } from "../support/streams.ts";
 import { makePki } from "../support/tls.ts";
 import { waitFor } from "../support/wait.ts";
 
@@ -99,9 +99,11 @@ Deno.test({
           timeoutMs: 30_000,
           message: `${ids.length} entries forwarded to ${target}`,
         });
-        const out = await readStream(redis, target);
-        const sources = out.map((e) => JSON.parse(e.fields.headers).sourceId as string);
-        assertEquals(sources, ids, `${target} holds each entry of ${stream} once, in order`);
+        assertEquals(
+          await forwardedSourceIds(redis, target),
+          ids,
+          `${target} holds each entry of ${stream} once, in order`,
+        );
       }
       // Every master is reached, and through its TLS port: the local address of each of the
       // service's connections there (CLIENT LIST `laddr`) is the node's TLS port; among them the

@@ -188,6 +188,13 @@ export async function groups(client: StreamClient, stream: string): Promise<Grou
   });
 }
 
+/** The `sourceId` of each forwarded copy in `target` (from its `headers`), in stream order. */
+export async function forwardedSourceIds(client: StreamClient, target: string): Promise<string[]> {
+  return (await readStream(client, target)).map((e) =>
+    JSON.parse(e.fields.headers).sourceId as string
+  );
+}
+
 /** The group `group` of `stream`, or undefined when the stream or the group does not exist. */
 export async function groupInfo(
   client: StreamClient,
