@@ -86,32 +86,38 @@ for g = 1, ngroups do
   end
   results[#results + 1] = n
 end
--- The other ops: parsed first, so that their checks can be batched (one XPENDING and one
--- XRANGE over the range of their ids, not one of each per op: Lua's redis.call costs
--- about a microsecond each, more than most of these commands).
--- lo and hi: the lowest and the highest id of these ops (computed by the caller).
-local ops = {}
+-- Plain forwards (a ROUTES copy, no mark, no emits: every entry under ROUTES) are kept in
+-- flat arrays, not a table per op: per forward its id, the ARGV index of its new headers and
+-- its group; per group its targets (parsed once) and whether their key types allow an XADD.
 local lo, hi = ARGV[7 + ngroups], ARGV[8 + ngroups]
 local i = 9 + ngroups
--- Plain forwards: the types of a group's targets are checked once for the group.
+local fid, fhead, fgroup = {}, {}, {}
+local gtargets, gtyped = {}, {}
 local nforwards = tonumber(ARGV[i])
 i = i + 1
-for _ = 1, nforwards do
+for g = 1, nforwards do
   local nt = tonumber(ARGV[i])
-  local tstart = i + 1
-  local typed = true
-  for t = 0, nt - 1 do
-    local ty = ktype(KEYS[(target(ARGV[tstart + t]))])
+  local targets, typed = {}, true
+  for t = 1, nt do
+    local k, via, n = target(ARGV[i + t])
+    targets[t] = { k, via, n }
+    local ty = ktype(KEYS[k])
     if ty ~= 'none' and ty ~= 'stream' then typed = false end
   end
-  local h = tstart + nt + 1
-  for id in string.gmatch(ARGV[tstart + nt], '[^,]+') do
-    ops[#ops + 1] = { id = id, kind = 'f', dedup = 0, nt = nt, tstart = tstart, ne = 1,
-      estart = h, nw = 0, wstart = h, typed = typed }
+  gtargets[g], gtyped[g] = targets, typed
+  i = i + nt + 1
+  local h = i + 1
+  for id in string.gmatch(ARGV[i], '[^,]+') do
+    local f = #fid + 1
+    fid[f], fhead[f], fgroup[f] = id, h, g
     h = h + 1
   end
   i = h
 end
+-- The other ops: parsed first, so that their checks can be batched (one XPENDING and one
+-- XRANGE over the range of their ids, not one of each per op: Lua's redis.call costs
+-- about a microsecond each, more than most of these commands).
+local ops = {}
 while i <= #ARGV do
   local op = { id = ARGV[i], kind = ARGV[i + 1], dedup = tonumber(ARGV[i + 2]),
     nt = tonumber(ARGV[i + 3]) }
@@ -128,26 +134,39 @@ end
 -- Pending for this consumer: one XPENDING over [lo, hi] (only this consumer's entries);
 -- when it was cut at its COUNT, the ids after its last row are asked one by one.
 local mine, known = {}, hi
-if #ops > 0 then
-  local limit = 2 * #ops + 64
+local nops = #fid + #ops
+if nops > 0 then
+  local limit = 2 * nops + 64
   local rows = redis.call('XPENDING', stream, group, lo, hi, limit, consumer)
   for r = 1, #rows do mine[rows[r][1]] = true end
   if #rows >= limit then known = rows[#rows][1] end
 end
+-- True when entry id is pending for this consumer.
+local function pending(id)
+  if mine[id] then return true end
+  if not later(id, known) then return false end
+  local p = redis.call('XPENDING', stream, group, id, id, 1)
+  return #p == 1 and p[1][2] == consumer
+end
+-- Plain forwards: a failure reason or 0 (not pending) in fres; the others need their copy.
+local fres, fneed = {}, 0
+for f = 1, #fid do
+  if not pending(fid[f]) then
+    fres[f] = 0
+  elseif not gtyped[fgroup[f]] then
+    fres[f] = 'target_type'
+  else
+    fneed = fneed + 1
+  end
+end
 local need = {}
 for _, op in ipairs(ops) do
-  local id = op.id
-  local pend = mine[id]
-  if not pend and later(id, known) then
-    local p = redis.call('XPENDING', stream, group, id, id, 1)
-    pend = #p == 1 and p[1][2] == consumer
-  end
-  if not pend then op.result = 0 end
+  if not pending(op.id) then op.result = 0 end
   if not op.result and op.dedup > 0 then
     local t = ktype(KEYS[op.dedup])
     if t ~= 'none' and t ~= 'string' then op.result = 'dedup_key_type' end
   end
-  if not op.result and not op.typed then
+  if not op.result then
     for t = 0, op.nt - 1 do
       local ty = ktype(KEYS[(target(ARGV[op.tstart + t]))])
       if ty ~= 'none' and ty ~= 'stream' then
@@ -173,37 +192,53 @@ for _, op in ipairs(ops) do
 end
 -- The entries to copy: one XRANGE over [lo, hi], the ids after a cut one by one.
 local entries, fknown = {}, hi
-if #need > 0 then
-  local limit = 2 * #need + 64
+if fneed + #need > 0 then
+  local limit = 2 * (fneed + #need) + 64
   local rows = redis.call('XRANGE', stream, lo, hi, 'COUNT', limit)
   for r = 1, #rows do entries[rows[r][1]] = rows[r][2] end
   if #rows >= limit then fknown = rows[#rows][1] end
 end
-for _, op in ipairs(need) do
-  local f = entries[op.id]
-  if f == nil and later(op.id, fknown) then
-    local e = redis.call('XRANGE', stream, op.id, op.id)
+local function fieldsOf(id)
+  local f = entries[id]
+  if f == nil and later(id, fknown) then
+    local e = redis.call('XRANGE', stream, id, id)
     if #e == 1 then f = e[1][2] end
   end
-  -- The copy is made in the entry's own field list (fresh for this script).
-  if op.kind == 'f' then
-    if f == nil then
-      op.copy = false
-    elseif #f > 2 * maxFields then
-      op.result = 'too_many_fields'
-    else
-      local h = nil
-      for j = 1, #f, 2 do
-        if f[j] == 'headers' then h = j end
-      end
-      if h then
-        f[h + 1] = ARGV[op.estart]
-      else
-        f[#f + 1] = 'headers'
-        f[#f + 1] = ARGV[op.estart]
-      end
-      op.copy = f
+  return f
+end
+-- A forwarded copy, made in the entry's own field list f (fresh for this script): its last
+-- headers field set to headers (appended when it has none). False when the entry is gone
+-- (acknowledged without a copy); nil and a reason over the field limit.
+local function forwardCopy(f, headers)
+  if f == nil then return false end
+  if #f > 2 * maxFields then return nil, 'too_many_fields' end
+  local h = nil
+  for j = #f - 1, 1, -2 do
+    if f[j] == 'headers' then
+      h = j
+      break
     end
+  end
+  if h then
+    f[h + 1] = headers
+  else
+    f[#f + 1] = 'headers'
+    f[#f + 1] = headers
+  end
+  return f
+end
+local fcopy = {}
+for f = 1, #fid do
+  if fres[f] == nil then
+    local copy, failure = forwardCopy(fieldsOf(fid[f]), ARGV[fhead[f]])
+    fcopy[f], fres[f] = copy, failure
+  end
+end
+for _, op in ipairs(need) do
+  local f = fieldsOf(op.id)
+  if op.kind == 'f' then
+    local copy, failure = forwardCopy(f, ARGV[op.estart])
+    op.copy, op.result = copy, failure
   else
     -- A dead-letter copy keeps as many leading fields as fit the field limit.
     local copy = f or {}
@@ -215,6 +250,27 @@ end
 -- 2. Writes, only for the ops that passed every check; their XACK (each returns 1: checked
 -- pending for this consumer above, in this same atomic script) in one call after them.
 local acks = {}
+for f = 1, #fid do
+  local r = fres[f]
+  if r == nil then
+    local id, copy, targets = fid[f], fcopy[f], gtargets[fgroup[f]]
+    if copy then
+      for t = 1, #targets do
+        local k, via, n = targets[t][1], targets[t][2], targets[t][3]
+        if via then
+          redis.call('XADD', KEYS[k], '*', 'target', via, 'origin', id .. ':' .. n, unpack(copy))
+        else
+          redis.call('XADD', KEYS[k], '*', unpack(copy))
+        end
+      end
+      r = 1
+    else
+      r = 2
+    end
+    acks[#acks + 1] = id
+  end
+  results[#results + 1] = r
+end
 for _, op in ipairs(ops) do
   if not op.result then
     if op.copy then
@@ -242,8 +298,8 @@ for _, op in ipairs(ops) do
 end
 if #acks > 0 then redis.call('XACK', stream, group, unpack(acks)) end
 -- The checkpoint: hi when every op was acknowledged (the usual case), else the highest acked.
-if #acks == #ops then
-  if #ops > 0 then track(hi) end
+if #acks == nops then
+  if nops > 0 then track(hi) end
 else
   for _, id in ipairs(acks) do track(id) end
 end
