@@ -95,40 +95,46 @@ export class Dispatcher {
 
   /** Parses newly held entries, settles the hopeless at once, queues the rest. */
   admit(batch: readonly Held[]): void {
+    this.#o.inFlight.admitted();
+    for (const h of batch) this.admitOne(h);
+  }
+
+  /**
+   * Parses one newly held entry, settles it at once when hopeless, else queues it (and runs
+   * it at once when its lane is free). The caller reports the batch (`InFlight.admitted`).
+   */
+  admitOne(h: Held): void {
     const o = this.#o;
-    o.inFlight.admitted();
-    for (const h of batch) {
-      if (h.fields === null) {
-        o.logger.warn("Pending entry {id} of {stream} was deleted or trimmed; acknowledging", {
-          id: h.id,
-          stream: h.stream,
-        });
-        this.#settle({ held: h, id: h.id, outcome: "deleted", eventType: "unknown" });
-        continue;
-      }
-      if (h.fieldCount > MAX_ENTRY_FIELDS) {
-        this.#deadLetter(
-          h,
-          `malformed entry: ${h.fieldCount} fields, over the ${MAX_ENTRY_FIELDS} field limit`,
-          h.fields.event ?? "unknown",
-        );
-        continue;
-      }
-      try {
-        h.event = parseEntry(h.stream, h.id, h.fields);
-      } catch (err) {
-        if (!(err instanceof MalformedEntryError)) throw err;
-        this.#deadLetter(h, `malformed entry: ${err.message}`, h.fields.event ?? "unknown");
-        continue;
-      }
-      const over = overDeliveryLimit(h.deliveries, o.maxDeliveries);
-      if (over) {
-        this.#deadLetter(h, over, h.event.event);
-        continue;
-      }
-      h.phase = "queued";
-      this.#lanes.push(o.inFlight.keyOf(h.stream, h.event.aggregateId), h);
+    if (h.fields === null) {
+      o.logger.warn("Pending entry {id} of {stream} was deleted or trimmed; acknowledging", {
+        id: h.id,
+        stream: h.stream,
+      });
+      this.#settle({ held: h, id: h.id, outcome: "deleted", eventType: "unknown" });
+      return;
     }
+    if (h.fieldCount > MAX_ENTRY_FIELDS) {
+      this.#deadLetter(
+        h,
+        `malformed entry: ${h.fieldCount} fields, over the ${MAX_ENTRY_FIELDS} field limit`,
+        h.fields.event ?? "unknown",
+      );
+      return;
+    }
+    try {
+      h.event = parseEntry(h.stream, h.id, h.fields);
+    } catch (err) {
+      if (!(err instanceof MalformedEntryError)) throw err;
+      this.#deadLetter(h, `malformed entry: ${err.message}`, h.fields.event ?? "unknown");
+      return;
+    }
+    const over = overDeliveryLimit(h.deliveries, o.maxDeliveries);
+    if (over) {
+      this.#deadLetter(h, over, h.event.event);
+      return;
+    }
+    h.phase = "queued";
+    this.#lanes.push(o.inFlight.keyOf(h.stream, h.event.aggregateId), h);
   }
 
   /**

@@ -237,16 +237,24 @@ export class Reader {
     return await o.connection.readGroup(streams, ids, head, o.blockMs) as ReadReply;
   }
 
-  #admitNew(stream: string, entries: RawEntry[]): void {
+  /**
+   * Holds and admits new entries one at a time, letting go of each raw entry as it goes: an
+   * entry whose handler finishes at once is settling (its fields let go) before the next one
+   * is parsed, so the batch's fields are not all alive at once. Fewer bytes then survive each
+   * minor GC, and V8 does not grow its young generation drain after drain (bench/RESULTS.md).
+   */
+  #admitNew(stream: string, entries: (RawEntry | undefined)[]): void {
     if (entries.length === 0) return;
     this.#lastMessage = new Date();
-    const fresh: Held[] = [];
+    const o = this.#o;
     const now = Date.now();
-    for (const [id, flat] of entries) {
-      const held = this.#o.inFlight.hold(stream, id, 1, flat, now);
-      if (held) fresh.push(held);
+    for (let i = 0; i < entries.length; i++) {
+      const [id, flat] = entries[i]!;
+      entries[i] = undefined;
+      const held = o.inFlight.hold(stream, id, 1, flat, now);
+      if (held) o.dispatcher.admitOne(held);
     }
-    this.#o.dispatcher.admit(fresh);
+    o.inFlight.admitted();
   }
 
   /** One page of own pending entries re-read from `cursor`; the last id, or null when done. */
