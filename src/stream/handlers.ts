@@ -61,6 +61,12 @@ export interface ResolvedHandler {
   limiter?: Limiter;
   /** True when there is no schema, timeout or limit: the synchronous fast path applies. */
   simple: boolean;
+  /**
+   * True when running the handler for `event` would do nothing (the default handler when its
+   * line would be dropped): the dispatcher then counts the entry as handled without calling
+   * it, and without making its context (a few objects per entry at ~200,000 entries/s).
+   */
+  idle?: (event: StreamEvent) => boolean;
 }
 
 const LOUD_EVENTS = new Set(["manual_test", "test_starters"]);
@@ -69,24 +75,32 @@ const LOUD_EVENTS = new Set(["manual_test", "test_starters"]);
 const consumerLog = getLogger("consumer");
 
 /** The default handler: logs and succeeds. */
-export const defaultHandler: Handler = (event, { logger, deliveries }) => {
+export const defaultHandler: Handler = (event, ctx) => {
   const loud = LOUD_EVENTS.has(event.event);
-  // A dropped DEBUG line costs nothing: not even the entry's child logger.
+  // A dropped DEBUG line costs nothing: not even the entry's child logger (`ctx.logger` makes
+  // it, so it is read only past this line).
   if (!loud && !consumerLog.isEnabledFor("debug")) return;
   const props = {
     event: event.event,
     aggregateId: event.aggregateId,
     id: event.id,
     stream: event.stream,
-    deliveries,
+    deliveries: ctx.deliveries,
   };
-  if (loud) logger.info("Received {event} {id}", props);
-  else logger.debug("Received {event} {id}", props);
+  if (loud) ctx.logger.info("Received {event} {id}", props);
+  else ctx.logger.debug("Received {event} {id}", props);
 };
 
 function resolved(handle: Handler): ResolvedHandler {
   return { handle, simple: true };
 }
+
+/** The default handler, idle for an event whose line would be dropped. */
+const DEFAULT: ResolvedHandler = {
+  handle: defaultHandler,
+  simple: true,
+  idle: (event) => !LOUD_EVENTS.has(event.event) && !consumerLog.isEnabledFor("debug"),
+};
 
 /** The runtime form of a definition. */
 export function resolveDefinition(def: AnyHandlerDefinition): ResolvedHandler {
@@ -108,7 +122,7 @@ export class HandlerRegistry {
   readonly #patterns: { match: (e: string) => boolean; handler: ResolvedHandler }[] = [];
   readonly #cache = new Map<string, ResolvedHandler>();
   readonly #names: string[] = [];
-  #fallback: ResolvedHandler = resolved(defaultHandler);
+  #fallback: ResolvedHandler = DEFAULT;
 
   /** Registers `handler` for an event type or glob pattern (`order.*`). */
   on(pattern: string, handler: Handler): this {

@@ -74,18 +74,28 @@ export class Dispatcher {
   }
 
   /**
-   * Hands `op` to the settler; its entry is now settling. Its fields and parsed event are let
-   * go: nothing reads them past this point (the op carries what the settle needs), and an entry
+   * Hands `h` to the settler, to count as `outcome` and write `write` with its acknowledgement;
+   * it is now settling. Its fields and parsed event are let go: nothing reads them past this
+   * point (the settle fields carry what the settle needs), and an entry
    * waiting for its settle then keeps ~150 bytes alive instead of ~1.5 KB, so fewer bytes
    * survive each minor GC and V8 does not grow the young generation to its maximum within a
    * drain (bench/RESULTS.md).
    */
-  #settle(op: SettleOp): void {
-    const h = op.held;
+  #settle(
+    h: Held,
+    outcome: SettleOp["outcome"],
+    eventType: string,
+    write: Pick<SettleOp, "dedupKey" | "copy" | "emits"> = NOTHING,
+  ): void {
     h.phase = "settling";
     h.event = undefined;
     h.fields = null;
-    this.#o.settler.enqueue(op);
+    h.outcome = outcome;
+    h.eventType = eventType;
+    h.dedupKey = write.dedupKey;
+    h.copy = write.copy;
+    h.emits = write.emits;
+    this.#o.settler.enqueue(h as SettleOp);
   }
 
   /** Aborts the signal handlers see (the shutdown budget ran out). */
@@ -110,7 +120,7 @@ export class Dispatcher {
         id: h.id,
         stream: h.stream,
       });
-      this.#settle({ held: h, id: h.id, outcome: "deleted", eventType: "unknown" });
+      this.#settle(h, "deleted", "unknown");
       return;
     }
     if (h.fieldCount > MAX_ENTRY_FIELDS) {
@@ -150,12 +160,7 @@ export class Dispatcher {
 
   async #runKeyed(h: Held): Promise<void> {
     if (await this.#o.gate.run(h, () => this.#invoke(h)) === "duplicate") {
-      this.#settle({
-        held: h,
-        id: h.id,
-        outcome: "duplicate",
-        eventType: h.event!.event,
-      });
+      this.#settle(h, "duplicate", h.event!.event);
     }
   }
 
@@ -179,6 +184,10 @@ export class Dispatcher {
       event = { ...event, payload: parsed.data as StreamEvent["payload"] };
     }
     if (!handler.simple) return this.#guarded(h, handler, event);
+    // Nothing to run (the default handler, its line dropped), and no span to make for it.
+    if (handler.idle && !o.tracing && handler.idle(event)) {
+      return this.#finish(h, o.metrics ? performance.now() : 0, true);
+    }
     const ctx = new EntryContext(h.deliveries, o.logger, event, this.#handlerAbort.signal, o.emit);
     const started = o.metrics ? performance.now() : 0;
     let result: void | Promise<void>;
@@ -250,11 +259,7 @@ export class Dispatcher {
     }
     const event = h.event!;
     const targets = o.router.targets(event.event);
-    this.#settle({
-      held: h,
-      id: h.id,
-      outcome: "acked",
-      eventType: event.event,
+    this.#settle(h, "acked", event.event, {
       dedupKey: event.headers.idempotencyKey ? o.gate.markKey(h) : undefined,
       copy: targets.length > 0
         ? { kind: "forward", targets, headers: forwardHeaders(event) }
@@ -367,11 +372,7 @@ export class Dispatcher {
       stream: h.stream,
       error,
     });
-    this.#settle({
-      held: h,
-      id: h.id,
-      outcome: "dead_lettered",
-      eventType,
+    this.#settle(h, "dead_lettered", eventType, {
       copy: {
         kind: "dead_letter",
         target: o.keys.dlq(h.stream),
@@ -392,6 +393,9 @@ export class Dispatcher {
 function forwardHeaders(event: StreamEvent): string {
   return JSON.stringify({ ...event.headers, sourceStream: event.stream, sourceId: event.id });
 }
+
+/** No copy, mark or emitted entry to write with an acknowledgement. */
+const NOTHING: Pick<SettleOp, "dedupKey" | "copy" | "emits"> = {};
 
 /** The consumer's logger, carrying the entry's correlation id when it has one. */
 function logFor(log: Logger, h: Held): Logger {

@@ -6,14 +6,15 @@
  */
 import type { EntryFields, StreamEvent } from "../entry.ts";
 import { pairsToRecord } from "../../redis/reply.ts";
+import { IdIndex } from "./id_index.ts";
+import type { Outcome } from "../../metrics.ts";
+import type { EmitWrite, SettleCopy } from "./settle_codec.ts";
 
 /** Where a held entry is in its life. */
 export type Phase = "queued" | "running" | "retry_wait" | "settling";
 
 /** An entry this process holds: read, not yet acknowledged. */
 export interface Held {
-  /** Its key in the registry's index: a number for a plain `<ms>-<seq>` id (see `idNumber`). */
-  key: number | string;
   stream: string;
   id: string;
   /** Deliveries so far, as counted by Redis. */
@@ -33,6 +34,17 @@ export interface Held {
   keyLock?: { key: string; promise: Promise<boolean> };
   /** Its slot in the registry (see `InFlight`). */
   slot: number;
+  /**
+   * Set when it is handed to the settler (phase `settling`): what it counts as (`deleted`:
+   * Redis no longer has it), its `event` label, and what the settle writes with its
+   * acknowledgement (see `SettleOpInput`). The entry is its own settle op: one object less
+   * per entry waiting for its acknowledgement.
+   */
+  outcome?: Outcome | "deleted";
+  eventType?: string;
+  dedupKey?: string;
+  copy?: SettleCopy;
+  emits?: readonly EmitWrite[];
 }
 
 /** A resolvable signal used to wake waiting loops. */
@@ -91,15 +103,15 @@ export function idNumber(id: string): number {
   return ms * SEQ_LIMIT + seq;
 }
 
-/** The index of one stream's held entries: key (see `Held.key`) → slot. */
+/** The index of one stream's held entries: id (as a number, see `idNumber`) → slot. */
 class StreamIndex {
-  nums = new Map<number, number>();
+  nums = new IdIndex();
+  /** Ids that do not fit a number (rare). */
   strs = new Map<string, number>();
 
-  /** Fresh copies of both maps (their tables start young again, see `InFlight`). */
+  /** A fresh copy of the string map (its table starts young again, see `InFlight`). */
   renew(): void {
-    this.nums = new Map(this.nums);
-    this.strs = new Map(this.strs);
+    if (this.strs.size > 0) this.strs = new Map(this.strs);
   }
 }
 
@@ -116,24 +128,26 @@ export interface InFlightOptions {
 /**
  * The held entries, their capacity and the wake-ups tied to them.
  *
- * The entries live in an array of slots (reused through a free list); the map from key to
+ * The entries live in an array of slots (reused through a free list); the index from id to
  * slot holds numbers only. A map whose values were the entries kept every entry read alive
  * until the next full collection: under a steady stream of `set`/`delete` V8 rebuilds a map's
  * table every few hundred operations, and once the table is in the old generation each
  * discarded table (garbage in the old generation) still points at the entries it held, so
  * minor collections kept those alive and promoted them (~450 bytes per entry, ~5 MB per
  * scavenge, and the old generation, so RSS, grew by that much between full collections:
- * bench/RESULTS.md). The slots are written in place and cleared on release. The index map is
- * copied into a new one every `INDEX_RENEW` holds: V8 allocates a rebuilt table in the
- * generation of the table it replaces, so a table that once got old (idle times) would make
- * every later rebuild garbage in the old generation; a copy starts young again.
+ * bench/RESULTS.md). The slots are written in place and cleared on release.
  *
  * The index is per stream and keyed by the id as a number (`idNumber`), not by the id string:
  * V8 puts a string used as a `Map` key into its string table (a copy in the old generation,
  * and an off-heap table that doubles as it fills), so a map keyed by ids, each one new, grew
  * the old generation by ~40 bytes per entry read and the string table to 2 + 4 + 8 MB within
- * one drain of 200,000 entries (bench/RESULTS.md, session 3). Ids that do not fit a number
- * exactly (a sequence of 2048 or more within one millisecond) use a string-keyed map.
+ * one drain of 200,000 entries (bench/RESULTS.md, session 3). It is an `IdIndex`, whose table
+ * is off the JS heap (a `Map`'s rebuilt tables were a fifth of the bytes surviving each minor
+ * GC). Ids that do not fit a number exactly (a sequence of 2048 or more within one
+ * millisecond) use a string-keyed map, copied into a new one every `INDEX_RENEW` holds: V8
+ * allocates a rebuilt table in the generation of the table it replaces, so a table that once
+ * got old (idle times) would make every later rebuild garbage in the old generation; a copy
+ * starts young again.
  */
 export class InFlight {
   readonly capacity: number;
@@ -222,12 +236,10 @@ export class InFlight {
     }
     const index = this.#indexOf(stream);
     const n = idNumber(id);
-    const key = n >= 0 ? n : id;
     if (n >= 0 ? index.nums.has(n) : index.strs.has(id)) return undefined;
     const slot = this.#free.length > 0 ? this.#free.pop()! : this.#slots.length;
     // Every field set here, so all Held objects share one shape (fast property access).
     const held: Held = {
-      key,
       stream,
       id,
       deliveries,
@@ -239,6 +251,11 @@ export class InFlight {
       refreshedAt: now,
       keyLock: undefined,
       slot,
+      outcome: undefined,
+      eventType: undefined,
+      dedupKey: undefined,
+      copy: undefined,
+      emits: undefined,
     };
     this.#slots[slot] = held;
     if (n >= 0) index.nums.set(n, slot);
@@ -258,8 +275,9 @@ export class InFlight {
     this.#slots[h.slot] = undefined;
     this.#free.push(h.slot);
     const index = this.#indexOf(h.stream);
-    if (typeof h.key === "number") index.nums.delete(h.key);
-    else index.strs.delete(h.key);
+    const n = idNumber(h.id);
+    if (n >= 0) index.nums.delete(n);
+    else index.strs.delete(h.id);
     this.#size--;
     this.#room.notify();
     if (this.#size === 0) this.#empty.notify();

@@ -19,14 +19,11 @@ import { decodeSettle, encodeSettle, type SettleOpInput } from "./settle_codec.t
 import { SETTLE, SETTLE_FENCED } from "./settle_script.ts";
 import type { StatsBoard } from "./stats.ts";
 
-/** One held entry to settle, and what it counts as. */
-export interface SettleOp extends SettleOpInput {
-  held: Held;
-  /** `deleted`: Redis no longer has the entry; acknowledged and counted apart. */
-  outcome: Outcome | "deleted";
-  /** The `event` label. */
-  eventType: string;
-}
+/**
+ * One held entry to settle: the entry itself, with what it counts as (`deleted`: Redis no
+ * longer has it; acknowledged and counted apart) and its `event` label set (see `Held`).
+ */
+export type SettleOp = Held & SettleOpInput & { outcome: Outcome | "deleted"; eventType: string };
 
 /** Ops settled by one script call, at most. */
 const BATCH_LIMIT = 500;
@@ -80,8 +77,8 @@ export class Settler {
 
   /** Queues `op`; it is settled with the others queued in this turn. */
   enqueue(op: SettleOp): void {
-    let q = this.#queue.get(op.held.stream);
-    if (!q) this.#queue.set(op.held.stream, q = []);
+    let q = this.#queue.get(op.stream);
+    if (!q) this.#queue.set(op.stream, q = []);
     q.push(op);
     this.#schedule();
   }
@@ -141,7 +138,7 @@ export class Settler {
             count: ops.length,
             error: msg,
           });
-          for (const op of ops) o.release(op.held);
+          for (const op of ops) o.release(op);
           return;
         }
         if (!o.connection.connected) {
@@ -151,7 +148,7 @@ export class Settler {
           if (!up) {
             // Connection closed (or gone too long while stopping): the entries stay
             // pending and are redelivered; retrying now would spin without end.
-            for (const op of ops) o.release(op.held);
+            for (const op of ops) o.release(op);
             return;
           }
         } else await delay(Math.min(2000, 50 * attempt));
@@ -203,7 +200,7 @@ export class Settler {
           stream,
         });
       }
-      for (const op of group) o.release(op.held);
+      for (const op of group) o.release(op);
     });
     // Copies to the outbox count as published when the relay writes them to their target.
     const route = new OutboxRoute(stream, o.outboxAcrossSlots ? o.keys.outbox(stream) : undefined);
@@ -243,7 +240,7 @@ export class Settler {
           stream,
         });
       } else if (result !== "fenced") this.#failed(stream, op, result.failed);
-      o.release(op.held);
+      o.release(op);
     });
     for (const c of counts.values()) o.outcomes.count(stream, c.event, c.outcome, c.n);
     if (deadLettered > 0) {
