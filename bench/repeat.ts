@@ -2,8 +2,15 @@
  * One service process (main.ts, defaults, LOG_LEVEL=WARN) consuming several rounds of entries
  * in a row: the time from spawn to `/health/ready` 200, then per round (preload N entries while
  * it consumes, wait until lag and pending are 0) its time and the process' resident memory
- * (VmRSS) and peak (VmHWM) after it, to see whether memory grows from round to round. Not part of `deno task bench`; run with `deno run --allow-all
- * bench/repeat.ts [--drains 5] [--entries 200000] [--payload-bytes 200]`.
+ * (VmRSS) and peak (VmHWM) after it, to see whether memory grows from round to round. Not part
+ * of `deno task bench`; run with `deno run --allow-all bench/repeat.ts [--drains 5]
+ * [--entries 200000] [--payload-bytes 200] [--gc]`.
+ *
+ * `--gc` runs the service with `DENO_V8_FLAGS=--trace-gc-nvp` and adds, per round, its minor
+ * GCs (scavenges), the bytes that survived them, and the bytes survived since V8 last grew its
+ * young generation. V8 doubles the young generation (up to its maximum) once those exceed its
+ * size, and RSS steps up by about twice the growth then (bench/RESULTS.md): memory stays flat
+ * over the rounds while that total stays under the capacity.
  *
  * @module
  */
@@ -19,7 +26,29 @@ const flags = parseFlags(Deno.args, {
   entries: 200_000,
   aggregates: 1_000,
   "payload-bytes": 200,
+  gc: false,
 });
+
+/** The figures of V8's `--trace-gc-nvp` lines (`[pid:isolate] N ms: GC: {json}`) we use. */
+interface GcLine {
+  gc: string;
+  promoted: number;
+  new_space_survived: number;
+  new_space_capacity: number;
+}
+
+/** The GC lines among `lines` (a line cut short, at exit, is skipped). */
+function gcLines(lines: readonly string[]): GcLine[] {
+  const out: GcLine[] = [];
+  for (const line of lines) {
+    const at = line.indexOf("GC: {");
+    if (at < 0) continue;
+    try {
+      out.push(JSON.parse(line.slice(at + 4)) as GcLine);
+    } catch { /* cut short */ }
+  }
+  return out;
+}
 
 /** VmRSS and VmHWM of `pid` in MiB. */
 function memory(pid: number): { rss: number; hwm: number } {
@@ -44,6 +73,7 @@ const svc = cleanup.use(
       CONSUMER_NAME: "service-1",
       STREAM_START_ID: "0",
       LOG_LEVEL: "WARN",
+      ...(flags.gc ? { DENO_V8_FLAGS: "--trace-gc-nvp" } : {}),
     },
     waitReady: false,
   }),
@@ -52,7 +82,18 @@ await svc.waitReady(30_000);
 const readyMs = performance.now() - spawned;
 const idle = memory(svc.pid);
 const rows = [["round", "preload to drained (s)", "VmRSS after (MiB)", "VmHWM after (MiB)"]];
+if (flags.gc) {
+  rows[0].push(
+    "scavenges",
+    "survived each (KB)",
+    "survived since the young generation grew (MB)",
+    "young generation (MB)",
+  );
+}
 rows.push(["(ready, idle)", "", fmt(idle.rss, 1), fmt(idle.hwm, 1)]);
+let seen = svc.output().split("\n").length;
+let capacity = 0;
+let sinceGrowth = 0;
 for (let i = 1; i <= flags.drains; i++) {
   const began = performance.now();
   await preload(admin, stream, flags.entries, flags.aggregates, flags["payload-bytes"]);
@@ -68,7 +109,26 @@ for (let i = 1; i <= flags.drains; i++) {
   const seconds = (performance.now() - began) / 1000;
   await admin.sendCommand(["XTRIM", stream, "MAXLEN", "0"]);
   const m = memory(svc.pid);
-  rows.push([String(i), fmt(seconds, 2), fmt(m.rss, 1), fmt(m.hwm, 1)]);
+  const row = [String(i), fmt(seconds, 2), fmt(m.rss, 1), fmt(m.hwm, 1)];
+  if (flags.gc) {
+    const lines = svc.output().split("\n");
+    const scavenges = gcLines(lines.slice(seen)).filter((g) => g.gc === "s");
+    seen = lines.length;
+    let survived = 0;
+    for (const g of scavenges) {
+      if (g.new_space_capacity !== capacity) [capacity, sinceGrowth] = [g.new_space_capacity, 0];
+      const bytes = g.promoted + g.new_space_survived;
+      survived += bytes;
+      sinceGrowth += bytes;
+    }
+    row.push(
+      String(scavenges.length),
+      fmt(survived / Math.max(1, scavenges.length) / 1024, 1),
+      fmt(sinceGrowth / 2 ** 20, 1),
+      fmt(capacity / 2 ** 20, 0),
+    );
+  }
+  rows.push(row);
 }
 console.log(`ready ${fmt(readyMs)} ms after spawn (polled every 50 ms)\n`);
 console.log(table(rows));

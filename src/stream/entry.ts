@@ -4,6 +4,7 @@
  * of a published entry, and ISO 8601 timestamps in a configured zone. Pure.
  */
 import { z } from "npm:zod@^4.6.7";
+import { pairsToRecord } from "../redis/reply.ts";
 
 /** Largest entry accepted, summed over field names and values (bytes). */
 export const MAX_ENTRY_BYTES = 1024 * 1024;
@@ -79,6 +80,29 @@ const fieldsSchema = z.object({
   }),
   mimeType: z.string().optional(),
 });
+
+/**
+ * An entry's fields as a record. The wire format's six fields in the publisher's order (see
+ * `toFields`: most entries) make one object of a fixed shape, built at once; anything else goes
+ * through `pairsToRecord`.
+ */
+export function entryRecord(flat: readonly string[]): EntryFields {
+  if (
+    flat.length === 12 && flat[0] === "event" && flat[2] === "aggregateId" &&
+    flat[4] === "timestamp" && flat[6] === "payload" && flat[8] === "serviceName" &&
+    flat[10] === "headers"
+  ) {
+    return {
+      event: flat[1],
+      aggregateId: flat[3],
+      timestamp: flat[5],
+      payload: flat[7],
+      serviceName: flat[9],
+      headers: flat[11],
+    };
+  }
+  return pairsToRecord(flat);
+}
 
 /** UTF-8 length of `s` in bytes, without encoding it. */
 function utf8Length(s: string): number {

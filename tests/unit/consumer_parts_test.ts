@@ -14,6 +14,7 @@ import {
 import { schedule } from "../../src/stream/consumer/schedule.ts";
 import { StatsBoard } from "../../src/stream/consumer/stats.ts";
 import { idNumber, InFlight } from "../../src/stream/consumer/in_flight.ts";
+import { entryRecord } from "../../src/stream/entry.ts";
 import { DEAD_LETTER_FIELDS, KeySchema, sameSlot } from "../../src/stream/keys.ts";
 
 const batch = {
@@ -284,13 +285,34 @@ Deno.test("StatsBoard treats the first reading as a baseline and later growth as
   assertEquals(board.snapshot()[0].pending, 1);
 });
 
+Deno.test("entryRecord() builds the wire format's six fields at once, anything else by pairs", () => {
+  const wire = ["event", "e", "aggregateId", "a", "timestamp", "t", "payload", "{}"];
+  const six = [...wire, "serviceName", "s", "headers", "{}"];
+  assertEquals(entryRecord(six), {
+    event: "e",
+    aggregateId: "a",
+    timestamp: "t",
+    payload: "{}",
+    serviceName: "s",
+    headers: "{}",
+  });
+  // Another order, a field less, a repeated name (the last value wins): the same record rules.
+  assertEquals(entryRecord(["payload", "{}", "event", "e"]), { payload: "{}", event: "e" });
+  assertEquals(entryRecord(["event", "e", "event", "f"]), { event: "f" });
+  assertEquals(entryRecord([...six.slice(0, 10), "mimeType", "m"]).mimeType, "m");
+  assertEquals(
+    Object.keys(entryRecord([...six.slice(2), "event", "e"])),
+    ["aggregateId", "timestamp", "payload", "serviceName", "headers", "event"],
+  );
+});
+
 Deno.test("InFlight holds an entry once, counts room and wakes waiters on release", async () => {
   const sizes: number[] = [];
   const f = new InFlight({ streams: ["a", "b"], capacity: 2, onSize: (n) => sizes.push(n) });
-  const h = f.hold("a", "1-0", 1, ["event", "e", "event", "f"])!;
-  assertEquals(h.fields, { event: "f" });
-  assertEquals(f.hold("a", "1-0", 1, null), undefined, "held already");
-  assert(f.hold("b", "1-0", 1, null)!.fields === null, "same id in another stream is apart");
+  const h = f.hold("a", "1-0", 1)!;
+  assertEquals([h.stream, h.id, h.deliveries, h.phase], ["a", "1-0", 1, "queued"]);
+  assertEquals(f.hold("a", "1-0", 1), undefined, "held already");
+  assert(f.hold("b", "1-0", 1), "same id in another stream is apart");
   assertEquals(f.room, 0);
   const freed = f.roomFreed();
   assert(f.release(h));
@@ -308,17 +330,17 @@ Deno.test("InFlight keys entries by id alone when one stream is consumed", () =>
 
 Deno.test("InFlight reuses freed slots, lists what it holds and keeps it across index copies", () => {
   const f = new InFlight({ streams: ["s"], capacity: 100 });
-  const first = f.hold("s", "1-0", 1, null)!;
-  const second = f.hold("s", "2-0", 1, null)!;
+  const first = f.hold("s", "1-0", 1)!;
+  const second = f.hold("s", "2-0", 1)!;
   assert(f.release(first));
-  const third = f.hold("s", "3-0", 1, null)!;
+  const third = f.hold("s", "3-0", 1)!;
   assert(!f.holds(first), "a released entry is not held, though its slot is reused");
   assert(f.holds(third) && f.holds(second));
   assert(!f.release(first), "releasing a stale entry leaves the slot's new one alone");
   assert(f.has("s", "3-0") && !f.has("s", "1-0"));
   // Held again under the same key: the old object is not the one held.
   assert(f.release(second));
-  const again = f.hold("s", "2-0", 2, null)!;
+  const again = f.hold("s", "2-0", 2)!;
   assert(f.holds(again) && !f.holds(second));
   // Releasing while iterating (what stop() does with entries waiting for a retry).
   for (const h of f.values()) f.release(h);
@@ -328,7 +350,7 @@ Deno.test("InFlight reuses freed slots, lists what it holds and keeps it across 
   const live = new Map<string, ReturnType<InFlight["hold"]>>();
   for (let i = 0; i < 40_000; i++) {
     const id = `${i}-0`;
-    live.set(id, f.hold("s", id, 1, null));
+    live.set(id, f.hold("s", id, 1));
     if (live.size > 50) {
       const [oldest, h] = live.entries().next().value!;
       assert(f.release(h!), `release ${oldest}`);
@@ -337,7 +359,7 @@ Deno.test("InFlight reuses freed slots, lists what it holds and keeps it across 
   }
   assertEquals(f.size, live.size);
   assertEquals(new Set([...f.values()].map((h) => h.id)), new Set(live.keys()));
-  for (const id of live.keys()) assert(f.has("s", id) && f.hold("s", id, 1, null) === undefined);
+  for (const id of live.keys()) assert(f.has("s", id) && f.hold("s", id, 1) === undefined);
 });
 
 Deno.test("idNumber() is exact for plain ids that fit, -1 for anything else", () => {
@@ -366,18 +388,18 @@ Deno.test("idNumber() is exact for plain ids that fit, -1 for anything else", ()
 
 Deno.test("InFlight holds ids that do not fit a number as strings, apart from those that do", () => {
   const f = new InFlight({ streams: ["s", "t"], capacity: 10 });
-  const big = f.hold("s", "5-3000", 1, null)!;
-  const plain = f.hold("s", "5-3", 1, null)!;
-  assertEquals(f.hold("s", "5-3000", 1, null), undefined, "held already");
-  assertEquals(f.hold("s", "5-3", 1, null), undefined, "held already");
+  const big = f.hold("s", "5-3000", 1)!;
+  const plain = f.hold("s", "5-3", 1)!;
+  assertEquals(f.hold("s", "5-3000", 1), undefined, "held already");
+  assertEquals(f.hold("s", "5-3", 1), undefined, "held already");
   assert(f.has("s", "5-3000") && f.has("s", "5-3") && !f.has("t", "5-3") && !f.has("s", "5-30"));
   assertEquals(f.size, 2);
   assert(f.release(big));
   assert(!f.has("s", "5-3000") && f.has("s", "5-3"));
   assert(f.release(plain) && !f.release(plain));
   assert(!f.has("s", "5-3"));
-  assert(f.hold("s", "5-3", 1, null), "held again once released");
-  assert(f.hold("t", "5-3", 1, null), "same id in another stream is apart");
+  assert(f.hold("s", "5-3", 1), "held again once released");
+  assert(f.hold("t", "5-3", 1), "same id in another stream is apart");
   assertEquals(f.size, 2);
 });
 

@@ -12,6 +12,7 @@ import type { Metrics } from "../../metrics.ts";
 import type { RedisLink } from "../../redis/connection.ts";
 import type { Tracing } from "../../tracing.ts";
 import {
+  entryRecord,
   isoInZone,
   MalformedEntryError,
   MAX_ENTRY_FIELDS,
@@ -75,7 +76,7 @@ export class Dispatcher {
 
   /**
    * Hands `h` to the settler, to count as `outcome` and write `write` with its acknowledgement;
-   * it is now settling. Its fields and parsed event are let go: nothing reads them past this
+   * it is now settling. Its parsed event (and fields) are let go: nothing reads them past this
    * point (the settle fields carry what the settle needs), and an entry
    * waiting for its settle then keeps ~150 bytes alive instead of ~1.5 KB, so fewer bytes
    * survive each minor GC and V8 does not grow the young generation to its maximum within a
@@ -89,7 +90,6 @@ export class Dispatcher {
   ): void {
     h.phase = "settling";
     h.event = undefined;
-    h.fields = null;
     h.outcome = outcome;
     h.eventType = eventType;
     h.dedupKey = write.dedupKey;
@@ -103,19 +103,16 @@ export class Dispatcher {
     this.#handlerAbort.abort();
   }
 
-  /** Parses newly held entries, settles the hopeless at once, queues the rest. */
-  admit(batch: readonly Held[]): void {
-    this.#o.inFlight.admitted();
-    for (const h of batch) this.admitOne(h);
-  }
-
   /**
-   * Parses one newly held entry, settles it at once when hopeless, else queues it (and runs
+   * Admits one newly held entry with its fields as read (`flat`; null when Redis no longer has
+   * the entry): parses them, settles the entry at once when hopeless, else queues it (and runs
    * it at once when its lane is free). The caller reports the batch (`InFlight.admitted`).
+   * The fields are not kept on the entry: the event holds them (`event.fields`) until it is
+   * settling.
    */
-  admitOne(h: Held): void {
+  admit(h: Held, flat: readonly string[] | null): void {
     const o = this.#o;
-    if (h.fields === null) {
+    if (flat === null) {
       o.logger.warn("Pending entry {id} of {stream} was deleted or trimmed; acknowledging", {
         id: h.id,
         stream: h.stream,
@@ -123,19 +120,21 @@ export class Dispatcher {
       this.#settle(h, "deleted", "unknown");
       return;
     }
-    if (h.fieldCount > MAX_ENTRY_FIELDS) {
+    const fields = entryRecord(flat);
+    const count = flat.length >> 1;
+    if (count > MAX_ENTRY_FIELDS) {
       this.#deadLetter(
         h,
-        `malformed entry: ${h.fieldCount} fields, over the ${MAX_ENTRY_FIELDS} field limit`,
-        h.fields.event ?? "unknown",
+        `malformed entry: ${count} fields, over the ${MAX_ENTRY_FIELDS} field limit`,
+        fields.event ?? "unknown",
       );
       return;
     }
     try {
-      h.event = parseEntry(h.stream, h.id, h.fields);
+      h.event = parseEntry(h.stream, h.id, fields);
     } catch (err) {
       if (!(err instanceof MalformedEntryError)) throw err;
-      this.#deadLetter(h, `malformed entry: ${err.message}`, h.fields.event ?? "unknown");
+      this.#deadLetter(h, `malformed entry: ${err.message}`, fields.event ?? "unknown");
       return;
     }
     const over = overDeliveryLimit(h.deliveries, o.maxDeliveries);
@@ -350,8 +349,11 @@ export class Dispatcher {
       // Empty: another consumer claimed it meanwhile; it is theirs now.
       if (reply.length === 0) return;
       const [id, deliveries, flat] = reply[0];
-      const again = o.inFlight.hold(h.stream, id, Number(deliveries), flat.length ? flat : null);
-      if (again) this.admit([again]);
+      const again = o.inFlight.hold(h.stream, id, Number(deliveries));
+      if (again) {
+        this.admit(again, flat.length ? flat : null);
+        o.inFlight.admitted();
+      }
     } catch (err) {
       if (o.stopping.aborted) {
         o.release(h);

@@ -4,8 +4,7 @@
  * the reader adds entries, the settler and the dispatcher release them, and
  * waiting loops are woken when room frees up or the set empties.
  */
-import type { EntryFields, StreamEvent } from "../entry.ts";
-import { pairsToRecord } from "../../redis/reply.ts";
+import type { StreamEvent } from "../entry.ts";
 import { IdIndex } from "./id_index.ts";
 import type { Outcome } from "../../metrics.ts";
 import type { EmitWrite, SettleCopy } from "./settle_codec.ts";
@@ -20,12 +19,8 @@ export interface Held {
   /** Deliveries so far, as counted by Redis. */
   deliveries: number;
   phase: Phase;
-  /** Set once parsed. */
+  /** Set once parsed (its fields are `event.fields`), until it is settling. */
   event?: StreamEvent;
-  /** The entry's fields; null when Redis no longer has the entry (deleted or trimmed). */
-  fields: EntryFields | null;
-  /** How many fields the entry has, repeated names included. */
-  fieldCount: number;
   /** Retry timer while in `retry_wait`. */
   timer?: ReturnType<typeof setTimeout>;
   /** When the entry was last refreshed (read, claimed or kept alive), epoch ms. */
@@ -220,16 +215,10 @@ export class InFlight {
   }
 
   /**
-   * Holds an entry read from Redis (`flat` its fields, null when deleted).
+   * Holds an entry read from Redis (its fields go to `Dispatcher.admit`).
    * Returns undefined when it is held already (it must not run twice).
    */
-  hold(
-    stream: string,
-    id: string,
-    deliveries: number,
-    flat: readonly string[] | null,
-    now = Date.now(),
-  ): Held | undefined {
+  hold(stream: string, id: string, deliveries: number, now = Date.now()): Held | undefined {
     if (--this.#renewIn === 0) {
       for (const index of this.#indexes.values()) index.renew();
       this.#renewIn = INDEX_RENEW;
@@ -245,8 +234,6 @@ export class InFlight {
       deliveries,
       phase: "queued",
       event: undefined,
-      fields: flat ? pairsToRecord(flat) : null,
-      fieldCount: flat ? flat.length >> 1 : 0,
       timer: undefined,
       refreshedAt: now,
       keyLock: undefined,

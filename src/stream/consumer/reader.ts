@@ -19,7 +19,7 @@ import { classifyError, NotConnectedError, type RedisLink } from "../../redis/co
 import { CLAIM_OWN, DELIVERY_COUNTS } from "../scripts.ts";
 import type { Dispatcher } from "./dispatcher.ts";
 import { type Groups, isNoGroup } from "./groups.ts";
-import type { Held, InFlight } from "./in_flight.ts";
+import type { InFlight } from "./in_flight.ts";
 import type { ClaimedEntry, RawEntry, ReadReply } from "./raw.ts";
 
 /** The streams to read, when they change while running (partitioned streams). */
@@ -200,12 +200,11 @@ export class Reader {
     const counts = await o.connection.exec((c) =>
       DELIVERY_COUNTS.run(c, [stream], [o.group, ...todo.map(([id]) => id)])
     ) as number[];
-    const fresh: Held[] = [];
     todo.forEach(([id, flat], i) => {
-      const held = o.inFlight.hold(stream, id, Math.max(1, Number(counts[i]) || 1), flat);
-      if (held) fresh.push(held);
+      const held = o.inFlight.hold(stream, id, Math.max(1, Number(counts[i]) || 1));
+      if (held) o.dispatcher.admit(held, flat);
     });
-    o.dispatcher.admit(fresh);
+    o.inFlight.admitted();
   }
 
   /**
@@ -213,13 +212,16 @@ export class Reader {
    * counter and its fields (empty when the entry is gone from the stream).
    */
   admitClaimed(stream: string, claimed: readonly ClaimedEntry[]): void {
-    const fresh: Held[] = [];
+    const o = this.#o;
+    let admitted = false;
     for (const [id, deliveries, flat] of claimed) {
-      const held = this.#o.inFlight.hold(stream, id, Number(deliveries), flat.length ? flat : null);
-      if (held) fresh.push(held);
+      const held = o.inFlight.hold(stream, id, Number(deliveries));
+      if (!held) continue;
+      o.dispatcher.admit(held, flat.length ? flat : null);
+      admitted = true;
     }
-    if (fresh.length > 0) this.#lastMessage = new Date();
-    this.#o.dispatcher.admit(fresh);
+    if (admitted) this.#lastMessage = new Date();
+    o.inFlight.admitted();
   }
 
   #begin(streams: readonly string[]): void {
@@ -251,8 +253,8 @@ export class Reader {
     for (let i = 0; i < entries.length; i++) {
       const [id, flat] = entries[i]!;
       entries[i] = undefined;
-      const held = o.inFlight.hold(stream, id, 1, flat, now);
-      if (held) o.dispatcher.admitOne(held);
+      const held = o.inFlight.hold(stream, id, 1, now);
+      if (held) o.dispatcher.admit(held, flat);
     }
     o.inFlight.admitted();
   }
