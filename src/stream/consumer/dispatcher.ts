@@ -64,6 +64,11 @@ export interface DispatcherOptions {
 export class Dispatcher {
   readonly #o: DispatcherOptions;
   readonly #lanes: LaneScheduler<Held>;
+  /**
+   * One string per event type, for the entries waiting for their settle (their `eventType`):
+   * not the one read with each entry, ~40 bytes per entry alive until its acknowledgement.
+   */
+  readonly #eventTypes = new Map<string, string>();
   readonly #handlerAbort = new AbortController();
 
   constructor(options: DispatcherOptions) {
@@ -91,11 +96,19 @@ export class Dispatcher {
     h.phase = "settling";
     h.event = undefined;
     h.outcome = outcome;
-    h.eventType = eventType;
+    h.eventType = this.#eventType(eventType);
     h.dedupKey = write.dedupKey;
     h.copy = write.copy;
     h.emits = write.emits;
     this.#o.settler.enqueue(h as SettleOp);
+  }
+
+  /** The one string kept for `name` (the first 1,000 types seen; after those, `name`). */
+  #eventType(name: string): string {
+    const known = this.#eventTypes.get(name);
+    if (known !== undefined) return known;
+    if (this.#eventTypes.size < 1000) this.#eventTypes.set(name, name);
+    return name;
   }
 
   /** Aborts the signal handlers see (the shutdown budget ran out). */
