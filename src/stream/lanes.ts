@@ -57,7 +57,9 @@ export class LaneScheduler<T> {
       (this.#directRest ??= []).push(item);
       return;
     }
-    const queue = this.#lanes.get(lane);
+    // No lane waits or runs async (the usual case with handlers that finish at once): no
+    // lookup, which would hash the key, a new string per entry.
+    const queue = this.#lanes.size > 0 ? this.#lanes.get(lane) : undefined;
     if (queue) {
       // The lane runs or waits in #ready: the item follows in turn.
       queue.push(item);
@@ -76,7 +78,7 @@ export class LaneScheduler<T> {
 
   /**
    * Starts the item of an idle lane while nothing waits: the common case costs
-   * one map lookup (in `push`) and no queue, unless the item goes async.
+   * at most one map lookup (in `push`) and no queue, unless the item goes async.
    */
   #runDirect(lane: string, item: T): void {
     this.#running++;

@@ -197,9 +197,7 @@ export class Dispatcher {
     }
     if (!handler.simple) return this.#guarded(h, handler, event);
     // Nothing to run (the default handler, its line dropped), and no span to make for it.
-    if (handler.idle && !o.tracing && handler.idle(event)) {
-      return this.#finish(h, o.metrics ? performance.now() : 0, true);
-    }
+    if (handler.idle && !o.tracing && handler.idle(event)) return this.#finish(h, UNTIMED, true);
     const ctx = new EntryContext(h.deliveries, o.logger, event, this.#handlerAbort.signal, o.emit);
     const started = o.metrics ? performance.now() : 0;
     let result: void | Promise<void>;
@@ -264,7 +262,9 @@ export class Dispatcher {
    */
   #finish(h: Held, started: number, ok: boolean, err?: unknown, ctx?: EntryContext): boolean {
     const o = this.#o;
-    o.metrics?.processingDuration.observe((performance.now() - started) / 1000);
+    o.metrics?.processingDuration.observe(
+      started === UNTIMED ? 0 : (performance.now() - started) / 1000,
+    );
     if (!ok) {
       this.#onHandlerError(h, err);
       return false;
@@ -408,6 +408,9 @@ export class Dispatcher {
 function forwardHeaders(event: StreamEvent): string {
   return JSON.stringify({ ...event.headers, sourceStream: event.stream, sourceId: event.id });
 }
+
+/** `started` of a handler that was not run (`ResolvedHandler.idle`): it took no time. */
+const UNTIMED = -1;
 
 /** No copy, mark or emitted entry to write with an acknowledgement. */
 const NOTHING: Pick<SettleOp, "dedupKey" | "copy" | "emits"> = {};

@@ -157,6 +157,8 @@ export class InFlight {
   #renewIn = INDEX_RENEW;
   /** The held entries; undefined in free slots. */
   readonly #slots: (Held | undefined)[] = [];
+  /** Per slot, its entry's id as a number (`idNumber`; -1 for an id kept as a string). */
+  #slotKeys = new Float64Array(1024);
   /** Free slots, reused last-freed first. */
   readonly #free: number[] = [];
   readonly #room = new Wakeup();
@@ -245,6 +247,12 @@ export class InFlight {
       emits: undefined,
     };
     this.#slots[slot] = held;
+    if (slot >= this.#slotKeys.length) {
+      const grown = new Float64Array(this.#slotKeys.length * 2);
+      grown.set(this.#slotKeys);
+      this.#slotKeys = grown;
+    }
+    this.#slotKeys[slot] = n;
     if (n >= 0) index.nums.set(n, slot);
     else index.strs.set(id, slot);
     this.#size++;
@@ -262,7 +270,7 @@ export class InFlight {
     this.#slots[h.slot] = undefined;
     this.#free.push(h.slot);
     const index = this.#indexOf(h.stream);
-    const n = idNumber(h.id);
+    const n = this.#slotKeys[h.slot];
     if (n >= 0) index.nums.delete(n);
     else index.strs.delete(h.id);
     this.#size--;

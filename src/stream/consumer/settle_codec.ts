@@ -265,7 +265,9 @@ export function encodeSettle<T extends SettleOpInput>(
 /** The range [lo, hi] widened to hold `id` ("" for an empty range). */
 function widen(lo: string, hi: string, id: string): [string, string] {
   if (lo === "") return [id, id];
-  return [newerId(lo, id) ? id : lo, newerId(id, hi) ? id : hi];
+  // Usually the newest so far (ops come in id order): one comparison.
+  if (newerId(id, hi)) return [lo, id];
+  return [newerId(lo, id) ? id : lo, hi];
 }
 
 /** True when `a` and `b` hold the same strings in the same order. */
