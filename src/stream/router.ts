@@ -12,6 +12,8 @@ import { globMatcher } from "../glob.ts";
 export class Router {
   readonly #rules: { match: (e: string) => boolean; target: string }[];
   readonly #cache = new Map<string, readonly string[]>();
+  #lastEvent?: string;
+  #lastTargets: readonly string[] = [];
 
   constructor(routes: readonly Route[]) {
     this.#rules = routes.map((r) => ({ match: globMatcher(r.pattern), target: r.target }));
@@ -24,11 +26,16 @@ export class Router {
 
   /** Distinct targets of every rule matching `event`, in rule order. */
   targets(event: string): readonly string[] {
+    // Most entries have the type of the entry before: a comparison, not a lookup (which would
+    // hash the type, a new string per entry).
+    if (event === this.#lastEvent) return this.#lastTargets;
     let t = this.#cache.get(event);
     if (t === undefined) {
       t = [...new Set(this.#rules.filter((r) => r.match(event)).map((r) => r.target))];
       if (this.#cache.size < 10_000) this.#cache.set(event, t);
     }
+    this.#lastEvent = event;
+    this.#lastTargets = t;
     return t;
   }
 

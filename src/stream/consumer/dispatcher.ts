@@ -404,9 +404,19 @@ export class Dispatcher {
   }
 }
 
-/** The `headers` of a forwarded copy: the entry's, with `sourceStream` and `sourceId` added. */
-function forwardHeaders(event: StreamEvent): string {
-  return JSON.stringify({ ...event.headers, sourceStream: event.stream, sourceId: event.id });
+/**
+ * The `headers` of a forwarded copy: the entry's, with `sourceStream` and `sourceId` added
+ * (replaced where they were). Without them already (the usual case) the two are appended to
+ * the entry's headers as text: the same JSON as the spread below, without building the object.
+ */
+export function forwardHeaders(event: StreamEvent): string {
+  const h = event.headers;
+  if (h.sourceStream !== undefined || h.sourceId !== undefined) {
+    return JSON.stringify({ ...h, sourceStream: event.stream, sourceId: event.id });
+  }
+  const own = JSON.stringify(h);
+  const tail = `"sourceStream":${JSON.stringify(event.stream)},"sourceId":"${event.id}"}`;
+  return own.length === 2 ? `{${tail}` : `${own.slice(0, -1)},${tail}`;
 }
 
 /** `started` of a handler that was not run (`ResolvedHandler.idle`): it took no time. */
