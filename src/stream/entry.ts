@@ -225,6 +225,21 @@ export function toFields(e: OutgoingEvent): Record<string, string> {
   return fields;
 }
 
+/**
+ * The `headers` of a forwarded copy: the entry's, with `sourceStream` and `sourceId` added
+ * (replaced where they were). Without them already (the usual case) the two are appended to
+ * the entry's headers as text: the same JSON as the spread below, without building the object.
+ */
+export function forwardHeaders(event: StreamEvent): string {
+  const h = event.headers;
+  if (h.sourceStream !== undefined || h.sourceId !== undefined) {
+    return JSON.stringify({ ...h, sourceStream: event.stream, sourceId: event.id });
+  }
+  const own = JSON.stringify(h);
+  const tail = `"sourceStream":${JSON.stringify(event.stream)},"sourceId":"${event.id}"}`;
+  return own.length === 2 ? `{${tail}` : `${own.slice(0, -1)},${tail}`;
+}
+
 const offsetCache = new Map<string, Intl.DateTimeFormat>();
 
 /**

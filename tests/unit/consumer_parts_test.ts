@@ -14,8 +14,8 @@ import {
 import { schedule } from "../../src/stream/consumer/schedule.ts";
 import { StatsBoard } from "../../src/stream/consumer/stats.ts";
 import { idNumber, InFlight } from "../../src/stream/consumer/in_flight.ts";
-import { entryRecord, type StreamEvent } from "../../src/stream/entry.ts";
-import { forwardHeaders } from "../../src/stream/consumer/dispatcher.ts";
+import { entryRecord } from "../../src/stream/entry.ts";
+import { MAX_EVENT_LABELS, OutcomeCounter } from "../../src/stream/consumer/outcomes.ts";
 import { DEAD_LETTER_FIELDS, KeySchema, sameSlot } from "../../src/stream/keys.ts";
 
 const batch = {
@@ -416,29 +416,11 @@ Deno.test("KeySchema derives every key from the stream and the group", () => {
   assertThrows(() => new KeySchema({ group: "" }), TypeError);
 });
 
-Deno.test("forwardHeaders() is the entry's headers with sourceStream and sourceId, as a spread makes them", () => {
-  const spread = (e: StreamEvent) =>
-    JSON.stringify({ ...e.headers, sourceStream: e.stream, sourceId: e.id });
-  const event = (headers: Record<string, string>, stream = "orders"): StreamEvent => ({
-    stream,
-    id: "1764520000000-7",
-    event: "order.created",
-    aggregateId: "a",
-    payload: {},
-    headers,
-    fields: {},
-  });
-  const cases: Record<string, string>[] = [
-    {},
-    { correlationId: "c-1" },
-    { "2": "two", correlationId: 'é "quoted" \u2028', "1": "one" },
-    { sourceId: "old", traceparent: "00-x" },
-    { sourceStream: "elsewhere" },
-  ];
-  for (const headers of cases) {
-    for (const stream of ["orders", 'we"ird\\stream']) {
-      const e = event(headers, stream);
-      assertEquals(forwardHeaders(e), spread(e), JSON.stringify(headers));
-    }
-  }
+Deno.test("OutcomeCounter.label() names known types, and counts the long and the rest as other", () => {
+  const counter = new OutcomeCounter();
+  assertEquals(counter.label("order.created"), "order.created");
+  assertEquals(counter.label("x".repeat(101)), "other", "too long");
+  for (let i = 0; i < MAX_EVENT_LABELS; i++) counter.label(`e${i}`);
+  assertEquals(counter.label("one.more"), "other", "past the limit");
+  assertEquals(counter.label("order.created"), "order.created", "known before the limit");
 });

@@ -6,9 +6,11 @@
  */
 import {
   entrySize,
+  forwardHeaders,
   isoInZone,
   MalformedEntryError,
   parseEntry,
+  type StreamEvent,
   toFields,
 } from "../../src/stream/entry.ts";
 import { assertEquals, assertStringIncludes, assertThrows } from "../support/assert.ts";
@@ -194,4 +196,31 @@ Deno.test("entrySize() counts UTF-8 bytes of names and values", () => {
   const expected = new TextEncoder().encode(Object.entries(fields).flat().join("")).length;
   assertEquals(entrySize(fields), expected);
   assertEquals(entrySize({ ab: "cd" }), 4);
+});
+
+Deno.test("forwardHeaders() is the entry's headers with sourceStream and sourceId, as a spread makes them", () => {
+  const spread = (e: StreamEvent) =>
+    JSON.stringify({ ...e.headers, sourceStream: e.stream, sourceId: e.id });
+  const event = (headers: Record<string, string>, stream = "orders"): StreamEvent => ({
+    stream,
+    id: "1764520000000-7",
+    event: "order.created",
+    aggregateId: "a",
+    payload: {},
+    headers,
+    fields: {},
+  });
+  const cases: Record<string, string>[] = [
+    {},
+    { correlationId: "c-1" },
+    { "2": "two", correlationId: 'é "quoted" \u2028', "1": "one" },
+    { sourceId: "old", traceparent: "00-x" },
+    { sourceStream: "elsewhere" },
+  ];
+  for (const headers of cases) {
+    for (const stream of ["orders", 'we"ird\\stream']) {
+      const e = event(headers, stream);
+      assertEquals(forwardHeaders(e), spread(e), JSON.stringify(headers));
+    }
+  }
 });

@@ -13,6 +13,7 @@ import type { RedisLink } from "../../redis/connection.ts";
 import type { Tracing } from "../../tracing.ts";
 import {
   entryRecord,
+  forwardHeaders,
   isoInZone,
   MalformedEntryError,
   MAX_ENTRY_FIELDS,
@@ -64,11 +65,6 @@ export interface DispatcherOptions {
 export class Dispatcher {
   readonly #o: DispatcherOptions;
   readonly #lanes: LaneScheduler<Held>;
-  /**
-   * One string per event type, for the entries waiting for their settle (their `eventType`):
-   * not the one read with each entry, ~40 bytes per entry alive until its acknowledgement.
-   */
-  readonly #eventTypes = new Map<string, string>();
   readonly #handlerAbort = new AbortController();
 
   constructor(options: DispatcherOptions) {
@@ -96,19 +92,12 @@ export class Dispatcher {
     h.phase = "settling";
     h.event = undefined;
     h.outcome = outcome;
-    h.eventType = this.#eventType(eventType);
+    // Its `event` label: one string per type (~40 bytes less per entry awaiting its settle).
+    h.eventType = this.#o.outcomes.label(eventType);
     h.dedupKey = write.dedupKey;
     h.copy = write.copy;
     h.emits = write.emits;
     this.#o.settler.enqueue(h as SettleOp);
-  }
-
-  /** The one string kept for `name` (the first 1,000 types seen; after those, `name`). */
-  #eventType(name: string): string {
-    const known = this.#eventTypes.get(name);
-    if (known !== undefined) return known;
-    if (this.#eventTypes.size < 1000) this.#eventTypes.set(name, name);
-    return name;
   }
 
   /** Aborts the signal handlers see (the shutdown budget ran out). */
@@ -402,21 +391,6 @@ export class Dispatcher {
       },
     });
   }
-}
-
-/**
- * The `headers` of a forwarded copy: the entry's, with `sourceStream` and `sourceId` added
- * (replaced where they were). Without them already (the usual case) the two are appended to
- * the entry's headers as text: the same JSON as the spread below, without building the object.
- */
-export function forwardHeaders(event: StreamEvent): string {
-  const h = event.headers;
-  if (h.sourceStream !== undefined || h.sourceId !== undefined) {
-    return JSON.stringify({ ...h, sourceStream: event.stream, sourceId: event.id });
-  }
-  const own = JSON.stringify(h);
-  const tail = `"sourceStream":${JSON.stringify(event.stream)},"sourceId":"${event.id}"}`;
-  return own.length === 2 ? `{${tail}` : `${own.slice(0, -1)},${tail}`;
 }
 
 /** `started` of a handler that was not run (`ResolvedHandler.idle`): it took no time. */

@@ -11,17 +11,22 @@ export const MAX_EVENT_LABELS = 200;
 /** Counts outcomes per (stream, event, outcome); the owner of the label set. */
 export class OutcomeCounter {
   readonly #metrics?: Metrics;
-  readonly #labels = new Set<string>();
+  /** The label values so far, each mapped to itself: the one string kept per value. */
+  readonly #labels = new Map<string, string>();
 
   constructor(metrics?: Metrics) {
     this.#metrics = metrics;
   }
 
-  /** The `event` label for `event`. */
+  /**
+   * The `event` label for `event`: always the same string for a value (entries waiting for
+   * their settle carry it: one string per event type, not the one read with each entry).
+   */
   label(event: string): string {
-    if (this.#labels.has(event)) return event;
+    const known = this.#labels.get(event);
+    if (known !== undefined) return known;
     if (this.#labels.size >= MAX_EVENT_LABELS || event.length > 100) return "other";
-    this.#labels.add(event);
+    this.#labels.set(event, event);
     return event;
   }
 
