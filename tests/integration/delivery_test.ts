@@ -279,6 +279,38 @@ Deno.test("SETTLE checks and copies forwarded entries in batches, one by one pas
   assertEquals(await client.hGet("t:checkpoint:g", "manual"), ids[79]);
 });
 
+Deno.test("SETTLE copies forwarded entries given out of id order, with entries between them", async () => {
+  await using cleanup = new Cleanup();
+  const redis = cleanup.use(await startRedis());
+  const client = await redis.client();
+  const { connection } = await startConsumer(cleanup, redis, { STREAM: "other" });
+  await createGroup(client, "t", "g");
+  const ids: string[] = [];
+  for (let i = 0; i < 6; i++) {
+    ids.push(await xadd(client, "t", { ...wireEntry("fwd.order", `a${i}`), n: String(i) }));
+  }
+  await readAsGhost(client, "t", "g", "manual", 6);
+  const forward = (id: string) => ({
+    id,
+    copy: { kind: "forward" as const, targets: ["out"], headers: `{"from":"${id}"}` },
+  });
+  // Not in id order, and ids[1] and ids[3] (pending, not settled here) lie between them.
+  const { keys, args } = encodeSettle({
+    stream: "t",
+    checkpointKey: "t:checkpoint:g",
+    group: "g",
+    consumer: "manual",
+    now: new Date().toISOString(),
+    dedupTtlS: 60,
+  }, [forward(ids[4]), forward(ids[0]), forward(ids[5]), forward(ids[2])]);
+  assertEquals(await connection.exec((c) => SETTLE.run(c, keys, args)), [1, 1, 1, 1, 1]);
+  const out = await readStream(client, "out");
+  assertEquals(out.map((e) => e.fields.n), ["4", "0", "5", "2"]);
+  assertEquals(out.map((e) => e.fields.headers), [4, 0, 5, 2].map((i) => `{"from":"${ids[i]}"}`));
+  assertEquals(await pendingCount(client, "t", "g"), 2);
+  assertEquals(await client.hGet("t:checkpoint:g", "manual"), ids[5]);
+});
+
 Deno.test("StreamConsumer forwards an entry handled by two consumers after a claim once", async () => {
   await using cleanup = new Cleanup();
   const redis = cleanup.use(await startRedis());

@@ -133,16 +133,26 @@ end
 -- 1. Checks: nothing is written for an op that fails one.
 -- Pending for this consumer: one XPENDING over [lo, hi] (only this consumer's entries);
 -- when it was cut at its COUNT, the ids after its last row are asked one by one.
-local mine, known = {}, hi
+-- The rows come in id order, and so are the ids asked about, usually: each is first compared
+-- with the next row; a set of all the rows is made only for an id out of that order.
+local prows, pnext, mine, known = {}, 1, nil, hi
 local nops = #fid + #ops
 if nops > 0 then
   local limit = 2 * nops + 64
-  local rows = redis.call('XPENDING', stream, group, lo, hi, limit, consumer)
-  for r = 1, #rows do mine[rows[r][1]] = true end
-  if #rows >= limit then known = rows[#rows][1] end
+  prows = redis.call('XPENDING', stream, group, lo, hi, limit, consumer)
+  if #prows >= limit then known = prows[#prows][1] end
 end
--- True when entry id is pending for this consumer.
+-- True when entry id is pending for this consumer (asked once per id).
 local function pending(id)
+  local row = prows[pnext]
+  if row and row[1] == id then
+    pnext = pnext + 1
+    return true
+  end
+  if not mine then
+    mine = {}
+    for r = 1, #prows do mine[prows[r][1]] = true end
+  end
   if mine[id] then return true end
   if not later(id, known) then return false end
   local p = redis.call('XPENDING', stream, group, id, id, 1)
@@ -191,14 +201,24 @@ for _, op in ipairs(ops) do
   end
 end
 -- The entries to copy: one XRANGE over [lo, hi], the ids after a cut one by one.
-local entries, fknown = {}, hi
+-- In id order too (see prows above): the next row first, a map only for an id out of order.
+local erows, enext, entries, fknown = {}, 1, nil, hi
 if fneed + #need > 0 then
   local limit = 2 * (fneed + #need) + 64
   local rows = redis.call('XRANGE', stream, lo, hi, 'COUNT', limit)
-  for r = 1, #rows do entries[rows[r][1]] = rows[r][2] end
+  erows = rows
   if #rows >= limit then fknown = rows[#rows][1] end
 end
 local function fieldsOf(id)
+  local row = erows[enext]
+  if row and row[1] == id then
+    enext = enext + 1
+    return row[2]
+  end
+  if not entries then
+    entries = {}
+    for r = 1, #erows do entries[erows[r][1]] = erows[r][2] end
+  end
   local f = entries[id]
   if f == nil and later(id, fknown) then
     local e = redis.call('XRANGE', stream, id, id)
