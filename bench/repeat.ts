@@ -4,7 +4,8 @@
  * it consumes, wait until lag and pending are 0) its time and the process' resident memory
  * (VmRSS) and peak (VmHWM) after it, to see whether memory grows from round to round. Not part
  * of `deno task bench`; run with `deno run --allow-all bench/repeat.ts [--drains 5]
- * [--entries 200000] [--payload-bytes 200] [--gc]`.
+ * [--entries 200000] [--payload-bytes 200] [--gc] [--routes]` (`--routes`: the service with
+ * `ROUTES='*=>bench-out'`).
  *
  * `--gc` runs the service with `DENO_V8_FLAGS=--trace-gc-nvp` and adds, per round, its minor
  * GCs (scavenges), the bytes that survived them, and the bytes survived since V8 last grew its
@@ -27,6 +28,7 @@ const flags = parseFlags(Deno.args, {
   aggregates: 1_000,
   "payload-bytes": 200,
   gc: false,
+  routes: false,
 });
 
 /** The figures of V8's `--trace-gc-nvp` lines (`[pid:isolate] N ms: GC: {json}`) we use. */
@@ -74,6 +76,7 @@ const svc = cleanup.use(
       STREAM_START_ID: "0",
       LOG_LEVEL: "WARN",
       ...(flags.gc ? { DENO_V8_FLAGS: "--trace-gc-nvp" } : {}),
+      ...(flags.routes ? { ROUTES: "*=>bench-out" } : {}),
     },
     waitReady: false,
   }),
@@ -108,6 +111,7 @@ for (let i = 1; i <= flags.drains; i++) {
   });
   const seconds = (performance.now() - began) / 1000;
   await admin.sendCommand(["XTRIM", stream, "MAXLEN", "0"]);
+  if (flags.routes) await admin.sendCommand(["DEL", "bench-out"]);
   const m = memory(svc.pid);
   const row = [String(i), fmt(seconds, 2), fmt(m.rss, 1), fmt(m.hwm, 1)];
   if (flags.gc) {
