@@ -423,4 +423,8 @@ Deno.test("OutcomeCounter.label() names known types, and counts the long and the
   for (let i = 0; i < MAX_EVENT_LABELS; i++) counter.label(`e${i}`);
   assertEquals(counter.label("one.more"), "other", "past the limit");
   assertEquals(counter.label("order.created"), "order.created", "known before the limit");
+  // Asked again in a row and in turns: the same answers.
+  for (const e of ["order.created", "order.created", "one.more", "one.more", "e0"]) {
+    assertEquals(counter.label(e), e === "one.more" ? "other" : e, e);
+  }
 });

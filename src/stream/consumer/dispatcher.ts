@@ -76,12 +76,9 @@ export class Dispatcher {
   }
 
   /**
-   * Hands `h` to the settler, to count as `outcome` and write `write` with its acknowledgement;
-   * it is now settling. Its parsed event (and fields) are let go: nothing reads them past this
-   * point (the settle fields carry what the settle needs), and an entry
-   * waiting for its settle then keeps ~150 bytes alive instead of ~1.5 KB, so fewer bytes
-   * survive each minor GC and V8 does not grow the young generation to its maximum within a
-   * drain (bench/RESULTS.md).
+   * Hands `h` to the settler (now settling), to count as `outcome` and write `write` with its
+   * acknowledgement. Its event (and fields) are let go: an entry awaiting its settle keeps
+   * ~150 bytes alive, not ~1.5 KB, so less survives each minor GC (bench/RESULTS.md).
    */
   #settle(
     h: Held,
@@ -92,8 +89,7 @@ export class Dispatcher {
     h.phase = "settling";
     h.event = undefined;
     h.outcome = outcome;
-    // Its `event` label: one string per type (~40 bytes less per entry awaiting its settle).
-    h.eventType = this.#o.outcomes.label(eventType);
+    h.eventType = this.#o.outcomes.label(eventType); // one string per type, not one per entry
     h.dedupKey = write.dedupKey;
     h.copy = write.copy;
     h.emits = write.emits;

@@ -13,6 +13,8 @@ export class OutcomeCounter {
   readonly #metrics?: Metrics;
   /** The label values so far, each mapped to itself: the one string kept per value. */
   readonly #labels = new Map<string, string>();
+  #lastEvent?: string;
+  #lastLabel = "other";
 
   constructor(metrics?: Metrics) {
     this.#metrics = metrics;
@@ -23,11 +25,17 @@ export class OutcomeCounter {
    * their settle carry it: one string per event type, not the one read with each entry).
    */
   label(event: string): string {
-    const known = this.#labels.get(event);
-    if (known !== undefined) return known;
-    if (this.#labels.size >= MAX_EVENT_LABELS || event.length > 100) return "other";
-    this.#labels.set(event, event);
-    return event;
+    // Most entries have the type of the entry before: a comparison, not a lookup (which would
+    // hash the type, a new string per entry).
+    if (event === this.#lastEvent) return this.#lastLabel;
+    let label = this.#labels.get(event);
+    if (label === undefined) {
+      if (this.#labels.size >= MAX_EVENT_LABELS || event.length > 100) label = "other";
+      else this.#labels.set(event, label = event);
+    }
+    this.#lastEvent = event;
+    this.#lastLabel = label;
+    return label;
   }
 
   /** Adds `n` to the count of (`stream`, `event`, `outcome`). */
