@@ -4,7 +4,9 @@
  * XINFO GROUPS shows lag 0 and pending 0, and prints the functions with the most self time and
  * the most inclusive time (plus idle and GC). Not part of `deno task bench`; run with
  * `deno run --allow-all bench/profile.ts [--entries 100000] [--top 40] [--interval-us 200]`.
- * Extra service variables: `--env KEY=VALUE,KEY=VALUE`.
+ * Extra service variables: `--env KEY=VALUE,KEY=VALUE`. `--from-ms A --to-ms B` count only the
+ * samples taken from A to B ms after the profile started (the start-up, the first part of the
+ * drain); `--timeline` prints, per 50 ms, the functions that took the most of it.
  *
  * @module
  */
@@ -23,6 +25,9 @@ const flags = parseFlags(Deno.args, {
   "interval-us": 200,
   env: "",
   callers: "",
+  "from-ms": 0,
+  "to-ms": Infinity,
+  timeline: false,
 });
 
 /** The parts of a V8 CPU profile used here. */
@@ -102,6 +107,27 @@ function callers(profile: CpuProfile, name: string, depth = 16): Map<string, num
   return out;
 }
 
+/** Prints, per 50 ms of the profile, the four functions with the most self time. */
+function timeline(profile: CpuProfile): void {
+  const byId = new Map(profile.nodes.map((n) => [n.id, n]));
+  const buckets = new Map<number, Map<string, number>>();
+  let at = 0;
+  for (let i = 0; i < profile.samples.length; i++) {
+    at += (profile.timeDeltas[i] ?? 0) / 1000;
+    const ms = (profile.timeDeltas[i + 1] ?? 0) / 1000;
+    const b = Math.floor(at / 50);
+    const m = buckets.get(b) ?? new Map<string, number>();
+    buckets.set(b, m);
+    const leaf = where(byId.get(profile.samples[i])!.callFrame);
+    m.set(leaf, (m.get(leaf) ?? 0) + ms);
+  }
+  for (const [b, m] of [...buckets.entries()].sort((x, y) => x[0] - y[0])) {
+    const top = [...m.entries()].sort((x, y) => y[1] - x[1]).slice(0, 4)
+      .map(([k, v]) => `${k.replace(/ (src|npm:|ext:)\S*/, "").slice(0, 28)} ${v.toFixed(0)}`);
+    console.log(`${String(b * 50).padStart(5)} ms: ${top.join(" | ")}`);
+  }
+}
+
 /** Self and inclusive ms per function (inclusive counts a function once per stack). */
 function summarize(profile: CpuProfile): { self: Map<string, number>; total: Map<string, number> } {
   const byId = new Map(profile.nodes.map((n) => [n.id, n]));
@@ -109,8 +135,11 @@ function summarize(profile: CpuProfile): { self: Map<string, number>; total: Map
   for (const n of profile.nodes) for (const c of n.children ?? []) parent.set(c, n.id);
   const self = new Map<string, number>();
   const total = new Map<string, number>();
+  let at = 0;
   for (let i = 0; i < profile.samples.length; i++) {
     const ms = (profile.timeDeltas[i + 1] ?? 0) / 1000;
+    at += (profile.timeDeltas[i] ?? 0) / 1000;
+    if (at < flags["from-ms"] || at >= flags["to-ms"]) continue;
     let id: number | undefined = profile.samples[i];
     const leaf = where(byId.get(id)!.callFrame);
     self.set(leaf, (self.get(leaf) ?? 0) + ms);
@@ -194,6 +223,7 @@ async function main(cleanup: Cleanup): Promise<void> {
       `under the profiler (consumption started ${fmt(startedProfileAt - spawnedAt)} ms after ` +
       `the process was released)`,
   );
+  if (flags.timeline) timeline(profile);
   const { self, total } = summarize(profile);
   const sampled = [...self.values()].reduce((a, b) => a + b, 0);
   const top = (m: Map<string, number>, filter: (k: string) => boolean = () => true) =>
