@@ -293,19 +293,15 @@ export class Dispatcher {
   #onHandlerError(h: Held, err: unknown): void {
     const o = this.#o;
     const event = h.event!;
-    const message = errorInfo(err).message;
     const log = logFor(o.logger, h);
-    const props = {
-      event: event.event,
-      id: h.id,
+    const failure = {
       deliveries: h.deliveries,
       maxDeliveries: o.maxDeliveries,
-      error: message,
+      error: errorInfo(err).message,
     };
+    const props = { event: event.event, id: h.id, ...failure };
     const decision = onFailure({
-      deliveries: h.deliveries,
-      maxDeliveries: o.maxDeliveries,
-      error: message,
+      ...failure,
       stopping: o.stopping.aborted,
       retryMaxDelayMs: o.retryMaxDelayMs,
     });
