@@ -12,7 +12,7 @@
 
 import { assertEquals, assertNotEquals } from "../support/assert.ts";
 import { Cleanup } from "../support/cleanup.ts";
-import { routedSender, slotOf, startRedisCluster } from "../support/redis_cluster.ts";
+import { clusterTest, routedSender, slotOf, startRedisCluster } from "../support/redis_cluster.ts";
 import { startService } from "../support/service.ts";
 import {
   checkpoint,
@@ -27,16 +27,11 @@ import { waitFor } from "../support/wait.ts";
 const GROUP = "cluster-e2e";
 const CONSUMER = "c1";
 
-Deno.test({
-  name:
-    "cluster: two streams in different slots consumed, forwarded, dead-lettered, checkpointed; ready needs every master",
-  sanitizeOps: false, // node-redis cluster clients keep timers for their topology refresh.
-  sanitizeResources: false,
-  fn: async () => {
-    await using cleanup = new Cleanup();
+clusterTest(
+  "cluster: two streams in different slots consumed, forwarded, dead-lettered, checkpointed; ready needs every master",
+  { nodeTimeoutMs: 60_000 },
+  async ({ cleanup, cluster, redis }) => {
     // A long node timeout: the frozen master below must stay a master (no failover).
-    const cluster = cleanup.use(await startRedisCluster({ nodeTimeoutMs: 60_000 }));
-    const redis = routedSender(await cluster.client());
     const [masterA, masterB] = [await cluster.masterOf("{ca}"), await cluster.masterOf("{cb}")];
     assertNotEquals(masterA, masterB, "the two streams should live on different masters");
 
@@ -141,7 +136,7 @@ Deno.test({
     }, { timeoutMs: 20_000, message: `${after} forwarded after the freeze` });
     assertEquals((await svc.stop()).code, 0, svc.output().slice(-2000));
   },
-});
+);
 
 Deno.test({
   name:

@@ -13,8 +13,8 @@
  */
 
 import { assert, assertEquals, assertNotEquals } from "../support/assert.ts";
-import { Cleanup } from "../support/cleanup.ts";
-import { routedSender, slotOf, startRedisCluster } from "../support/redis_cluster.ts";
+import { clusterTest, slotOf } from "../support/redis_cluster.ts";
+import { ConfirmedProducer } from "../support/cluster_producer.ts";
 import { startService } from "../support/service.ts";
 import { readStream, type StreamClient, wireEntry } from "../support/streams.ts";
 import { waitFor } from "../support/wait.ts";
@@ -22,15 +22,10 @@ import { waitFor } from "../support/wait.ts";
 const STREAM = "{fo}";
 const OUT = "{fo}:out";
 
-Deno.test({
-  name:
-    "cluster: a master killed while consuming; every WAIT-confirmed entry handled, none forwarded twice",
-  sanitizeOps: false, // node-redis cluster clients keep timers for their topology refresh.
-  sanitizeResources: false,
-  fn: async () => {
-    await using cleanup = new Cleanup();
-    const cluster = cleanup.use(await startRedisCluster());
-    const redis = routedSender(await cluster.client());
+clusterTest(
+  "cluster: a master killed while consuming; every WAIT-confirmed entry handled, none forwarded twice",
+  {},
+  async ({ cleanup, cluster, redis }) => {
     const svc = cleanup.use(
       await startService({
         env: {
@@ -49,10 +44,12 @@ Deno.test({
       }),
     );
 
-    const producer = cleanup.use(cluster.confirmedProducer({
-      stream: STREAM,
-      make: (i) => wireEntry("order.updated", `agg-${i % 10}`, { n: i }),
-    }));
+    const producer = cleanup.use(
+      new ConfirmedProducer(cluster, {
+        stream: STREAM,
+        make: (i) => wireEntry("order.updated", `agg-${i % 10}`, { n: i }),
+      }),
+    );
     const forwarded = async () => {
       const ns = (await readStream(redis, OUT)).map((e) => JSON.parse(e.fields.payload).n);
       return ns as number[];
@@ -97,7 +94,7 @@ Deno.test({
     assertEquals((await svc.request("/health/ready")).status, 200);
     assertEquals((await svc.stop()).code, 0);
   },
-});
+);
 
 const PARTS = 4;
 const PGROUP = "fp-group";
@@ -118,15 +115,10 @@ async function leaseOwners(redis: StreamClient): Promise<(string | null)[]> {
   return out;
 }
 
-Deno.test({
-  name:
-    "cluster: partitions survive the kill of the master serving some of them and the membership record",
-  sanitizeOps: false, // node-redis cluster clients keep timers for their topology refresh.
-  sanitizeResources: false,
-  fn: async () => {
-    await using cleanup = new Cleanup();
-    const cluster = cleanup.use(await startRedisCluster());
-    const redis = routedSender(await cluster.client());
+clusterTest(
+  "cluster: partitions survive the kill of the master serving some of them and the membership record",
+  {},
+  async ({ cleanup, cluster, redis }) => {
     // The master to kill serves the membership record and at least one partition.
     const victim = await cluster.masterOf("{fp}");
     const onVictim: number[] = [];
@@ -171,11 +163,13 @@ Deno.test({
     const aggs = Array.from({ length: 200 }, (_, i) => `agg-${i}`);
     const producers = Array.from({ length: PARTS }, (_, p) => {
       const mine = aggs.filter((a) => fnv1a(a) % PARTS === p);
-      return cleanup.use(cluster.confirmedProducer({
-        stream: pkey(p),
-        batchSize: 5,
-        make: (i) => wireEntry(`p${p}.updated`, mine[i % mine.length], { n: i }),
-      }));
+      return cleanup.use(
+        new ConfirmedProducer(cluster, {
+          stream: pkey(p),
+          batchSize: 5,
+          make: (i) => wireEntry(`p${p}.updated`, mine[i % mine.length], { n: i }),
+        }),
+      );
     });
     const forwarded = async (p: number) =>
       (await readStream(redis, `${pkey(p)}:out`)).map((e) => JSON.parse(e.fields.payload).n);
@@ -222,4 +216,4 @@ Deno.test({
     }
     for (const svc of [q1, q2]) assertEquals((await svc.stop()).code, 0);
   },
-});
+);

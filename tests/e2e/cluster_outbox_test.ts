@@ -22,7 +22,7 @@
 
 import { assert, assertEquals, assertNotEquals } from "../support/assert.ts";
 import { Cleanup } from "../support/cleanup.ts";
-import { routedSender, slotOf, startRedisCluster } from "../support/redis_cluster.ts";
+import { clusterTest, routedSender, slotOf, startRedisCluster } from "../support/redis_cluster.ts";
 import { type ServiceProcess, startService } from "../support/service.ts";
 import { forwardedSourceIds, isDrained, preload, wireEntry, xlen } from "../support/streams.ts";
 import { waitFor } from "../support/wait.ts";
@@ -32,14 +32,10 @@ const OUT = "{xb}:out";
 const GROUP = "outbox-e2e";
 const N = 3000;
 
-Deno.test({
-  name: "cluster: a ROUTES target in another slot gets every entry exactly once through 3 SIGKILLs",
-  sanitizeOps: false, // node-redis cluster clients keep timers for their topology refresh.
-  sanitizeResources: false,
-  fn: async () => {
-    await using cleanup = new Cleanup();
-    const cluster = cleanup.use(await startRedisCluster());
-    const redis = routedSender(await cluster.client());
+clusterTest(
+  "cluster: a ROUTES target in another slot gets every entry exactly once through 3 SIGKILLs",
+  {},
+  async ({ cleanup, cluster, redis }) => {
     assertNotEquals(slotOf(OUT), slotOf(STREAM));
     assertNotEquals(await cluster.masterOf(OUT), await cluster.masterOf(STREAM));
     const ids = await preload(redis, STREAM, N);
@@ -101,7 +97,7 @@ Deno.test({
     assertEquals(await xlen(redis, `${STREAM}:dlq`), 0, "nothing dead-lettered");
     assertEquals((await svc?.stop())?.code, 0);
   },
-});
+);
 
 /**
  * Consumes `{xc}` forwarding to `out` while the replica of the master of `lose` (the source's or

@@ -22,6 +22,7 @@
 import { assert, assertEquals } from "../support/assert.ts";
 import { Cleanup } from "../support/cleanup.ts";
 import {
+  clusterTest,
   type RedisClusterFixture,
   routedSender,
   slotOf,
@@ -235,15 +236,10 @@ Deno.test({
   fn: () => rebalanceScenario("one"),
 });
 
-Deno.test({
-  name:
-    "cluster: the trigger publishes to {S:<FNV-1a(aggregateId) mod N>}; admin partitions; dead letters replayed per partition",
-  sanitizeOps: false,
-  sanitizeResources: false,
-  fn: async () => {
-    await using cleanup = new Cleanup();
-    const cluster = cleanup.use(await startRedisCluster());
-    const redis = routedSender(await cluster.client());
+clusterTest(
+  "cluster: the trigger publishes to {S:<FNV-1a(aggregateId) mod N>}; admin partitions; dead letters replayed per partition",
+  {},
+  async ({ cleanup, cluster, redis }) => {
     const env: Record<string, string> = { ...serviceEnv(cluster, "t1"), STREAM_PARTITIONS: "5" };
     delete env.ROUTES;
     const svc = cleanup.use(await startService({ env, readyTimeoutMs: 30_000 }));
@@ -311,4 +307,4 @@ Deno.test({
     }
     assertEquals((await svc.stop()).code, 0);
   },
-});
+);

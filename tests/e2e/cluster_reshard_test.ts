@@ -10,8 +10,7 @@
  */
 
 import { assertEquals, assertNotEquals } from "../support/assert.ts";
-import { Cleanup } from "../support/cleanup.ts";
-import { routedSender, slotOf, startRedisCluster } from "../support/redis_cluster.ts";
+import { clusterTest, slotOf } from "../support/redis_cluster.ts";
 import { startService } from "../support/service.ts";
 import { readStream, wireEntry, xadd, xlen } from "../support/streams.ts";
 import { waitFor } from "../support/wait.ts";
@@ -19,15 +18,10 @@ import { waitFor } from "../support/wait.ts";
 const STREAM = "{rs}";
 const OUT = "{rs}:out";
 
-Deno.test({
-  name:
-    "cluster: the stream's slot moved to another master while consuming; every entry forwarded once",
-  sanitizeOps: false, // node-redis cluster clients keep timers for their topology refresh.
-  sanitizeResources: false,
-  fn: async () => {
-    await using cleanup = new Cleanup();
-    const cluster = cleanup.use(await startRedisCluster());
-    const redis = routedSender(await cluster.client());
+clusterTest(
+  "cluster: the stream's slot moved to another master while consuming; every entry forwarded once",
+  {},
+  async ({ cleanup, cluster, redis }) => {
     const svc = cleanup.use(
       await startService({
         env: {
@@ -108,4 +102,4 @@ Deno.test({
     assertEquals((await svc.request("/health/ready")).status, 200);
     assertEquals((await svc.stop()).code, 0);
   },
-});
+);

@@ -2,7 +2,7 @@
  * Self-test of the Redis Cluster fixture of `tests/support/redis_cluster.ts`: 3 masters and 3
  * replicas start and join, a cluster client routes keys, `slotOf` agrees with `CLUSTER KEYSLOT`,
  * a killed master is replaced by its replica and rejoins after a restart, `stop()` ends every
- * process; `migrateSlot` moves a slot under traffic and `confirmedProducer` keeps every entry
+ * process; `migrateSlot` moves a slot under traffic and `ConfirmedProducer` keeps every entry
  * `WAIT` confirmed through a failover.
  *
  * @module
@@ -12,6 +12,7 @@ import { assert, assertEquals, assertNotEquals } from "../support/assert.ts";
 import { Cleanup } from "../support/cleanup.ts";
 import { probeRedis } from "../support/redis_server.ts";
 import { routedSender, slotOf, startRedisCluster } from "../support/redis_cluster.ts";
+import { ConfirmedProducer } from "../support/cluster_producer.ts";
 import { readStream, wireEntry, xadd, xlen } from "../support/streams.ts";
 import { waitFor } from "../support/wait.ts";
 
@@ -108,7 +109,7 @@ Deno.test({
 
 Deno.test({
   name:
-    "migrateSlot() moves a slot under traffic; confirmedProducer() keeps every WAIT-confirmed entry through killMasterOf()",
+    "migrateSlot() moves a slot under traffic; ConfirmedProducer keeps every WAIT-confirmed entry through killMasterOf()",
   sanitizeOps: false, // node-redis cluster clients keep timers for their topology refresh.
   sanitizeResources: false,
   fn: async () => {
@@ -144,10 +145,12 @@ Deno.test({
     assertEquals(await cluster.command(from, ["CLUSTER", "COUNTKEYSINSLOT", String(slot)]), 0);
 
     // A producer confirmed by WAIT; the master dies; every confirmed entry is on the new one.
-    const producer = cleanup.use(cluster.confirmedProducer({
-      stream: "{wait}",
-      make: (i) => wireEntry("t", "a", { n: i }),
-    }));
+    const producer = cleanup.use(
+      new ConfirmedProducer(cluster, {
+        stream: "{wait}",
+        make: (i) => wireEntry("t", "a", { n: i }),
+      }),
+    );
     await waitFor(() => producer.confirmed.length >= 100, { message: "100 confirmed entries" });
     const { killed, master } = await cluster.killMasterOf("{wait}");
     assertNotEquals(killed, master);

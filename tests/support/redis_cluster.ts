@@ -8,9 +8,9 @@
  * node serves a slot, kills and restarts nodes (to exercise failovers), kills the master of a key
  * and waits for its replica (`killMasterOf`), lets a master's replicas fall behind so that a
  * failover loses its latest writes (`detachReplicas`), moves a slot to another master while clients use it
- * (`migrateSlot`), runs a producer whose entries count only once `WAIT` confirmed them
- * (`confirmedProducer`), and stops everything with `stop()` (also via `await using` or
- * `Cleanup.use`). `routedSender` lets the stream helpers of `streams.ts` run on a cluster client.
+ * (`migrateSlot`), and stops everything with `stop()` (also via `await using` or `Cleanup.use`).
+ * `routedSender` lets the stream helpers of `streams.ts` run on a cluster client;
+ * `cluster_producer.ts` appends entries that count only once `WAIT` confirmed them.
  *
  * With `tls` every node also serves TLS on a port of its own (`tlsPortOf`), speaks TLS on the
  * cluster bus and for replication (`tls-cluster yes`, `tls-replication yes`), so that a TLS
@@ -23,14 +23,20 @@
 
 import { createClient, createCluster, type RedisClusterType } from "@redis/client";
 import { followFailovers } from "../../src/redis/cluster.ts";
+import { routedSender } from "../../src/redis/cluster_link.ts";
+import type { RedisSender } from "../../src/redis/link.ts";
+import { Cleanup } from "./cleanup.ts";
 import { slotOf } from "../../src/stream/keys.ts";
-import type { RawSender } from "../../src/redis/commander.ts";
 import { RedisServer } from "./redis_server.ts";
-import type { Fields } from "./streams.ts";
 import { type Pki, redisTlsArgs } from "./tls.ts";
-import { freePort, sleep, waitFor } from "./wait.ts";
+import { freePort, waitFor, withTimeout } from "./wait.ts";
 
 export { slotOf };
+/**
+ * A cluster client as the client type of `streams.ts`: each command to the master serving its
+ * first key (the service's own routing, `commandKey`; MOVED/ASK followed by node-redis).
+ */
+export { routedSender };
 
 /** A node-redis v5 cluster client speaking RESP2 without modules, scripts or type mapping. */
 export type RedisClusterClient = RedisClusterType;
@@ -85,7 +91,8 @@ export interface SlotRange {
   replicas: number[];
 }
 
-const HOST = "127.0.0.1";
+/** The address every node listens on. */
+export const HOST = "127.0.0.1";
 const PORT_ATTEMPTS = 5;
 
 /**
@@ -97,7 +104,8 @@ export class RedisClusterFixture implements AsyncDisposable {
   readonly nodes: readonly RedisServer[];
   readonly #clients = new Map<RedisClusterClient, () => void>();
   readonly #timeoutMs: number;
-  readonly #password?: string;
+  /** The password of every node (`requirepass`), if any. */
+  readonly password?: string;
   /** Plaintext port → TLS port of each node, with `tls`. */
   readonly #tlsPorts?: ReadonlyMap<number, number>;
   #stopped = false;
@@ -110,7 +118,7 @@ export class RedisClusterFixture implements AsyncDisposable {
   ) {
     this.nodes = nodes;
     this.#timeoutMs = timeoutMs;
-    this.#password = password;
+    this.password = password;
     this.#tlsPorts = tlsPorts;
   }
 
@@ -163,7 +171,7 @@ export class RedisClusterFixture implements AsyncDisposable {
       rootNodes,
       defaults: {
         username: opts.username,
-        password: opts.password ?? this.#password,
+        password: opts.password ?? this.password,
         socket: {
           connectTimeout: 2_000,
           reconnectStrategy: (retries: number) => Math.min(50 * 2 ** retries, 500),
@@ -201,7 +209,7 @@ export class RedisClusterFixture implements AsyncDisposable {
   async command(port: number, args: string[], timeoutMs = 2_000): Promise<unknown> {
     const client = createClient({
       RESP: 2,
-      password: this.#password,
+      password: this.password,
       socket: { host: HOST, port, connectTimeout: 2_000, reconnectStrategy: false },
     });
     client.on("error", () => {});
@@ -348,7 +356,7 @@ export class RedisClusterFixture implements AsyncDisposable {
     const s = String(slot);
     await this.command(to, ["CLUSTER", "SETSLOT", s, "IMPORTING", fromId]);
     await this.command(from, ["CLUSTER", "SETSLOT", s, "MIGRATING", toId]);
-    const auth = this.#password === undefined ? [] : ["AUTH", this.#password];
+    const auth = this.password === undefined ? [] : ["AUTH", this.password];
     const count = String(opts.keysPerRound ?? 10);
     while (true) {
       const keys = await this.command(from, ["CLUSTER", "GETKEYSINSLOT", s, count]) as string[];
@@ -385,18 +393,6 @@ export class RedisClusterFixture implements AsyncDisposable {
       message: `every node to see slot ${slot} on ${to}`,
     });
     return { from, to };
-  }
-
-  /**
-   * Starts a producer that appends entries `make(0)`, `make(1)`, … to `stream` in batches over a
-   * plain connection to the master serving it, and after each batch sends `WAIT 1 <waitMs>` on
-   * that connection: a batch counts as confirmed only when a replica acknowledged it. On any error
-   * (the master killed, demoted, or the slot moved) it finds the stream's master again and goes
-   * on with new entries; the batch in doubt is not confirmed (it may or may not be in the stream).
-   * Stop it with `stop()` (also through `Cleanup.use`).
-   */
-  confirmedProducer(opts: ConfirmedProducerOptions): ConfirmedProducer {
-    return new ConfirmedProducer(this, opts, this.#password);
   }
 
   /** Closes the tracked clients and stops every node (SIGTERM, then SIGKILL). Safe to call twice. */
@@ -505,121 +501,34 @@ export class RedisClusterFixture implements AsyncDisposable {
   }
 }
 
-/** Options of {@linkcode RedisClusterFixture.confirmedProducer}. */
-export interface ConfirmedProducerOptions {
-  /** The stream to append to. */
-  stream: string;
-  /** Entry `i`'s fields. */
-  make: (i: number) => Fields;
-  /** Entries per batch (one WAIT each). Default: 10. */
-  batchSize?: number;
-  /** `WAIT` timeout in ms. Default: 2000. */
-  waitMs?: number;
-  /** Pause between batches in ms (pacing, not a wait for a condition). Default: 20. */
-  pauseMs?: number;
-}
-
-/** A running producer of {@linkcode RedisClusterFixture.confirmedProducer}. */
-export class ConfirmedProducer implements AsyncDisposable {
-  /** Indexes `i` of the entries a replica confirmed, in order. */
-  readonly confirmed: number[] = [];
-  /** Entries sent so far, confirmed or not (the next index). */
-  sent = 0;
-  /** Errors met (each one made the producer look for the master again). */
-  readonly errors: string[] = [];
-  readonly #done: Promise<void>;
-  readonly #stop = new AbortController();
-
-  /** Use {@linkcode RedisClusterFixture.confirmedProducer}. */
-  constructor(cluster: RedisClusterFixture, opts: ConfirmedProducerOptions, password?: string) {
-    this.#done = this.#run(cluster, opts, password);
-  }
-
-  /** Stops after the current batch (its outcome recorded) and resolves once it has. */
-  async stop(): Promise<void> {
-    this.#stop.abort();
-    await this.#done;
-  }
-
-  /** Same as {@linkcode ConfirmedProducer.stop}, for `await using`. */
-  [Symbol.asyncDispose](): Promise<void> {
-    return this.stop();
-  }
-
-  async #run(cluster: RedisClusterFixture, o: ConfirmedProducerOptions, password?: string) {
-    const { batchSize = 10, waitMs = 2_000, pauseMs = 20 } = o;
-    const signal = this.#stop.signal;
-    let client: ReturnType<typeof createClient> | undefined;
-    try {
-      while (!signal.aborted) {
-        try {
-          if (!client) {
-            const port = await cluster.masterOf(o.stream);
-            client = createClient({
-              RESP: 2,
-              password,
-              socket: { host: HOST, port, connectTimeout: 2_000, reconnectStrategy: false },
-            });
-            client.on("error", () => {});
-            await withTimeout(client.connect(), 2_000, `connect to ${port}`);
-          }
-          const batch = Array.from({ length: batchSize }, (_, k) => this.sent + k);
-          this.sent += batchSize;
-          const c = client;
-          await withTimeout(
-            Promise.all(
-              batch.map((i) =>
-                c.sendCommand(["XADD", o.stream, "*", ...Object.entries(o.make(i)).flat()])
-              ),
-            ),
-            5_000,
-            "XADD batch",
-          );
-          const acked = await withTimeout(
-            c.sendCommand(["WAIT", "1", String(waitMs)]),
-            waitMs + 3_000,
-            "WAIT",
-          );
-          if (Number(acked) >= 1) this.confirmed.push(...batch);
-        } catch (err) {
-          this.errors.push(err instanceof Error ? err.message : String(err));
-          if (client) destroyQuietly(client);
-          client = undefined;
-          await sleep(100, signal); // Pacing while the cluster settles; the loop asks again.
-          continue;
-        }
-        await sleep(pauseMs, signal);
-      }
-    } finally {
-      if (client) destroyQuietly(client);
-    }
-  }
+/** What the body of a {@linkcode clusterTest} gets. */
+export interface ClusterTestContext {
+  cleanup: Cleanup;
+  cluster: RedisClusterFixture;
+  /** A routed sender over a client of `cluster` (see {@linkcode routedSender}). */
+  redis: RedisSender;
 }
 
 /**
- * The key a raw command names first (where a cluster routes it): after `STREAMS` for
- * XREAD/XREADGROUP, the third word for XINFO/XGROUP/OBJECT subcommands, none for server-wide
- * commands (INFO, CLUSTER, PING, …), else the second word.
+ * A test with a Redis Cluster of its own (`startRedisCluster(options)`), stopped at the end with
+ * everything else the body hands to `cleanup`. Deno's op and resource sanitizers are off for it:
+ * node-redis cluster clients keep timers for their topology refresh.
  */
-export function firstKeyOf(args: readonly string[]): string | undefined {
-  const cmd = args[0]?.toUpperCase();
-  if (cmd === "XREAD" || cmd === "XREADGROUP") {
-    const i = args.findIndex((a) => a.toUpperCase() === "STREAMS");
-    return i >= 0 ? args[i + 1] : undefined;
-  }
-  if (cmd === "XINFO" || cmd === "XGROUP" || cmd === "OBJECT") return args[2];
-  if (["INFO", "CLUSTER", "PING", "DBSIZE", "TIME", "WAIT", "SCRIPT"].includes(cmd ?? "")) {
-    return undefined;
-  }
-  return args[1];
-}
-
-/**
- * A cluster client as a `RawSender` (the client type of `streams.ts`): each command goes to the
- * master serving {@linkcode firstKeyOf} its arguments (MOVED/ASK followed by node-redis).
- */
-export function routedSender(client: RedisClusterClient): RawSender {
-  return { sendCommand: (args) => client.sendCommand(firstKeyOf(args), false, args) };
+export function clusterTest(
+  name: string,
+  options: StartRedisClusterOptions,
+  fn: (t: ClusterTestContext) => Promise<void>,
+): void {
+  Deno.test({
+    name,
+    sanitizeOps: false,
+    sanitizeResources: false,
+    fn: async () => {
+      await using cleanup = new Cleanup();
+      const cluster = cleanup.use(await startRedisCluster(options));
+      await fn({ cleanup, cluster, redis: routedSender(await cluster.client()) });
+    },
+  });
 }
 
 /**
@@ -730,22 +639,8 @@ function parseInfo(text: string): Record<string, string> {
   return out;
 }
 
-async function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  try {
-    return await Promise.race([
-      p,
-      new Promise<never>((_, reject) => {
-        timer = setTimeout(() => reject(new Error(`${what}: no answer within ${ms} ms`)), ms);
-      }),
-    ]);
-  } finally {
-    clearTimeout(timer);
-    p.catch(() => {});
-  }
-}
-
-function destroyQuietly(client: { isOpen: boolean; destroy(): void }): void {
+/** Closes a node-redis client, ignoring one that is closed already. */
+export function destroyQuietly(client: { isOpen: boolean; destroy(): void }): void {
   try {
     if (client.isOpen) client.destroy();
   } catch {

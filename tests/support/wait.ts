@@ -175,3 +175,19 @@ export function gate(): Gate {
   const promise = new Promise<void>((r) => (open = r));
   return { promise, open };
 }
+
+/** `p`, or a rejection after `ms` ms naming `what` (`p`'s own later rejection is ignored). */
+export async function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  try {
+    return await Promise.race([
+      p,
+      new Promise<never>((_, reject) => {
+        timer = setTimeout(() => reject(new Error(`${what}: no answer within ${ms} ms`)), ms);
+      }),
+    ]);
+  } finally {
+    clearTimeout(timer);
+    p.catch(() => {});
+  }
+}
