@@ -29,50 +29,8 @@ import { GROUP, startConsumer } from "../support/in_process_consumer.ts";
 import { HandlerRegistry } from "../../src/stream/handlers.ts";
 import { registerDiagnosticHandlers } from "../../src/stream/diagnostic_handlers.ts";
 import { DELETE_IDLE_CONSUMER } from "../../src/stream/scripts.ts";
-import { encodeSettle, type SettleOpInput } from "../../src/stream/consumer/settle_codec.ts";
+import { encodeSettle } from "../../src/stream/consumer/settle_codec.ts";
 import { SETTLE } from "../../src/stream/consumer/settle_script.ts";
-
-/**
- * For the SETTLE tests: a consumer (only its connection is used, to run the script as the
- * service does) and `n` entries of stream `t` (field `n` their index) pending for "manual" in
- * group "g". `settle` runs SETTLE for ops of those, as "manual" (ops counted alike by `alike`).
- */
-async function pendingForManual(cleanup: Cleanup, event: string, n: number) {
-  const redis = cleanup.use(await startRedis());
-  const client = await redis.client();
-  const { connection } = await startConsumer(cleanup, redis, { STREAM: "other" });
-  await createGroup(client, "t", "g");
-  const ids: string[] = [];
-  for (let i = 0; i < n; i++) {
-    ids.push(await xadd(client, "t", { ...wireEntry(event, `a${i}`), n: String(i) }));
-  }
-  await readAsGhost(client, "t", "g", "manual", n);
-  const settle = async <T extends SettleOpInput>(
-    ops: readonly T[],
-    alike?: (a: T, b: T) => boolean,
-    checkpointKey = "t:checkpoint:g",
-  ) => {
-    const { keys, args } = encodeSettle(
-      {
-        stream: "t",
-        checkpointKey,
-        group: "g",
-        consumer: "manual",
-        now: new Date().toISOString(),
-        dedupTtlS: 60,
-      },
-      ops,
-      alike,
-    );
-    return await connection.exec((c) => SETTLE.run(c, keys, args));
-  };
-  return { redis, client, ids, settle };
-}
-
-/** A forward of entry `id` to `out`, with headers naming it. */
-function forwardToOut(id: string) {
-  return { id, copy: { kind: "forward" as const, targets: ["out"], headers: `{"from":"${id}"}` } };
-}
 
 Deno.test("StreamConsumer dead-letters malformed entries at once and keeps consuming", async () => {
   await using cleanup = new Cleanup();
@@ -236,70 +194,6 @@ Deno.test("StreamConsumer forwards entries to every ROUTES target once", async (
   assertEquals(await client.get("t:dedup:g2:k"), id);
   assertEquals(await client.hGet("t:checkpoint:g2", "manual"), id);
   assertEquals(await pendingCount(client, "t", "g2"), 0);
-});
-
-Deno.test("SETTLE acknowledges bare entries in bulk with exact counts and checkpoint", async () => {
-  await using cleanup = new Cleanup();
-  const { client, ids, settle: run } = await pendingForManual(cleanup, "bulk.ack", 6);
-  const settle = (group: string[][], checkpointKey?: string) =>
-    run(
-      group.flatMap((g, k) => g.map((id) => ({ id, k: String(k) }))),
-      (a, b) => a.k === b.k,
-      checkpointKey,
-    );
-  // Acknowledged elsewhere already: the highest of the next group, and one in the middle.
-  await client.sendCommand(["XACK", "t", "g", ids[3], ids[1]]);
-  assertEquals(await settle([[ids[0], ids[1]], [ids[2], ids[3]]]), [1, 1, 1]);
-  // The highest id acknowledged by this call is ids[2] (ids[3] was acknowledged elsewhere).
-  assertEquals(await client.hGet("t:checkpoint:g", "manual"), ids[2]);
-  assertEquals(await settle([[ids[5], ids[4], ids[0]]]), [2, 1]);
-  assertEquals(await client.hGet("t:checkpoint:g", "manual"), ids[5]);
-  assertEquals(await pendingCount(client, "t", "g"), 0);
-  // Nothing acknowledged: the checkpoint stays where it was.
-  assertEquals(await settle([[ids[2]]]), [0, 1]);
-  assertEquals(await client.hGet("t:checkpoint:g", "manual"), ids[5]);
-  // A checkpoint key of another type: acknowledged all the same, checkpoint reported unwritten.
-  const more = await xadd(client, "t", wireEntry("bulk.ack", "b"));
-  await readAsGhost(client, "t", "g", "manual", 1);
-  await client.set("wrong:checkpoint", "x");
-  assertEquals(await settle([[more]], "wrong:checkpoint"), [1, 0]);
-  assertEquals(await client.get("wrong:checkpoint"), "x");
-  assertEquals(await pendingCount(client, "t", "g"), 0);
-});
-
-Deno.test("SETTLE checks and copies forwarded entries in batches, one by one past a cut", async () => {
-  await using cleanup = new Cleanup();
-  // 80 entries pending for "manual": more than the batched XPENDING and XRANGE of 2 ops
-  // take (2 * 2 + 64), so the last op is checked and copied one by one.
-  const { client, ids, settle } = await pendingForManual(cleanup, "fwd.batch", 80);
-  // One more, pending for another consumer: not ours, nothing written for it.
-  const theirs = await xadd(client, "t", wireEntry("fwd.batch", "z"));
-  await readAsGhost(client, "t", "g", "other", 1);
-  assertEquals(
-    await settle([forwardToOut(ids[0]), forwardToOut(theirs), forwardToOut(ids[79]), {
-      id: ids[40],
-    }]),
-    [1, 1, 0, 1, 1],
-  );
-  const out = await readStream(client, "out");
-  assertEquals(out.map((e) => e.fields.n), ["0", "79"]);
-  assertEquals(out.map((e) => e.fields.headers), [`{"from":"${ids[0]}"}`, `{"from":"${ids[79]}"}`]);
-  assertEquals(out[1].fields.payload, wireEntry("fwd.batch", "a79").payload);
-  assertEquals(await pendingCount(client, "t", "g"), 80 - 3 + 1);
-  assertEquals(await client.hGet("t:checkpoint:g", "manual"), ids[79]);
-});
-
-Deno.test("SETTLE copies forwarded entries given out of id order, with entries between them", async () => {
-  await using cleanup = new Cleanup();
-  const { client, ids, settle } = await pendingForManual(cleanup, "fwd.order", 6);
-  // Not in id order, and ids[1] and ids[3] (pending, not settled here) lie between them.
-  const order = [4, 0, 5, 2];
-  assertEquals(await settle(order.map((i) => forwardToOut(ids[i]))), [1, 1, 1, 1, 1]);
-  const out = await readStream(client, "out");
-  assertEquals(out.map((e) => e.fields.n), order.map(String));
-  assertEquals(out.map((e) => e.fields.headers), order.map((i) => `{"from":"${ids[i]}"}`));
-  assertEquals(await pendingCount(client, "t", "g"), 2);
-  assertEquals(await client.hGet("t:checkpoint:g", "manual"), ids[5]);
 });
 
 Deno.test("StreamConsumer forwards an entry handled by two consumers after a claim once", async () => {
