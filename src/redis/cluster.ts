@@ -21,8 +21,7 @@ import { errorInfo, getLogger, type Logger } from "../log.ts";
 import { slotOf } from "../stream/keys.ts";
 import { retryDelay } from "./backoff.ts";
 import type { CircuitBreaker } from "./breaker.ts";
-import type { BlockingClient } from "./blocking_client.ts";
-import type { Address } from "./client.ts";
+import type { Address, RedisClient } from "./client.ts";
 import type { Commander } from "./commander.ts";
 import type { ConnectionState } from "./connection.ts";
 import { classifyError, NotConnectedError, RedisUnavailableError } from "./errors.ts";
@@ -271,7 +270,7 @@ export class ClusterConnection implements Commander {
    * The dedicated blocking connection for reads of `key`'s slot, to the master serving it (see
    * `BlockingPool`). Blocking reads on it name streams of that one slot only.
    */
-  async blockingFor(key: string): Promise<BlockingClient> {
+  async blockingFor(key: string): Promise<RedisClient> {
     return await this.#blocking.get(key, this.masterAddressOf(key));
   }
 
@@ -319,9 +318,10 @@ export class ClusterConnection implements Commander {
       ...ids,
     ];
     try {
-      return await client.sendCommand(command, {
-        timeout: blockMs + this.#opts.redis.connectTimeoutMs,
-      });
+      return await withDeadline(
+        client.sendCommand(command),
+        blockMs + this.#opts.redis.connectTimeoutMs,
+      );
     } catch (err) {
       const reconfiguring = err instanceof Error && RECONFIGURING_RE.test(err.message);
       if (!reconfiguring && classifyError(err) === "reply") throw err; // NOGROUP…
