@@ -74,12 +74,17 @@ const LOUD_EVENTS = new Set(["manual_test", "test_starters"]);
 /** The consumer's logger category, asked whether DEBUG lines are written at all. */
 const consumerLog = getLogger("consumer");
 
+/** True when the default handler's line for `event` would be dropped (DEBUG while not enabled). */
+function quiet(event: StreamEvent): boolean {
+  return !LOUD_EVENTS.has(event.event) && !consumerLog.isEnabledFor("debug");
+}
+
 /** The default handler: logs and succeeds. */
 export const defaultHandler: Handler = (event, ctx) => {
-  const loud = LOUD_EVENTS.has(event.event);
   // A dropped DEBUG line costs nothing: not even the entry's child logger (`ctx.logger` makes
   // it, so it is read only past this line).
-  if (!loud && !consumerLog.isEnabledFor("debug")) return;
+  if (quiet(event)) return;
+  const loud = LOUD_EVENTS.has(event.event);
   const props = {
     event: event.event,
     aggregateId: event.aggregateId,
@@ -99,7 +104,7 @@ function resolved(handle: Handler): ResolvedHandler {
 const DEFAULT: ResolvedHandler = {
   handle: defaultHandler,
   simple: true,
-  idle: (event) => !LOUD_EVENTS.has(event.event) && !consumerLog.isEnabledFor("debug"),
+  idle: quiet,
 };
 
 /** The runtime form of a definition. */
