@@ -31,6 +31,7 @@ import { deadLetterFields, onFailure, overDeliveryLimit } from "./failure_policy
 import type { IdempotencyGate } from "./idempotency.ts";
 import type { Held, InFlight } from "./in_flight.ts";
 import type { OutcomeCounter } from "./outcomes.ts";
+import { ForwardCopy } from "./settle_codec.ts";
 import type { SettleOp, Settler } from "./settler.ts";
 
 /** Options of `Dispatcher`. */
@@ -258,9 +259,7 @@ export class Dispatcher {
     const targets = o.router.targets(event.event);
     this.#settle(h, "acked", event.event, {
       dedupKey: event.headers.idempotencyKey ? o.gate.markKey(h) : undefined,
-      copy: targets.length > 0
-        ? { kind: "forward", targets, headers: forwardHeaders(event) }
-        : undefined,
+      copy: targets.length > 0 ? new ForwardCopy(targets, forwardHeaders(event)) : undefined,
       emits: ctx?.emitted,
     });
     return true;

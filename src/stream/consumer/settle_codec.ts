@@ -30,6 +30,15 @@ export type SettleCopy =
    */
   | { kind: "dead_letter"; target: string; fields: readonly string[] };
 
+/**
+ * A forward copy as a class instance: it lives as long as its held entry, so it must not come
+ * from an object literal V8 may pretenure (see `HeldEntry` in `in_flight.ts`).
+ */
+export class ForwardCopy {
+  readonly kind = "forward";
+  constructor(readonly targets: readonly string[], readonly headers: string) {}
+}
+
 /** An entry a handler emitted: its fields, XADDed to each target. */
 export interface EmitWrite {
   targets: readonly string[];
