@@ -1,0 +1,209 @@
+/**
+ * RESP2, pure: a command as bytes, and replies read back from the bytes a connection received,
+ * the way node-redis (RESP2, no type mapping) answers them: arrays as arrays, bulk and simple
+ * strings as strings (UTF-8, an invalid byte as U+FFFD), integers as numbers, nil as null, an
+ * error reply as node-redis' `ErrorReply` (so that `classifyError` sees it alike).
+ *
+ * Made for the blocking reader (`blocking_client.ts`), whose XREADGROUP replies carry every entry
+ * read: node-redis makes a `Buffer` view and then a string of each field, two objects and a call
+ * into the runtime per field, which was the largest part of the consumer's CPU time
+ * (bench/RESULTS.md, session 5). Here a reply's bytes are decoded in one call and each field is
+ * a slice of that text, when the reply is ASCII (entries usually are); else each field is decoded
+ * on its own.
+ */
+import { ErrorReply } from "npm:@redis/client@^5.12.1";
+
+const encoder = new TextEncoder();
+const decoder = new TextDecoder();
+
+/** A command (`args`, the first its name) as RESP2 bytes: an array of bulk strings. */
+export function encodeCommand(args: readonly string[]): Uint8Array {
+  let text = `*${args.length}\r\n`;
+  for (const a of args) text += `$${byteLength(a)}\r\n${a}\r\n`;
+  return encoder.encode(text);
+}
+
+/** UTF-8 length of `s` (its length when it is ASCII). */
+function byteLength(s: string): number {
+  let n = s.length;
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    // 2 bytes below U+0800, 3 above; a surrogate pair (2 units) is 4 bytes; a lone surrogate is
+    // encoded as U+FFFD (3 bytes), as TextEncoder does.
+    if (c >= 0x80) n += c < 0x800 ? 1 : c >= 0xd800 && c <= 0xdfff ? pairOrLone(s, i) : 2;
+  }
+  return n;
+}
+
+/** Extra bytes of the surrogate at `i`: a pair counts 2 per unit; a lone one is U+FFFD. */
+function pairOrLone(s: string, i: number): number {
+  const c = s.charCodeAt(i);
+  if (c <= 0xdbff) {
+    const d = s.charCodeAt(i + 1);
+    return d >= 0xdc00 && d <= 0xdfff ? 1 : 2;
+  }
+  const b = s.charCodeAt(i - 1);
+  return b >= 0xd800 && b <= 0xdbff ? 1 : 2;
+}
+
+/** Thrown by a read past the bytes received so far. */
+const INCOMPLETE = Symbol("incomplete");
+
+/**
+ * Reads replies from the bytes of one connection, in order. `push` the bytes as they come; `take`
+ * answers the next whole reply, or `undefined` while it has not fully arrived.
+ */
+export class ReplyReader {
+  #buf = new Uint8Array(64 * 1024);
+  #len = 0;
+  #pos = 0;
+
+  /** Bytes received but not yet taken. */
+  get buffered(): number {
+    return this.#len - this.#pos;
+  }
+
+  /** Room for at least `min` more bytes: where the next read should go. */
+  space(min = 16 * 1024): Uint8Array {
+    if (this.#pos > 0 && this.#pos === this.#len) this.#pos = this.#len = 0;
+    if (this.#buf.length - this.#len < min) {
+      const kept = this.#len - this.#pos;
+      if (kept + min > this.#buf.length) {
+        const next = new Uint8Array(Math.max(this.#buf.length * 2, kept + min));
+        next.set(this.#buf.subarray(this.#pos, this.#len));
+        this.#buf = next;
+      } else {
+        this.#buf.copyWithin(0, this.#pos, this.#len);
+      }
+      this.#pos = 0;
+      this.#len = kept;
+    }
+    return this.#buf.subarray(this.#len);
+  }
+
+  /** Records that `n` bytes were read into the last `space()`. */
+  wrote(n: number): void {
+    this.#len += n;
+  }
+
+  /** Appends `bytes` (tests, and callers without a read of their own). */
+  push(bytes: Uint8Array): void {
+    this.space(bytes.length).set(bytes);
+    this.wrote(bytes.length);
+  }
+
+  /** The next whole reply (an error reply as an `ErrorReply` value), or undefined for now. */
+  take(): unknown {
+    const end = this.#end(this.#pos);
+    if (end < 0) return undefined;
+    const parser = new Parser(this.#buf, this.#pos, end);
+    const reply = parser.value();
+    this.#pos = end;
+    return reply;
+  }
+
+  /** Where the reply starting at `p` ends, or -1 when it has not all arrived. */
+  #end(p: number): number {
+    try {
+      return this.#skip(p);
+    } catch (err) {
+      if (err === INCOMPLETE) return -1;
+      throw err;
+    }
+  }
+
+  /** The place after the value at `p` (reads only the type bytes and lengths). */
+  #skip(p: number): number {
+    const b = this.#buf;
+    if (p >= this.#len) throw INCOMPLETE;
+    const type = b[p];
+    const [n, next] = lineInt(b, p + 1, this.#len);
+    switch (type) {
+      case 42: { // * array
+        let q = next;
+        for (let i = 0; i < n; i++) q = this.#skip(q);
+        return q;
+      }
+      case 36: // $ bulk string
+        if (n < 0) return next;
+        if (next + n + 2 > this.#len) throw INCOMPLETE;
+        return next + n + 2;
+      case 43: // + simple string
+      case 45: // - error
+      case 58: // : integer
+        return next;
+    }
+    throw new Error(`Unexpected byte ${type} in a Redis reply`);
+  }
+}
+
+/**
+ * The integer on the line from `p` (an optional minus, then digits) and the place after its CRLF;
+ * for a simple string or error line, the place after the line's CRLF (the number is then junk).
+ */
+function lineInt(b: Uint8Array, p: number, len: number): [number, number] {
+  let n = 0;
+  let neg = false;
+  let q = p;
+  if (q < len && b[q] === 45) {
+    neg = true;
+    q++;
+  }
+  while (q < len && b[q] !== 13) n = n * 10 + (b[q++] - 48);
+  if (q + 1 >= len) throw INCOMPLETE;
+  return [neg ? -n : n, q + 2];
+}
+
+/** Builds the values of one whole reply in `b` from `start` to `end`. */
+class Parser {
+  #p: number;
+  #text?: string;
+  #ascii = false;
+
+  constructor(readonly b: Uint8Array, readonly start: number, readonly end: number) {
+    this.#p = start;
+  }
+
+  value(): unknown {
+    const b = this.b;
+    const type = b[this.#p];
+    const [n, next] = lineInt(b, this.#p + 1, this.end);
+    switch (type) {
+      case 42: {
+        this.#p = next;
+        if (n < 0) return null;
+        const out = new Array(n);
+        for (let i = 0; i < n; i++) out[i] = this.value();
+        return out;
+      }
+      case 36:
+        if (n < 0) {
+          this.#p = next;
+          return null;
+        }
+        this.#p = next + n + 2;
+        return this.#string(next, next + n);
+      case 58:
+        this.#p = next;
+        return n;
+      case 43: // the line after the type byte, up to its CRLF
+      case 45: {
+        const text = this.#string(this.#p + 1, next - 2);
+        this.#p = next;
+        return type === 43 ? text : new ErrorReply(text);
+      }
+    }
+    throw new Error(`Unexpected byte ${type} in a Redis reply`);
+  }
+
+  /** The text of bytes `a` to `e`: a slice of the reply decoded once when it is ASCII. */
+  #string(a: number, e: number): string {
+    if (this.#text === undefined) {
+      this.#text = decoder.decode(this.b.subarray(this.start, this.end));
+      this.#ascii = this.#text.length === this.end - this.start;
+    }
+    return this.#ascii
+      ? this.#text.slice(a - this.start, e - this.start)
+      : decoder.decode(this.b.subarray(a, e));
+  }
+}
