@@ -2,12 +2,11 @@
  * Creating one node-redis client as the service uses it: RESP2, no offline
  * queue, no reconnect of its own (the connection manager owns reconnects),
  * TLS from the PEM files (read on every connect, so renewed certificates are
- * picked up), TCP keep-alive; and `enforceDeadlines`, which makes a client's
- * `sendCommand` keep its deadline itself.
+ * picked up), TCP keep-alive. (The blocking reads have a client of their own on a single Redis:
+ * `blocking_client.ts`.)
  */
 import type { createClient, RedisClientOptions } from "npm:@redis/client@^5.12.1";
 import nodeRedisClient from "npm:@redis/client@^5.12.1/dist/lib/client/index.js";
-import { DeadlineError, withDeadline } from "../clock.ts";
 import { type Config, readTlsFiles } from "../config.ts";
 
 /** The node-redis client (RESP2) as this service creates it: no method per Redis command. */
@@ -89,37 +88,6 @@ export function newClient(
   // success; this one keeps an early socket error from being an unhandled event.
   client.on("error", () => {});
   return client;
-}
-
-/**
- * Makes `client.sendCommand` (how the consumer sends its XREADGROUP BLOCK on
- * the blocking client) keep its deadline: the command's `timeout` option
- * (the consumer passes BLOCK_MS + CONNECTION_TIMEOUT), else `defaultMs`. When
- * it passes, the call rejects with a `DeadlineError` and `onExpired` is told,
- * so the connection is replaced instead of waiting on a hung Redis forever.
- * Only direct `sendCommand` calls on this object are covered; the command
- * client's deadlines are kept by `exec`.
- */
-export function enforceDeadlines(
-  client: RedisClient,
-  defaultMs: number,
-  onExpired: (err: DeadlineError) => void,
-): void {
-  const send = client.sendCommand.bind(client);
-  // node-redis is not handed the timeout: for one it makes an `AbortSignal.timeout` that lives
-  // as long as the timeout (BLOCK_MS + CONNECTION_TIMEOUT for each read: ~2,000 of them alive
-  // at a time while draining, each surviving into the old generation: bench/RESULTS.md); the
-  // deadline here covers the command from this call on.
-  const guarded = (args: Parameters<typeof send>[0], options?: Parameters<typeof send>[1]) =>
-    withDeadline(
-      send(args, options?.timeout === undefined ? options : { ...options, timeout: undefined }),
-      options?.timeout ?? defaultMs,
-    ).catch((err: unknown) => {
-      if (err instanceof DeadlineError) onExpired(err);
-      throw err;
-    });
-  // sendCommand is generic in its reply type only; the reply passes through unchanged.
-  client.sendCommand = guarded as typeof send;
 }
 
 function isIp(host: string): boolean {

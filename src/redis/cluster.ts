@@ -21,7 +21,8 @@ import { errorInfo, getLogger, type Logger } from "../log.ts";
 import { slotOf } from "../stream/keys.ts";
 import { retryDelay } from "./backoff.ts";
 import type { CircuitBreaker } from "./breaker.ts";
-import type { Address, RedisClient } from "./client.ts";
+import type { BlockingClient } from "./blocking_client.ts";
+import type { Address } from "./client.ts";
 import type { Commander } from "./commander.ts";
 import type { ConnectionState } from "./connection.ts";
 import { classifyError, NotConnectedError, RedisUnavailableError } from "./errors.ts";
@@ -270,7 +271,7 @@ export class ClusterConnection implements Commander {
    * The dedicated blocking connection for reads of `key`'s slot, to the master serving it (see
    * `BlockingPool`). Blocking reads on it name streams of that one slot only.
    */
-  async blockingFor(key: string): Promise<RedisClient> {
+  async blockingFor(key: string): Promise<BlockingClient> {
     return await this.#blocking.get(key, this.masterAddressOf(key));
   }
 
@@ -318,10 +319,9 @@ export class ClusterConnection implements Commander {
       ...ids,
     ];
     try {
-      return await withDeadline(
-        client.sendCommand(command),
-        blockMs + this.#opts.redis.connectTimeoutMs,
-      );
+      return await client.sendCommand(command, {
+        timeout: blockMs + this.#opts.redis.connectTimeoutMs,
+      });
     } catch (err) {
       const reconfiguring = err instanceof Error && RECONFIGURING_RE.test(err.message);
       if (!reconfiguring && classifyError(err) === "reply") throw err; // NOGROUP…

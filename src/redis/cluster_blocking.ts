@@ -2,20 +2,22 @@
  * The dedicated blocking connections of a Redis Cluster link (README "Redis Cluster and
  * partitioned streams"): one per slot read, to the master serving that slot, so a blocked
  * XREADGROUP never delays another command nor another slot's read. Each knows its CLIENT ID so
- * that a read can be woken (CLIENT UNBLOCK on another connection to the same node).
+ * that a read can be woken (CLIENT UNBLOCK on another connection to the same node). They are the
+ * service's own `BlockingClient`s (blocking_client.ts), as on a single Redis.
  */
 import { withDeadline } from "../clock.ts";
 import type { Config } from "../config.ts";
 import { errorInfo } from "../log.ts";
 import { slotOf } from "../stream/keys.ts";
-import { type Address, newClient, type RedisClient } from "./client.ts";
+import { BlockingClient } from "./blocking_client.ts";
+import type { Address } from "./client.ts";
 import { NotConnectedError } from "./errors.ts";
 import { destroyQuietly } from "./sentinel.ts";
 
 /** One blocking connection: its client, its CLIENT ID, where it is connected. */
 interface Blocking {
-  client: RedisClient;
-  ready: Promise<RedisClient>;
+  client: BlockingClient;
+  ready: Promise<BlockingClient>;
   id: Promise<number>;
   address: Address;
   /** A key of its slot (the first stream read), to route CLIENT UNBLOCK. */
@@ -46,7 +48,7 @@ export class BlockingPool {
    * settings; replaced when closed or when the slot's master changed).
    * @throws {NotConnectedError} when it cannot connect.
    */
-  async get(key: string, master: Address): Promise<RedisClient> {
+  async get(key: string, master: Address): Promise<BlockingClient> {
     const slot = slotOf(key);
     const known = this.#bySlot.get(slot);
     if (
@@ -56,9 +58,8 @@ export class BlockingPool {
       return await known.ready;
     }
     if (known) this.drop(known.client);
-    const client = newClient(this.#redis, master, `${this.#clientName}:blk:${slot}`, undefined);
-    const ready = withDeadline(client.connect(), this.#redis.connectTimeoutMs)
-      .then(() => client as RedisClient);
+    const client = new BlockingClient(this.#redis, master, `${this.#clientName}:blk:${slot}`);
+    const ready = withDeadline(client.connect(), this.#redis.connectTimeoutMs).then(() => client);
     const id = ready.then(async (c) => Number(await c.sendCommand(["CLIENT", "ID"])));
     id.catch(() => {});
     const entry: Blocking = { client, ready, id, address: master, key };
@@ -93,7 +94,7 @@ export class BlockingPool {
   }
 
   /** Closes `client` and forgets it (a failed read: the next one connects afresh). */
-  drop(client: RedisClient): void {
+  drop(client: BlockingClient): void {
     for (const [slot, entry] of this.#bySlot) {
       if (entry.client === client) this.#bySlot.delete(slot);
     }

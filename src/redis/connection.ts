@@ -17,8 +17,9 @@ import type { CircuitBreaker } from "./breaker.ts";
 import { exponentialBackoff, retryDelay } from "./backoff.ts";
 import { classifyError, NotConnectedError, RedisUnavailableError } from "./errors.ts";
 import { type CommandObserver, connectionBreaker, guardedCall } from "./guarded_call.ts";
-import { type Address, enforceDeadlines, newClient, type RedisClient } from "./client.ts";
+import { type Address, newClient, type RedisClient } from "./client.ts";
 import { type ConnectionState, type RedisLink, waitConnected } from "./link.ts";
+import { BlockingClient } from "./blocking_client.ts";
 import { destroyQuietly, resolveSentinelMaster } from "./sentinel.ts";
 
 export {
@@ -52,7 +53,7 @@ export class ConnectionManager implements RedisLink {
   readonly #log: Logger;
   #state: ConnectionState = "idle";
   #command?: RedisClient;
-  #blocking?: RedisClient;
+  #blocking?: BlockingClient;
   #blockingId?: number;
   #generation = 0;
   #listeners = new Set<(state: ConnectionState) => void>();
@@ -165,7 +166,7 @@ export class ConnectionManager implements RedisLink {
   }
 
   /** The dedicated blocking-read client. @throws {NotConnectedError} while disconnected. */
-  get blocking(): RedisClient {
+  get blocking(): BlockingClient {
     if (this.#state !== "connected" || !this.#blocking) throw new NotConnectedError();
     return this.#blocking;
   }
@@ -339,16 +340,13 @@ export class ConnectionManager implements RedisLink {
       ? await resolveSentinelMaster(r.sentinel.nodes, r.sentinel.master, r.connectTimeoutMs)
       : { host: r.host, port: r.port };
     const timeoutMs = this.#opts.redis.connectTimeoutMs;
-    // Neither client gets node-redis' per-command timeout: it makes an `AbortSignal.timeout`
-    // per command that lives as long as the timeout, so each one (~230 alive at a time while
-    // draining) survived into the old generation (bench/RESULTS.md, session 3). The command
-    // client's commands keep their deadline through `exec` (a missed one replaces the
-    // connection, and its queue with it), the blocking client's through `enforceDeadlines`.
+    // The command client gets no per-command timeout of node-redis: it makes an
+    // `AbortSignal.timeout` per command that lives as long as the timeout, so each one (~230
+    // alive at a time while draining) survived into the old generation (bench/RESULTS.md,
+    // session 3). Its commands keep their deadline through `exec` (a missed one replaces the
+    // connection, and its queue with it); the blocking client keeps each read's itself.
     const command = this.#newClient(address, "cmd");
-    const blocking = this.#newClient(address, "blk");
-    enforceDeadlines(blocking, timeoutMs, (err) => {
-      if (blocking === this.#blocking) this.#onClientProblem(err);
-    });
+    const blocking = new BlockingClient(r, address, `${this.#opts.clientName}:blk`);
     try {
       await withDeadline(Promise.all([command.connect(), blocking.connect()]), timeoutMs);
       if (this.#opts.redis.sentinel) {
