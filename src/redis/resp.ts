@@ -8,8 +8,8 @@
  * read: node-redis makes a `Buffer` view and then a string of each field, two objects and a call
  * into the runtime per field, which was the largest part of the consumer's CPU time
  * (bench/RESULTS.md, session 5). Here a reply's bytes are decoded in one call and each field is
- * a slice of that text, when the reply is ASCII (entries usually are); else each field is decoded
- * on its own.
+ * copied out of that text, when the reply is ASCII (entries usually are); else each field is
+ * decoded on its own.
  */
 import { ErrorReply } from "npm:@redis/client@^5.12.1";
 
@@ -44,6 +44,18 @@ function pairOrLone(s: string, i: number): number {
   }
   const b = s.charCodeAt(i - 1);
   return b >= 0xd800 && b <= 0xdbff ? 1 : 2;
+}
+
+/**
+ * `s` (a substring of a reply's text), keeping that text no longer alive. V8 copies a substring
+ * shorter than 13 characters, but a longer one is a view that keeps its whole parent alive. A
+ * field kept past its reply (an entry's id until it is settled) would then keep the reply
+ * (~40 KB) with it, and young objects that old ones point to are kept by every minor GC: with
+ * views, 2–9 MB survived each minor GC and RSS went to 210 MiB (bench/RESULTS.md, session 5).
+ * The copy: the concatenation below is flattened when sliced, and the slice points into that.
+ */
+function detach(s: string): string {
+  return s.length < 13 ? s : (" " + s).slice(1);
 }
 
 /** Thrown by a read past the bytes received so far. */
@@ -196,14 +208,13 @@ class Parser {
     throw new Error(`Unexpected byte ${type} in a Redis reply`);
   }
 
-  /** The text of bytes `a` to `e`: a slice of the reply decoded once when it is ASCII. */
+  /** The text of bytes `a` to `e`: copied from the reply decoded once when it is ASCII. */
   #string(a: number, e: number): string {
     if (this.#text === undefined) {
       this.#text = decoder.decode(this.b.subarray(this.start, this.end));
       this.#ascii = this.#text.length === this.end - this.start;
     }
-    return this.#ascii
-      ? this.#text.slice(a - this.start, e - this.start)
-      : decoder.decode(this.b.subarray(a, e));
+    if (!this.#ascii) return decoder.decode(this.b.subarray(a, e));
+    return detach(this.#text.slice(a - this.start, e - this.start));
   }
 }
