@@ -162,6 +162,7 @@ export class StreamConsumer {
       inFlight,
       dispatcher: this.#dispatcher,
       groups: this.#groups,
+      settleBacklog: () => this.#settler.backlog,
     });
     this.#housekeeping = new Housekeeping({
       ...common,

@@ -49,6 +49,13 @@ export interface ReaderOptions {
   /** Aborted when the consumer stops. */
   stopping: AbortSignal;
   logger: Logger;
+  /**
+   * Entries handed to the settler and not yet settled (`Settler.backlog`). The reader reads no
+   * more while over `2 × batchSize` of them wait: when settles are the bottleneck (ROUTES copies),
+   * reading ahead only fills MAX_IN_FLIGHT with entries waiting for their acknowledgement, which
+   * survive minor GCs and make V8 grow its young generation (bench/RESULTS.md, session 5).
+   */
+  settleBacklog?: () => number;
 }
 
 /** Reads entries and hands them to the dispatcher. */
@@ -118,7 +125,8 @@ export class Reader {
         continue;
       }
       const room = o.inFlight.room;
-      if (room <= 0) {
+      // Settled entries are released, which frees room: the same wake-up serves both waits.
+      if (room <= 0 || this.#settlesBehind()) {
         await o.inFlight.roomFreed();
         continue;
       }
@@ -151,7 +159,7 @@ export class Reader {
             const next = Math.min(o.batchSize, room - got);
             // With a source, no prefetch of a list that changed meanwhile.
             if (
-              got > 0 && next >= o.batchSize && !o.stopping.aborted &&
+              got > 0 && next >= o.batchSize && !o.stopping.aborted && !this.#settlesBehind() &&
               (!source || source.version === version)
             ) {
               if (source) this.#begin(streams);
@@ -222,6 +230,12 @@ export class Reader {
     }
     if (admitted) this.#lastMessage = new Date();
     o.inFlight.admitted();
+  }
+
+  /** True while more entries wait for their settle than reading ahead is worth. */
+  #settlesBehind(): boolean {
+    const backlog = this.#o.settleBacklog;
+    return backlog !== undefined && backlog() > 2 * this.#o.batchSize;
   }
 
   #begin(streams: readonly string[]): void {

@@ -65,9 +65,15 @@ export class Settler {
   readonly #o: SettlerOptions;
   #queue = new Map<string, SettleOp[]>();
   #running?: Promise<void>;
+  #backlog = 0;
 
   constructor(options: SettlerOptions) {
     this.#o = options;
+  }
+
+  /** Ops queued or being settled. */
+  get backlog(): number {
+    return this.#backlog;
   }
 
   /** True while ops wait or a settle runs. */
@@ -80,6 +86,7 @@ export class Settler {
     let q = this.#queue.get(op.stream);
     if (!q) this.#queue.set(op.stream, q = []);
     q.push(op);
+    this.#backlog++;
     this.#schedule();
   }
 
@@ -105,7 +112,12 @@ export class Settler {
         this.#queue = new Map();
         for (const [stream, ops] of queues) {
           for (let i = 0; i < ops.length; i += BATCH_LIMIT) {
-            await this.#settleWithRetry(stream, ops.slice(i, i + BATCH_LIMIT));
+            const batch = ops.slice(i, i + BATCH_LIMIT);
+            try {
+              await this.#settleWithRetry(stream, batch);
+            } finally {
+              this.#backlog -= batch.length;
+            }
           }
         }
       }
