@@ -121,6 +121,7 @@ export class StreamConsumer {
       leaseOf: partitions > 1 ? (key) => s.keys.lease(key) : undefined,
       outboxAcrossSlots: s.outboxAcrossSlots,
       onOutbox: (stream) => this.#relay?.wake(stream),
+      onSettled: () => inFlight.wakeAll(),
     });
     this.#dispatcher = new Dispatcher({
       ...common,

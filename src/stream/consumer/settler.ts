@@ -56,6 +56,8 @@ export interface SettlerOptions {
    * than their source are written to the source's outbox, for the relay (`relay.ts`).
    */
   outboxAcrossSlots?: boolean;
+  /** Told after each settle call, once `backlog` counts it out (wakes a waiting reader). */
+  onSettled?: () => void;
   /** Told the streams whose outbox a settle wrote to (the relay reads it at once). */
   onOutbox?: (stream: string) => void;
 }
@@ -116,7 +118,10 @@ export class Settler {
             try {
               await this.#settleWithRetry(stream, batch);
             } finally {
+              // After the releases (which woke a reader waiting on the backlog too early): tell
+              // it again, now that the backlog is down (else it could wait for a release forever).
               this.#backlog -= batch.length;
+              this.#o.onSettled?.();
             }
           }
         }
