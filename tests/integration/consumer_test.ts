@@ -204,6 +204,37 @@ Deno.test("StreamConsumer holds at most MAX_IN_FLIGHT entries while handlers are
   assertEquals(consumer.inFlight, 0);
 });
 
+Deno.test("StreamConsumer reads on once a large settle is done (its wait on the settle backlog is woken)", async () => {
+  // MAX_IN_FLIGHT entries wait on shut handlers; once they all finish, one settle call carries
+  // them (a backlog of 20, over the reader's 2 x BATCH_SIZE). Their releases wake the waiting
+  // reader before that backlog is counted down; the settle's end must wake it again.
+  await using cleanup = new Cleanup();
+  const redis = cleanup.use(await startRedis());
+  const client = await redis.client();
+  await createGroup(client, "s", GROUP);
+  for (let i = 0; i < 40; i++) await xadd(client, "s", wireEntry("test.slow", `a${i}`));
+  const g = gate();
+  let started = 0;
+  let handled = 0;
+  const registry = new HandlerRegistry().on("test.slow", async () => {
+    started++;
+    await g.promise;
+    handled++;
+  });
+  await startConsumer(
+    cleanup,
+    redis,
+    { MAX_IN_FLIGHT: "20", HANDLER_CONCURRENCY: "32", BATCH_SIZE: "2" },
+    registry,
+  );
+  await waitFor(() => started === 20, { message: "20 handlers started" });
+  g.open();
+  await waitFor(() => handled === 40, { message: "all 40 handled" });
+  await waitFor(async () => await pendingCount(client, "s", GROUP) === 0, {
+    message: "XPENDING 0",
+  });
+});
+
 Deno.test("StreamConsumer runs the handler once for entries sharing an idempotency key", async () => {
   await using cleanup = new Cleanup();
   const redis = cleanup.use(await startRedis());
