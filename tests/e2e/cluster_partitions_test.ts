@@ -29,8 +29,22 @@ import {
   startRedisCluster,
 } from "../support/redis_cluster.ts";
 import { type ServiceProcess, startService } from "../support/service.ts";
-import { readStream, type StreamClient, wireEntry, xadd, xlen } from "../support/streams.ts";
+import {
+  readStream,
+  type StreamClient,
+  type StreamEntry,
+  wireEntry,
+  xadd,
+  xlen,
+} from "../support/streams.ts";
 import { waitFor } from "../support/wait.ts";
+import {
+  assertInOrder,
+  evenOver,
+  killAndJoin,
+  leaseOwners,
+  startProducer,
+} from "../support/partition_scenario.ts";
 
 const N = 8;
 const GROUP = "parts";
@@ -57,20 +71,8 @@ Deno.test("fnv1a() of this test matches the published FNV-1a 32-bit vectors", ()
 const part = (aggregateId: string, n = N) => fnv1a(aggregateId) % n;
 const key = (i: number) => `{orders:${i}}`;
 
-async function owners(redis: StreamClient): Promise<(string | undefined)[]> {
-  const out: (string | undefined)[] = [];
-  for (let i = 0; i < N; i++) {
-    const v = await redis.sendCommand(["GET", `${key(i)}:lease:${GROUP}`]);
-    out.push(v === null ? undefined : String(v));
-  }
-  return out;
-}
-
-function evenOver(leases: (string | undefined)[], names: string[]): boolean {
-  if (leases.some((o) => o === undefined || !names.includes(o))) return false;
-  const counts = names.map((n) => leases.filter((o) => o === n).length);
-  return Math.max(...counts) - Math.min(...counts) <= 1;
-}
+const owners = (redis: StreamClient) =>
+  leaseOwners(redis, Array.from({ length: N }, (_, i) => key(i)), GROUP);
 
 /**
  * Where the instances forward to: `own`, each partition to `{orders:i}:out` in its own slot
@@ -125,22 +127,11 @@ async function rebalanceScenario(output: Output): Promise<void> {
     );
 
   // A producer writing to the partitions all along, each aggregate numbered 1, 2, 3, ...
-  const seq = new Map<string, number>();
-  let producing = true;
-  const producer = (async () => {
-    for (let i = 0; producing; i++) {
-      const agg = `agg-${i % 30}`;
-      const n = (seq.get(agg) ?? 0) + 1;
-      const p = part(agg);
-      await xadd(redis, key(p), wireEntry(`p${p}.updated`, agg, { n }));
-      seq.set(agg, n);
-      if (i % 10 === 9) await new Promise((r) => setTimeout(r, 10)); // pacing
-    }
-  })();
-  cleanup.add(async () => {
-    producing = false;
-    await producer.catch(() => {});
+  const producer = startProducer(async (agg, n) => {
+    const p = part(agg);
+    await xadd(redis, key(p), wireEntry(`p${p}.updated`, agg, { n }));
   });
+  cleanup.add(() => producer.stop().catch(() => {}));
   const forwarded = async () => {
     let total = 0;
     for (const out of outputs(output)) total += await xlen(redis, out);
@@ -158,63 +149,39 @@ async function rebalanceScenario(output: Output): Promise<void> {
   const members = await redis.sendCommand(["ZRANGE", `{orders}:members:${GROUP}`, "0", "-1"]);
   assertEquals([...members as string[]].sort(), ["p1", "p2", "p3"]);
 
-  // p2 dies without a word: its leases lapse and p1 and p3 take its partitions over.
-  await waitFor(async () => await forwarded() >= 300, {
-    timeoutMs: 30_000,
-    message: "300 forwarded entries before the kill",
-  });
-  await p2.kill();
-  await waitFor(async () => evenOver(await owners(redis), ["p1", "p3"]), {
-    timeoutMs: REBALANCE_MS,
-    message: "8 partitions spread over p1, p3 after p2's SIGKILL",
-  });
-
-  // p4 joins and gets its share.
-  const p4 = await start("p4");
-  await waitFor(async () => evenOver(await owners(redis), ["p1", "p3", "p4"]), {
-    timeoutMs: REBALANCE_MS,
-    message: "8 partitions spread over p1, p3, p4",
-  });
-  producing = false;
-  await producer;
-
-  // Everything forwarded once, each aggregate in order.
-  const total = [...seq.values()].reduce((a, b) => a + b, 0);
-  try {
-    await waitFor(async () => await forwarded() >= total, {
-      timeoutMs: 60_000,
-      message: `${total} forwarded entries`,
-    });
-  } catch (err) {
-    for (let i = 0; i < N; i++) {
-      const pending = await redis.sendCommand(["XPENDING", key(i), GROUP]);
-      const lease = await redis.sendCommand(["GET", `${key(i)}:lease:${GROUP}`]);
-      console.log(key(i), "lease", lease, "pending", JSON.stringify(pending));
-    }
-    for (const svc of [p1, p3, p4]) {
-      console.log(
-        svc.output().split("\n").filter((l) => /WARN|ERROR|partition/.test(l)).join("\n"),
-      );
-    }
-    throw err;
-  }
-  const last = new Map<string, number>();
-  let count = 0;
-  for (const [i, out] of outputs(output).entries()) {
-    for (const e of await readStream(redis, out)) {
-      count++;
-      const agg = e.fields.aggregateId;
-      if (output === "own") {
-        assertEquals(slotOf(out), slotOf(key(i)));
-        assertEquals(part(agg), i, `${agg} forwarded from its own partition`);
+  // p2 dies without a word: its leases lapse and p1 and p3 take its partitions over; then p4
+  // joins and gets its share. Everything is forwarded once, each aggregate in order.
+  const { joined: p4 } = await killAndJoin({
+    owners: () => owners(redis),
+    forwarded,
+    producer,
+    victim: p2,
+    survivors: { p1, p3 },
+    join: start,
+    rebalanceMs: REBALANCE_MS,
+    report: async () => {
+      for (let i = 0; i < N; i++) {
+        const pending = await redis.sendCommand(["XPENDING", key(i), GROUP]);
+        const lease = await redis.sendCommand(["GET", `${key(i)}:lease:${GROUP}`]);
+        console.log(key(i), "lease", lease, "pending", JSON.stringify(pending));
       }
-      const n = JSON.parse(e.fields.payload).n as number;
-      assertEquals(n, (last.get(agg) ?? 0) + 1, `order of ${agg}`);
-      last.set(agg, n);
+    },
+  });
+  const out: StreamEntry[] = [];
+  for (const [i, target] of outputs(output).entries()) {
+    for (const e of await readStream(redis, target)) {
+      if (output === "own") {
+        assertEquals(slotOf(target), slotOf(key(i)));
+        assertEquals(
+          part(e.fields.aggregateId),
+          i,
+          `${e.fields.aggregateId} forwarded from its own partition`,
+        );
+      }
+      out.push(e);
     }
   }
-  assertEquals(count, total, "each entry forwarded exactly once");
-  for (const [agg, n] of seq) assertEquals(last.get(agg), n, `all of ${agg}`);
+  assertInOrder(out, producer.seq);
 
   for (const svc of [p1, p3, p4]) assertEquals((await svc.stop()).code, 0);
   assertEquals(await owners(redis), new Array(N).fill(undefined), "leases released at stop");

@@ -17,6 +17,13 @@ import type { RedisClient } from "../support/redis_server.ts";
 import { serviceEnvFor, type ServiceProcess, startService } from "../support/service.ts";
 import { readStream, wireEntry, xadd, xlen } from "../support/streams.ts";
 import { waitFor } from "../support/wait.ts";
+import {
+  assertInOrder,
+  evenOver,
+  killAndJoin,
+  leaseOwners,
+  startProducer,
+} from "../support/partition_scenario.ts";
 import { KeySchema, partitionKey, partitionKeys, partitionOf } from "../../src/stream/keys.ts";
 
 const N = 8;
@@ -26,20 +33,7 @@ const LEASE_MS = 2000;
 const REBALANCE_MS = LEASE_MS + 13_000;
 const KEYS = new KeySchema({ group: GROUP });
 
-async function owners(client: RedisClient): Promise<(string | undefined)[]> {
-  const out: (string | undefined)[] = [];
-  for (const key of partitionKeys("orders", N)) {
-    const v = await client.sendCommand(["GET", KEYS.lease(key)]);
-    out.push(v === null ? undefined : String(v));
-  }
-  return out;
-}
-
-function evenOver(leases: (string | undefined)[], names: string[]): boolean {
-  if (leases.some((o) => o === undefined || !names.includes(o))) return false;
-  const counts = names.map((n) => leases.filter((o) => o === n).length);
-  return Math.max(...counts) - Math.min(...counts) <= 1;
-}
+const owners = (client: RedisClient) => leaseOwners(client, partitionKeys("orders", N), GROUP);
 
 Deno.test("three processes share 8 partitions; a SIGKILL and a join rebalance; order per aggregate kept", async () => {
   await using cleanup = new Cleanup();
@@ -61,17 +55,10 @@ Deno.test("three processes share 8 partitions; a SIGKILL and a join rebalance; o
     );
 
   // A producer writing to the partitions all along, each aggregate numbered 1, 2, 3, ...
-  const seq = new Map<string, number>();
-  let producing = true;
-  const producer = (async () => {
-    for (let i = 0; producing; i++) {
-      const agg = `agg-${i % 30}`;
-      const n = (seq.get(agg) ?? 0) + 1;
-      seq.set(agg, n);
-      await xadd(client, partitionKey("orders", partitionOf(agg, N)), wireEntry("t", agg, { n }));
-      if (i % 10 === 9) await new Promise((r) => setTimeout(r, 10));
-    }
-  })();
+  const producer = startProducer(async (agg, n) => {
+    await xadd(client, partitionKey("orders", partitionOf(agg, N)), wireEntry("t", agg, { n }));
+  });
+  cleanup.add(() => producer.stop().catch(() => {}));
 
   const p1 = await start("p1");
   const p2 = await start("p2");
@@ -104,57 +91,25 @@ Deno.test("three processes share 8 partitions; a SIGKILL and a join rebalance; o
     assert(metrics.includes(`stream_pending_messages${labels}`), `pending of ${key}`);
   }
 
-  // p2 dies without a word: its leases lapse and p1 and p3 take its partitions over.
-  await waitFor(async () => await xlen(client, "out") >= 300, {
-    timeoutMs: 30_000,
-    message: "300 forwarded entries before the kill",
+  // p2 dies without a word: its leases lapse and p1 and p3 take its partitions over; then p4
+  // joins and gets its share. Everything is forwarded once, each aggregate in order.
+  const { joined: p4 } = await killAndJoin({
+    owners: () => owners(client),
+    forwarded: () => xlen(client, "out"),
+    producer,
+    victim: p2,
+    survivors: { p1, p3 },
+    join: start,
+    rebalanceMs: REBALANCE_MS,
+    report: async () => {
+      for (const key of partitionKeys("orders", N)) {
+        const pending = await client.sendCommand(["XPENDING", key, GROUP]);
+        const lease = await client.sendCommand(["GET", KEYS.lease(key)]);
+        console.log(key, "lease", lease, "pending", JSON.stringify(pending));
+      }
+    },
   });
-  await p2.kill();
-  await waitFor(async () => evenOver(await owners(client), ["p1", "p3"]), {
-    timeoutMs: REBALANCE_MS,
-    message: "8 partitions spread over p1, p3 after p2's SIGKILL",
-  });
-
-  // p4 joins and gets its share.
-  const p4 = await start("p4");
-  await waitFor(async () => evenOver(await owners(client), ["p1", "p3", "p4"]), {
-    timeoutMs: REBALANCE_MS,
-    message: "8 partitions spread over p1, p3, p4",
-  });
-  producing = false;
-  await producer;
-
-  // Everything forwarded once, each aggregate in order.
-  const total = [...seq.values()].reduce((a, b) => a + b, 0);
-  try {
-    await waitFor(async () => await xlen(client, "out") >= total, {
-      timeoutMs: 60_000,
-      message: `${total} forwarded entries`,
-    });
-  } catch (err) {
-    // What is left where, for the failure report.
-    for (const key of partitionKeys("orders", N)) {
-      const pending = await client.sendCommand(["XPENDING", key, GROUP]);
-      const lease = await client.sendCommand(["GET", KEYS.lease(key)]);
-      console.log(key, "lease", lease, "pending", JSON.stringify(pending));
-    }
-    for (const svc of [p1, p3, p4]) {
-      console.log(
-        svc.output().split("\n").filter((l) => /WARN|ERROR|partition/.test(l)).join("\n"),
-      );
-    }
-    throw err;
-  }
-  const out = await readStream(client, "out");
-  assertEquals(out.length, total, "each entry forwarded exactly once");
-  const last = new Map<string, number>();
-  for (const e of out) {
-    const agg = e.fields.aggregateId;
-    const n = JSON.parse(e.fields.payload).n as number;
-    assertEquals(n, (last.get(agg) ?? 0) + 1, `order of ${agg}`);
-    last.set(agg, n);
-  }
-  for (const [agg, n] of seq) assertEquals(last.get(agg), n, `all of ${agg}`);
+  assertInOrder(await readStream(client, "out"), producer.seq);
 
   // The trigger writes to the FNV-1a partition of the aggregate.
   for (const aggregateId of ["order-1", "order-2", "customer-77"]) {

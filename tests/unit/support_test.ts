@@ -1,6 +1,6 @@
 /**
  * Self-test of the pure parts of the test support (`tests/support/`): assertions,
- * waitFor/gate/freePort, Cleanup and jsonLines. The redis-server lifecycle is tested in
+ * waitFor/gate/freePort, Cleanup, jsonLines and the partition scenario's judges. The redis-server lifecycle is tested in
  * `tests/integration/redis_server_test.ts`; startService is exercised by the e2e tests.
  *
  * @module
@@ -19,6 +19,7 @@ import {
 import { Cleanup } from "../support/cleanup.ts";
 import { jsonLines } from "../support/service.ts";
 import { freePort, gate, waitFor } from "../support/wait.ts";
+import { assertInOrder, evenOver } from "../support/partition_scenario.ts";
 
 Deno.test("assertEquals() accepts deep-equal values and shows a diff otherwise", () => {
   assertEquals({ a: [1, { b: new Date(0) }], m: new Map([["k", new Set([1])]]) }, {
@@ -156,4 +157,29 @@ Deno.test("jsonLines() parses JSON objects and skips other lines", () => {
     '  {"level":"DEBUG","n":1}\r',
   ].join("\n");
   assertEquals(jsonLines(out), [{ level: "INFO", message: "started" }, { level: "DEBUG", n: 1 }]);
+});
+
+Deno.test("evenOver() and assertInOrder() of the partition scenario judge what they say", () => {
+  assert(evenOver(["a", "b", "a"], ["a", "b"]));
+  assert(!evenOver(["a", "a", "a", "b"], ["a", "b"]), "3 against 1");
+  assert(!evenOver(["a", undefined], ["a"]), "a partition without a lease");
+  assert(!evenOver(["a", "c"], ["a", "b"]), "an owner not among the names");
+
+  const entry = (aggregateId: string, n: number) => ({
+    id: `${n}-0`,
+    fields: { aggregateId, payload: JSON.stringify({ n }) },
+  });
+  const seq = new Map([["x", 2], ["y", 1]]);
+  assertInOrder([entry("x", 1), entry("y", 1), entry("x", 2)], seq);
+  assertThrows(() => assertInOrder([entry("x", 2), entry("x", 1), entry("y", 1)], seq));
+  assertThrows(
+    () => assertInOrder([entry("x", 1), entry("y", 1)], seq),
+    AssertionError,
+    "all of x",
+  );
+  assertThrows(
+    () => assertInOrder([entry("x", 1), entry("y", 1), entry("x", 2), entry("x", 2)], seq),
+    AssertionError,
+    "order of x",
+  );
 });
