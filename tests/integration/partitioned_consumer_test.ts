@@ -22,6 +22,7 @@ import {
 import { ConnectionManager } from "../../src/redis/connection.ts";
 import { StreamAdmin } from "../../src/stream/admin.ts";
 import { gate, waitFor } from "../support/wait.ts";
+import { assertInOrder, evenOver, leaseOwners } from "../support/partition_scenario.ts";
 import { HandlerRegistry } from "../../src/stream/handlers.ts";
 import { KeySchema, partitionKey, partitionKeys, partitionOf } from "../../src/stream/keys.ts";
 import { encodeSettle } from "../../src/stream/consumer/settle_codec.ts";
@@ -39,21 +40,7 @@ const ENV = {
 };
 
 /** The owner of each partition's lease (undefined when free). */
-async function owners(client: RedisClient): Promise<(string | undefined)[]> {
-  const out: (string | undefined)[] = [];
-  for (const key of partitionKeys("orders", N)) {
-    const v = await client.sendCommand(["GET", KEYS.lease(key)]);
-    out.push(v === null ? undefined : String(v));
-  }
-  return out;
-}
-
-/** True when every partition is leased and only to `names`, their counts differing by ≤ 1. */
-function evenOver(leases: (string | undefined)[], names: string[]): boolean {
-  if (leases.some((o) => o === undefined || !names.includes(o))) return false;
-  const counts = names.map((n) => leases.filter((o) => o === n).length);
-  return Math.max(...counts) - Math.min(...counts) <= 1 && Math.min(...counts) >= 1;
-}
+const owners = (client: RedisClient) => leaseOwners(client, partitionKeys("orders", N), GROUP);
 
 /** Publishes `count` entries over `aggregates` aggregates, each with its sequence number. */
 async function publish(
@@ -77,15 +64,7 @@ async function checkOutput(client: RedisClient, seq: Map<string, number>): Promi
     const entries = await readStream(client, "out");
     return entries.length >= total ? entries : undefined;
   }, { timeoutMs: 30_000, message: `${total} forwarded entries` });
-  assertEquals(out.length, total, "each entry forwarded once");
-  const last = new Map<string, number>();
-  for (const e of out) {
-    const agg = e.fields.aggregateId;
-    const n = JSON.parse(e.fields.payload).n as number;
-    assertEquals(n, (last.get(agg) ?? 0) + 1, `order of ${agg}`);
-    last.set(agg, n);
-  }
-  for (const [agg, n] of seq) assertEquals(last.get(agg), n, `all of ${agg}`);
+  assertInOrder(out, seq);
 }
 
 Deno.test("three instances share 8 partitions evenly; a leave and a join rebalance; order kept", async () => {
