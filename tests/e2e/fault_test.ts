@@ -25,7 +25,7 @@ import {
   wireEntry,
   xlen,
 } from "../support/streams.ts";
-import { coverage, sourceIdOf } from "../support/coverage.ts";
+import { assertExactlyOnce, sourceIdOf } from "../support/coverage.ts";
 import { ConsumersProcess } from "../support/consumers_process.ts";
 
 const STREAM = "event-stream";
@@ -90,17 +90,7 @@ async function drainThroughKills(names: (k: number) => string): Promise<void> {
   console.log(
     `drained through ${KILLS} kills (last at ${outAtKill}) in ${Date.now() - started} ms`,
   );
-  const cov = coverage(await readStream(client, OUT), ids);
-  assertEquals(
-    {
-      total: cov.total,
-      distinct: cov.distinct,
-      missing: cov.missingCount,
-      unknown: cov.unknownCount,
-    },
-    { total: N, distinct: N, missing: 0, unknown: 0 },
-    `coverage of ${OUT}: ${JSON.stringify(cov)}`,
-  );
+  assertExactlyOnce(await readStream(client, OUT), ids, OUT);
   assertEquals(await xlen(client, `${STREAM}:dlq`), 0, "nothing dead-lettered");
 }
 
@@ -160,17 +150,7 @@ Deno.test("service handles every entry and is ready again when Redis is SIGKILLe
     message: "pending 0 and lag 0 after Redis came back",
   });
   console.log(`Redis killed at ${killedAt.join(" and ")} forwarded entries`);
-  const cov = coverage(await readStream(client, OUT), ids);
-  assertEquals(
-    {
-      total: cov.total,
-      distinct: cov.distinct,
-      missing: cov.missingCount,
-      unknown: cov.unknownCount,
-    },
-    { total: N, distinct: N, missing: 0, unknown: 0 },
-    `coverage of ${OUT}: ${JSON.stringify(cov)}`,
-  );
+  assertExactlyOnce(await readStream(client, OUT), ids, OUT);
   assertEquals((await svc.request("/health/ready")).status, 200);
 });
 
@@ -291,8 +271,7 @@ Deno.test("idle entries of a ghost consumer are claimed and acknowledged within 
     message: "the ghost's entries claimed and acknowledged within 10 s of becoming idle",
   });
   console.log(`claimed and acknowledged ${Date.now() - idleAt} ms after they became idle`);
-  const cov = coverage(await readStream(client, OUT), ids);
-  assertEquals([cov.total, cov.distinct, cov.missingCount], [10, 10, 0]);
+  assertExactlyOnce(await readStream(client, OUT), ids, OUT);
 });
 
 Deno.test("two live instances never take each other's running entries (CLAIM_IDLE_MS=500)", async () => {
@@ -337,8 +316,7 @@ Deno.test("two live instances never take each other's running entries (CLAIM_IDL
   }, { timeoutMs: 30_000, intervalMs: 100, message: "all sleeping entries acknowledged" });
   assert(sawPending > 0, "the entries were seen pending while their handlers slept");
   assertEquals(maxDeliveries, 1, "no entry was delivered twice");
-  const cov = coverage(await readStream(client, OUT), ids);
-  assertEquals([cov.total, cov.distinct, cov.missingCount], [N, N, 0]);
+  assertExactlyOnce(await readStream(client, OUT), ids, OUT);
   const claims = [a, b].flatMap((s) => s.lines.filter((l) => l.includes("Claimed")));
   assertEquals(claims, [], "no instance claimed entries of the other");
   const byOwner: Record<string, number> = {};
@@ -404,8 +382,7 @@ Deno.test("entries of one aggregate are forwarded in stream order under HANDLER_
     message: "all entries acknowledged",
   });
   const out = await readStream(client, OUT);
-  const cov = coverage(out, ids);
-  assertEquals([cov.total, cov.distinct, cov.missingCount], [N, N, 0]);
+  assertExactlyOnce(out, ids, OUT);
   const position = new Map(ids.map((id, i) => [id, i]));
   const last = new Map<string, number>();
   const violations: string[] = [];
@@ -479,8 +456,7 @@ async function drainWithConsumers(
   assertEquals(runs.size, count, "every entry's handler ran");
   assert(ids.every((id) => runs.has(id)), "the handled ids are the preloaded ones");
   // …and it was acknowledged and forwarded once.
-  const cov = coverage(await readStream(client, target), ids);
-  assertEquals([cov.total, cov.distinct, cov.missingCount], [count, count, 0]);
+  assertExactlyOnce(await readStream(client, target), ids, target);
   const checkpoint = await client.sendCommand(
     ["HKEYS", `${stream}:checkpoint:${GROUP}`],
   ) as string[];

@@ -1,6 +1,7 @@
 /**
  * Self-test of the pure parts of the test support (`tests/support/`): assertions,
- * waitFor/gate/freePort, Cleanup, jsonLines and the partition scenario's judges. The redis-server lifecycle is tested in
+ * waitFor/gate/freePort, Cleanup, jsonLines, and the judges of the partition scenario and of
+ * exactly-once coverage. The redis-server lifecycle is tested in
  * `tests/integration/redis_server_test.ts`; startService is exercised by the e2e tests.
  *
  * @module
@@ -20,6 +21,7 @@ import { Cleanup } from "../support/cleanup.ts";
 import { jsonLines } from "../support/service.ts";
 import { freePort, gate, waitFor } from "../support/wait.ts";
 import { assertInOrder, evenOver } from "../support/partition_scenario.ts";
+import { assertExactlyOnce } from "../support/coverage.ts";
 
 Deno.test("assertEquals() accepts deep-equal values and shows a diff otherwise", () => {
   assertEquals({ a: [1, { b: new Date(0) }], m: new Map([["k", new Set([1])]]) }, {
@@ -182,4 +184,23 @@ Deno.test("evenOver() and assertInOrder() of the partition scenario judge what t
     AssertionError,
     "order of x",
   );
+});
+
+Deno.test("assertExactlyOnce() fails on a missing, a doubled or an unknown copy", () => {
+  const copy = (sourceId: string, n: number) => ({
+    id: `${n}-0`,
+    fields: { headers: JSON.stringify({ sourceId }) },
+  });
+  assertExactlyOnce([copy("1-0", 1), copy("2-0", 2)], ["2-0", "1-0"], "out");
+  const expected = ["1-0", "2-0"];
+  const missing = [copy("1-0", 1)];
+  const doubled = [copy("1-0", 1), copy("2-0", 2), copy("2-0", 3)];
+  const unknown = [copy("1-0", 1), copy("9-0", 2)];
+  for (const target of [missing, doubled, unknown]) {
+    assertThrows(
+      () => assertExactlyOnce(target, expected, "out"),
+      AssertionError,
+      "coverage of out",
+    );
+  }
 });
