@@ -1,8 +1,8 @@
 /**
  * Integration tests of the consumer's recovery against a real redis-server, the consumer running
  * in this process: the consumer group destroyed (XGROUP DESTROY, FLUSHALL) under a running
- * consumer, retention trimming of old entries (STREAM_RETENTION_MS), and Redis killed and
- * restarted (AOF) under the consumer.
+ * consumer, retention trimming of old entries (STREAM_RETENTION_MS), Redis killed and restarted
+ * (AOF) under the consumer, and the blocking reads' own connection killed alone (CLIENT KILL).
  *
  * @module
  */
@@ -110,6 +110,39 @@ Deno.test("StreamConsumer reconnects and consumes again after Redis restarts", a
   await waitFor(async () => await pendingCount(client, "s", GROUP) === 0, {
     message: "XPENDING 0",
   });
+});
+
+Deno.test("StreamConsumer reads on after its blocking connection alone is killed (CLIENT KILL)", async () => {
+  await using cleanup = new Cleanup();
+  const redis = cleanup.use(await startRedis());
+  const client = await redis.client();
+  const handled: string[] = [];
+  const registry = new HandlerRegistry().fallback((e) => {
+    handled.push(e.id);
+  });
+  await startConsumer(cleanup, redis, { BLOCK_MS: "5000" }, registry);
+  const before = await xadd(client, "s", wireEntry("test.before", "a"));
+  await waitFor(() => handled.includes(before), { message: "entry before the kill handled" });
+  // The blocking reader's own connection (`<name>:blk`), killed while it waits in XREADGROUP
+  // BLOCK; the command connection stays up.
+  const id = await waitFor(blockedReaderId, { message: "the blocking connection blocked" });
+  const killed = await client.sendCommand(["CLIENT", "KILL", "ID", id]);
+  assertEquals(killed, 1);
+  const after: string[] = [];
+  for (let i = 0; i < 5; i++) after.push(await xadd(client, "s", wireEntry("test.after", `b${i}`)));
+  await waitFor(() => after.every((id) => handled.includes(id)), {
+    message: "entries written after the kill handled",
+  });
+  await waitFor(async () => await pendingCount(client, "s", GROUP) === 0, {
+    message: "XPENDING 0",
+  });
+
+  /** The id of the connection named `…:blk` while it is blocked (CLIENT LIST flag `b`). */
+  async function blockedReaderId(): Promise<string | undefined> {
+    const list = String(await client.sendCommand(["CLIENT", "LIST"]));
+    const line = list.split("\n").find((l) => / name=\S*:blk /.test(l) && / flags=\w*b/.test(l));
+    return line ? /^id=(\d+) /.exec(line)?.[1] : undefined;
+  }
 });
 
 Deno.test("StreamConsumer.stop() stops reading, lets running handlers finish and acknowledges them", async () => {
