@@ -236,8 +236,20 @@ export function forwardHeaders(event: StreamEvent): string {
     return JSON.stringify({ ...h, sourceStream: event.stream, sourceId: event.id });
   }
   const own = JSON.stringify(h);
-  const tail = `"sourceStream":${JSON.stringify(event.stream)},"sourceId":"${event.id}"}`;
+  const tail = `${sourceStreamJson(event.stream)},"sourceId":"${event.id}"}`;
   return own.length === 2 ? `{${tail}` : `${own.slice(0, -1)},${tail}`;
+}
+
+let lastStream = "";
+let lastStreamJson = "";
+
+/** `"sourceStream":<stream as JSON>`, made once per stream in a row (not once per entry). */
+function sourceStreamJson(stream: string): string {
+  if (stream !== lastStream) {
+    lastStream = stream;
+    lastStreamJson = `"sourceStream":${JSON.stringify(stream)}`;
+  }
+  return lastStreamJson;
 }
 
 const offsetCache = new Map<string, Intl.DateTimeFormat>();
