@@ -1,0 +1,96 @@
+/**
+ * How busy Redis is through one drain of the service: preloads `--entries` (plus `--skip`)
+ * entries, spawns the service (main.ts, defaults, LOG_LEVEL=WARN), and every ~50 ms prints the
+ * share of that time Redis spent on its CPU (`used_cpu_user` + `used_cpu_sys` of `INFO cpu`) and
+ * the entries acknowledged per second, from the first acknowledgement after `--skip` entries to
+ * the end. A drain bound by Redis shows ~100 %; one bound by the consumer or by round trips, less.
+ * `--skip N` leaves the first N entries out of the window: the rate of a consumer already warm.
+ * Not part of `deno task bench`; run with `deno run --allow-all bench/timeline.ts [--entries
+ * 200000] [--skip 0] [--routes] [--env KEY=VALUE,KEY=VALUE]` (bench/RESULTS.md, session 7).
+ *
+ * @module
+ */
+
+import { Cleanup } from "../tests/support/cleanup.ts";
+import { startRedis } from "../tests/support/redis_server.ts";
+import { startService } from "../tests/support/service.ts";
+import { groupState, preload } from "./load.ts";
+import { fmt, parseFlags } from "./support.ts";
+
+const flags = parseFlags(Deno.args, {
+  entries: 200_000,
+  skip: 0,
+  aggregates: 1_000,
+  "payload-bytes": 200,
+  routes: false,
+  env: "",
+  "window-ms": 50,
+});
+const STREAM = "bench";
+const GROUP = "bench-group";
+
+/** Redis' CPU time so far (ms), as it reports it. */
+async function redisCpuMs(client: { sendCommand(args: string[]): Promise<unknown> }) {
+  const info = String(await client.sendCommand(["INFO", "cpu"]));
+  const field = (name: string) => Number(new RegExp(`${name}:([\\d.]+)`).exec(info)?.[1]);
+  return (field("used_cpu_user") + field("used_cpu_sys")) * 1000;
+}
+
+await using cleanup = new Cleanup();
+const redis = cleanup.use(await startRedis());
+const admin = await redis.client({ name: "bench-admin" });
+const total = flags.entries + flags.skip;
+await preload(admin, STREAM, total, flags.aggregates, flags["payload-bytes"]);
+const env: Record<string, string> = {
+  ...redis.env(),
+  SERVICE_NAME: "bench-service",
+  STREAM,
+  CONSUMER_GROUP: GROUP,
+  CONSUMER_NAME: "service-1",
+  STREAM_START_ID: "0",
+  LOG_LEVEL: "WARN",
+};
+if (flags.routes) env.ROUTES = "*=>bench-out";
+for (const pair of flags.env.split(",").filter(Boolean)) {
+  const eq = pair.indexOf("=");
+  if (eq <= 0) throw new Error(`--env: ${pair} is not KEY=VALUE`);
+  env[pair.slice(0, eq)] = pair.slice(eq + 1);
+}
+const svc = cleanup.use(await startService({ env, waitReady: false }));
+const deadline = Date.now() + 120_000;
+let first: { at: number; cpu: number } | undefined;
+let last = { at: 0, cpu: 0, done: 0 };
+while (true) {
+  if (Date.now() > deadline || svc.status) {
+    throw new Error(`The drain did not end\n--- service output ---\n${svc.output()}`);
+  }
+  const s = await groupState(admin, STREAM, GROUP);
+  const at = performance.now();
+  const cpu = await redisCpuMs(admin);
+  const done = s.entriesRead - s.pending;
+  if (!first) {
+    if (s.entriesRead > 0 && done >= flags.skip) {
+      first = { at, cpu };
+      last = { at, cpu, done };
+    }
+  } else if (at - last.at >= flags["window-ms"]) {
+    const ms = at - last.at;
+    console.log(
+      `${fmt(at - first.at).padStart(6)} ms  redis busy ${
+        fmt((100 * (cpu - last.cpu)) / ms).padStart(3)
+      } %  ${fmt(((done - last.done) / ms) * 1000).padStart(8)} entries/s`,
+    );
+    last = { at, cpu, done };
+  }
+  if (first && s.lag === 0 && s.pending === 0 && s.entriesRead >= total) {
+    const ms = at - first.at;
+    console.log(
+      `drained ${fmt(flags.entries)} entries in ${fmt(ms)} ms = ${
+        fmt((flags.entries / ms) * 1000)
+      }/s, redis busy ${fmt((100 * (cpu - first.cpu)) / ms)} % of it`,
+    );
+    break;
+  }
+  await new Promise((r) => setTimeout(r, 5));
+}
+await svc.stop(15_000);
