@@ -240,6 +240,28 @@ export function forwardHeaders(event: StreamEvent): string {
   return own.length === 2 ? `{${tail}` : `${own.slice(0, -1)},${tail}`;
 }
 
+/**
+ * True when the settle script can make the forwarded copy's headers itself, from the entry's own
+ * `headers` field as Redis holds it (`ForwardCopy` without headers): that field is absent, or it
+ * is exactly the JSON text of the parsed headers (as `JSON.stringify` writes it, which is what
+ * `forwardHeaders` extends), and neither `sourceStream` nor `sourceId` is among them. The script
+ * then writes what `forwardHeaders` would: the field without its closing brace, then
+ * `,"sourceStream":…,"sourceId":"…"}` (no comma after `{}`). A field that decoded with U+FFFD
+ * (bytes that are not UTF-8) is left to `forwardHeaders`, whose text Redis would not hold.
+ */
+export function headersExtendable(event: StreamEvent): boolean {
+  const h = event.headers;
+  if (h.sourceStream !== undefined || h.sourceId !== undefined) return false;
+  const raw = event.fields.headers;
+  if (raw === undefined) return true;
+  return raw.length >= 2 && raw === JSON.stringify(h) && !raw.includes("\uFFFD");
+}
+
+/** The text the settle script appends for a forwarded copy of `stream`, before the id. */
+export function sourceHeadersPrefix(stream: string): string {
+  return `${sourceStreamJson(stream)},"sourceId":"`;
+}
+
 let lastStream = "";
 let lastStreamJson = "";
 

@@ -196,6 +196,38 @@ Deno.test("StreamConsumer forwards entries to every ROUTES target once", async (
   assertEquals(await pendingCount(client, "t", "g2"), 0);
 });
 
+Deno.test("ROUTES copies carry the entry's headers plus sourceStream and sourceId, however the entry wrote them", async () => {
+  await using cleanup = new Cleanup();
+  const redis = cleanup.use(await startRedis());
+  const client = await redis.client();
+  await createGroup(client, "s", GROUP);
+  // As JSON.stringify writes them (the script extends the field itself), and otherwise (the
+  // process makes the new headers): spaces, an escape, keys in an order JSON.parse changes,
+  // a source already named, no headers at all.
+  const raws = [
+    '{"correlationId":"c-1"}',
+    "{}",
+    '{ "correlationId": "c-2" }',
+    '{"note":"zo\\u00eb"}',
+    '{"2":"two","1":"one"}',
+    '{"sourceId":"older","k":"v"}',
+    undefined,
+  ];
+  const ids: string[] = [];
+  for (const raw of raws) {
+    const { headers: _, ...rest } = wireEntry("order.created", "a");
+    ids.push(await xadd(client, "s", raw === undefined ? rest : { ...rest, headers: raw }));
+  }
+  await startConsumer(cleanup, redis, { ROUTES: "*=>out" });
+  await waitFor(async () => await xlen(client, "out") === raws.length, { message: "all copied" });
+  const out = await readStream(client, "out");
+  raws.forEach((raw, i) => {
+    const own = raw === undefined ? {} : JSON.parse(raw) as Record<string, string>;
+    const expected = JSON.stringify({ ...own, sourceStream: "s", sourceId: ids[i] });
+    assertEquals(out[i].fields.headers, expected, raw);
+  });
+});
+
 Deno.test("StreamConsumer forwards an entry handled by two consumers after a claim once", async () => {
   await using cleanup = new Cleanup();
   const redis = cleanup.use(await startRedis());

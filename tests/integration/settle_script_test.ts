@@ -2,7 +2,8 @@
  * Integration tests of the settle script (`SETTLE`) run directly, as the service runs it (through
  * a consumer's connection), on entries pending for a made-up consumer: bare acknowledgements in
  * bulk with exact counts and checkpoint, forwarded copies checked and copied in batches (one by one
- * past a cut), and forwards given out of id order with pending entries between them.
+ * past a cut), forwards given out of id order with pending entries between them, and copies whose
+ * headers the script makes from the entry's own.
  *
  * @module
  */
@@ -19,7 +20,12 @@ import {
   xadd,
 } from "../support/streams.ts";
 import { startConsumer } from "../support/in_process_consumer.ts";
-import { encodeSettle, type SettleOpInput } from "../../src/stream/consumer/settle_codec.ts";
+import {
+  encodeSettle,
+  ForwardCopy,
+  type SettleOpInput,
+} from "../../src/stream/consumer/settle_codec.ts";
+import { forwardHeaders, type StreamEvent } from "../../src/stream/entry.ts";
 import { SETTLE } from "../../src/stream/consumer/settle_script.ts";
 /**
  * For the SETTLE tests: a consumer (only its connection is used, to run the script as the
@@ -125,4 +131,37 @@ Deno.test("SETTLE copies forwarded entries given out of id order, with entries b
   assertEquals(out.map((e) => e.fields.headers), order.map((i) => `{"from":"${ids[i]}"}`));
   assertEquals(await pendingCount(client, "t", "g"), 2);
   assertEquals(await client.hGet("t:checkpoint:g", "manual"), ids[5]);
+});
+
+Deno.test("SETTLE extends each entry's own headers when the process sends none, as forwardHeaders does", async () => {
+  await using cleanup = new Cleanup();
+  const { client, settle } = await pendingForManual(cleanup, "unused", 0);
+  const head = ["event", "fwd.own", "aggregateId", "a", "payload", "{}"];
+  // Each as Redis will hold it: its headers fields (none, one, or two: the last one counts).
+  const entries = [
+    [...head, "headers", "{}"],
+    [...head, "headers", '{"correlationId":"c-1","traceparent":"00-abc"}'],
+    [...head],
+    [...head, "headers", '{"first":"x"}', "n", "1", "headers", '{"k":"v"}'],
+    [...head, "headers", '{"name":"zoë ✓ 😀"}', "after", "kept"],
+  ];
+  const ids: string[] = [];
+  for (const flat of entries) {
+    ids.push(String(await client.sendCommand(["XADD", "t", "*", ...flat])));
+  }
+  await readAsGhost(client, "t", "g", "manual", entries.length);
+  const ops = ids.map((id) => ({ id, copy: new ForwardCopy(["out"]) }));
+  assertEquals(await settle(ops), [...ids.map(() => 1), 1]);
+  const out = await client.sendCommand(["XRANGE", "out", "-", "+"]) as [string, string[]][];
+  assertEquals(out.length, entries.length);
+  entries.forEach((flat, i) => {
+    const last = flat.lastIndexOf("headers");
+    const own = last < 0 ? {} : JSON.parse(flat[last + 1]);
+    const headers = forwardHeaders({ stream: "t", id: ids[i], headers: own } as StreamEvent);
+    const expected = [...flat];
+    if (last < 0) expected.push("headers", headers);
+    else expected[last + 1] = headers;
+    assertEquals(out[i][1], expected, `entry ${i}`);
+  });
+  assertEquals(await pendingCount(client, "t", "g"), 0);
 });

@@ -7,13 +7,15 @@
 import {
   entrySize,
   forwardHeaders,
+  headersExtendable,
   isoInZone,
   MalformedEntryError,
   parseEntry,
+  sourceHeadersPrefix,
   type StreamEvent,
   toFields,
 } from "../../src/stream/entry.ts";
-import { assertEquals, assertStringIncludes, assertThrows } from "../support/assert.ts";
+import { assert, assertEquals, assertStringIncludes, assertThrows } from "../support/assert.ts";
 
 const WIRE = {
   event: "order.created",
@@ -223,4 +225,40 @@ Deno.test("forwardHeaders() is the entry's headers with sourceStream and sourceI
       assertEquals(forwardHeaders(e), spread(e), JSON.stringify(headers));
     }
   }
+});
+
+Deno.test("headersExtendable(): the script's extension of the own field is forwardHeaders()", () => {
+  const event = (raw: string | undefined, stream = "orders"): StreamEvent => {
+    const fields: Record<string, string> = raw === undefined ? {} : { headers: raw };
+    return parseEntry(stream, "1764520000000-7", {
+      event: "order.created",
+      payload: "{}",
+      ...fields,
+    });
+  };
+  // What the settle script writes for an extendable field (settle_script.ts, forwardCopy).
+  const extended = (e: StreamEvent) => {
+    const own = e.fields.headers;
+    const tail = `${sourceHeadersPrefix(e.stream)}${e.id}"}`;
+    return own === undefined || own === "{}" ? `{${tail}` : `${own.slice(0, -1)},${tail}`;
+  };
+  const extendable = [undefined, "{}", '{"correlationId":"c-1"}', '{"name":"zoë ✓ 😀"}'];
+  for (const raw of extendable) {
+    for (const stream of ["orders", 'we"ird\\stream']) {
+      const e = event(raw, stream);
+      assert(headersExtendable(e), `${raw} on ${stream}`);
+      assertEquals(extended(e), forwardHeaders(e), `${raw} on ${stream}`);
+    }
+  }
+  // Not the JSON text of their parse, or already naming a source, or not UTF-8: the process
+  // makes these headers itself.
+  const notExtendable = [
+    '{ "correlationId": "c-1" }',
+    '{"name":"zo\\u00eb"}',
+    '{"2":"two","1":"one"}',
+    '{"sourceId":"old"}',
+    '{"sourceStream":"elsewhere"}',
+    '{"bad":"\uFFFD"}',
+  ];
+  for (const raw of notExtendable) assert(!headersExtendable(event(raw)), raw);
 });

@@ -9,7 +9,8 @@ import {
   type PartitionPhase,
   planHandover,
 } from "../../src/stream/consumer/handover.ts";
-import { decodeSettle, encodeSettle } from "../../src/stream/consumer/settle_codec.ts";
+import { encodeSettle } from "../../src/stream/consumer/settle_codec.ts";
+import { decodeSettle } from "../../src/stream/consumer/settle_reply.ts";
 import { SETTLE, SETTLE_FENCED } from "../../src/stream/consumer/settle_script.ts";
 
 const held = (entries: [string, PartitionPhase][]) => new Map(entries);
@@ -68,9 +69,10 @@ Deno.test("encodeSettle() puts the lease key third; SETTLE_FENCED checks it befo
   assertEquals(fenced.keys, ["{s:1}", "{s:1}:checkpoint:g", "{s:1}:lease:g", "out"]);
   assertEquals(fenced.args.slice(0, 6), plain.args.slice(0, 6));
   // The forward target's key index moves from 3 to 4 (id range, one group of plain forwards
-  // to one target, its ids, their headers).
-  assertEquals(plain.args.slice(6), ["1-1", "1-1", "1", "1", "3", "1-1", "{}"]);
-  assertEquals(fenced.args.slice(6), ["1-1", "1-1", "1", "1", "4", "1-1", "{}"]);
+  // to one target, the text that extends own headers, its ids, their headers).
+  const prefix = '"sourceStream":"{s:1}","sourceId":"';
+  assertEquals(plain.args.slice(6), ["1-1", "1-1", "1", "1", "3", prefix, "=", "1-1", "{}"]);
+  assertEquals(fenced.args.slice(6), ["1-1", "1-1", "1", "1", "4", prefix, "=", "1-1", "{}"]);
   assert(SETTLE_FENCED.source.startsWith("#!lua\n"), "the shebang stays first");
   assert(SETTLE_FENCED.source.includes("lease_held(KEYS[3], ARGV[2])"));
   assert(SETTLE_FENCED.source.endsWith(SETTLE.source.slice("#!lua\n".length)));

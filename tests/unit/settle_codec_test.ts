@@ -1,12 +1,13 @@
 /**
- * The settle script's argument encoding and its reply (`settle_codec.ts`), pure: bare
+ * The settle script's argument encoding and its reply (`settle_codec.ts`, `settle_reply.ts`), pure: bare
  * acknowledgements joined per group, the highest id first; copies, marks and emitted entries
  * after them with each key once by index; the reply mapped back per group and per op. No Redis.
  *
  * @module
  */
 import { assert, assertEquals, assertThrows } from "../support/assert.ts";
-import { decodeSettle, encodeSettle, newerId } from "../../src/stream/consumer/settle_codec.ts";
+import { encodeSettle, ForwardCopy, newerId } from "../../src/stream/consumer/settle_codec.ts";
+import { decodeSettle } from "../../src/stream/consumer/settle_reply.ts";
 
 const batch = {
   stream: "s",
@@ -62,6 +63,7 @@ Deno.test("encodeSettle() puts copies and marks after the bare acks, keys once e
     id: "0-9",
     copy: { kind: "forward" as const, targets: ["audit"], headers: "{}" },
   };
+  const routedBare = { id: "7-0", copy: new ForwardCopy(["out", "audit"]) };
   const keyed = {
     id: "2-0",
     dedupKey: "s:dedup:g:k",
@@ -79,6 +81,7 @@ Deno.test("encodeSettle() puts copies and marks after the bare acks, keys once e
     routedToo,
     dead,
     routedElsewhere,
+    routedBare,
     marked,
   ]);
   assertEquals(keys, [
@@ -96,12 +99,18 @@ Deno.test("encodeSettle() puts copies and marks after the bare acks, keys once e
     // the range of the other ops' ids
     "0-9",
     "10-0",
-    // two groups of plain forwards: to KEYS 3 and 4 (two ids, then their headers), to KEYS 4
+    // two groups of plain forwards: to KEYS 3 and 4 (the text that extends own headers; per id
+    // "=" for given headers, "+" for headers the script makes; the ids; the given headers), to
+    // KEYS 4 (all given: one "=")
     "2",
-    ..."2 3 4 1-0,10-0".split(" "),
+    ..."2 3 4".split(" "),
+    '"sourceStream":"s","sourceId":"',
+    ..."==+ 1-0,10-0,7-0".split(" "),
     "{}",
     '{"n":"2"}',
-    ..."1 4 0-9".split(" "),
+    ..."1 4".split(" "),
+    '"sourceStream":"s","sourceId":"',
+    ..."= 0-9".split(" "),
     "{}",
     // keyed: id, kind, mark KEYS[5], 1 target (KEYS 3), the headers; no emits
     ..."2-0 f 5 1 3 1".split(" "),
@@ -112,7 +121,12 @@ Deno.test("encodeSettle() puts copies and marks after the bare acks, keys once e
     // marked: id, kind m, mark KEYS[7], no target, no extra, no emits
     ..."5-0 m 7 0 0 0".split(" "),
   ]);
-  assertEquals(order, [routed, routedToo, routedElsewhere, keyed, dead, marked]);
+  assertEquals(order, [routed, routedToo, routedBare, routedElsewhere, keyed, dead, marked]);
+});
+
+Deno.test("encodeSettle() refuses a forward without headers that has a mark or emits", () => {
+  const keyed = { id: "2-0", dedupKey: "k", copy: new ForwardCopy(["out"]) };
+  assertThrows(() => encodeSettle(batch, [keyed]), TypeError, "no headers");
 });
 
 Deno.test("encodeSettle() of no bare acknowledgements sends no group", () => {

@@ -14,6 +14,7 @@ import type { Tracing } from "../../tracing.ts";
 import {
   entryRecord,
   forwardHeaders,
+  headersExtendable,
   isoInZone,
   MalformedEntryError,
   MAX_ENTRY_FIELDS,
@@ -67,6 +68,8 @@ export class Dispatcher {
   readonly #o: DispatcherOptions;
   readonly #lanes: LaneScheduler<Held>;
   readonly #handlerAbort = new AbortController();
+  /** The forward copy without headers last made (see `#forwardCopy`). */
+  #sharedCopy?: ForwardCopy;
 
   constructor(options: DispatcherOptions) {
     this.#o = options;
@@ -257,12 +260,29 @@ export class Dispatcher {
     }
     const event = h.event!;
     const targets = o.router.targets(event.event);
+    const dedupKey = event.headers.idempotencyKey ? o.gate.markKey(h) : undefined;
+    const emits = ctx?.emitted;
     this.#settle(h, "acked", event.event, {
-      dedupKey: event.headers.idempotencyKey ? o.gate.markKey(h) : undefined,
-      copy: targets.length > 0 ? new ForwardCopy(targets, forwardHeaders(event)) : undefined,
-      emits: ctx?.emitted,
+      dedupKey,
+      copy: targets.length > 0
+        ? this.#forwardCopy(targets, event, !dedupKey && !emits?.length)
+        : undefined,
+      emits,
     });
     return true;
+  }
+
+  /**
+   * The forward copy of `event` to `targets`. A plain one (no mark, no emits) whose headers
+   * field the script can extend itself (`headersExtendable`) carries no text of the entry: one
+   * copy per list of targets serves them all, and nothing of the entry waits for the settle.
+   */
+  #forwardCopy(targets: readonly string[], event: StreamEvent, plain: boolean): ForwardCopy {
+    if (!plain || !headersExtendable(event)) {
+      return new ForwardCopy(targets, forwardHeaders(event));
+    }
+    if (this.#sharedCopy?.targets !== targets) this.#sharedCopy = new ForwardCopy(targets);
+    return this.#sharedCopy;
   }
 
   /** Runs the handler in a CONSUMER span whose parent is the entry's `traceparent`. */

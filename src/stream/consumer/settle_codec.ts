@@ -1,7 +1,6 @@
 /**
  * The argument encoding of the settle script (`settle_script.ts`), pure: a batch of settle ops of
- * one stream becomes one script call's KEYS and ARGV, and its reply becomes
- * one result per op.
+ * one stream becomes one script call's KEYS and ARGV (its reply: `settle_reply.ts`).
  *
  * The script checks before it writes, because Redis does not roll back a
  * script's earlier writes when a later call fails: for each op it first checks
@@ -17,13 +16,17 @@
  * entry travels from the process. The checkpoint moves last, to the highest
  * id acknowledged.
  */
-import { MAX_ENTRY_FIELDS } from "../entry.ts";
+import { MAX_ENTRY_FIELDS, sourceHeadersPrefix } from "../entry.ts";
 import { outboxFields, OutboxRoute } from "./outbox_codec.ts";
 
 /** A copy the settle writes with the acknowledgement. */
 export type SettleCopy =
-  /** The entry, with its `headers` field replaced by `headers`, to every target. */
-  | { kind: "forward"; targets: readonly string[]; headers: string }
+  /**
+   * The entry, with its `headers` field replaced by `headers`, to every target. Without
+   * `headers` (plain forwards only: no mark, no emits), the script extends the entry's own
+   * `headers` field with `sourceStream` and `sourceId` (see `headersExtendable` in `entry.ts`).
+   */
+  | { kind: "forward"; targets: readonly string[]; headers?: string }
   /**
    * The entry's leading fields (at most `MAX_ENTRY_FIELDS`), then `fields`
    * (the dead-letter fields, flat), to the dead-letter stream.
@@ -32,11 +35,12 @@ export type SettleCopy =
 
 /**
  * A forward copy as a class instance: it lives as long as its held entry, so it must not come
- * from an object literal V8 may pretenure (see `HeldEntry` in `in_flight.ts`).
+ * from an object literal V8 may pretenure (see `HeldEntry` in `in_flight.ts`). One without
+ * `headers` holds nothing of its entry, so one instance serves every entry with its targets.
  */
 export class ForwardCopy {
   readonly kind = "forward";
-  constructor(readonly targets: readonly string[], readonly headers: string) {}
+  constructor(readonly targets: readonly string[], readonly headers?: string) {}
 }
 
 /** An entry a handler emitted: its fields, XADDed to each target. */
@@ -89,42 +93,6 @@ export interface EncodedSettle<T extends SettleOpInput> {
   order: T[];
 }
 
-/** Why an op was not written (it stays pending); the label of `stream_settle_failures_total`. */
-export type SettleFailure =
-  | "target_type"
-  | "dead_letter_type"
-  | "dedup_key_type"
-  | "emit_target_type"
-  | "too_many_fields";
-
-/** What the settle did with one op. */
-export type SettleResult =
-  /** Acknowledged, with its copies and mark. */
-  | "settled"
-  /** Not pending for this consumer (acknowledged elsewhere, or claimed by another): nothing written. */
-  | "not_ours"
-  /** Acknowledged, but Redis no longer had the entry, so no forwarded copy could be made. */
-  | "gone"
-  /** Nothing written: a write would have failed. */
-  | { failed: SettleFailure }
-  /** Partitioned streams: the partition's lease no longer names this consumer; nothing written. */
-  | "fenced";
-
-/** The decoded reply. */
-export interface SettleReply {
-  /**
-   * Per group of bare acknowledgements, how many XACK took effect (the others
-   * were no longer pending in the group: acknowledged elsewhere).
-   */
-  acked: number[];
-  /** One per op of `order`. */
-  results: SettleResult[];
-  /** False when the checkpoint key has another type: the checkpoint was not written. */
-  checkpointWritten: boolean;
-  /** Partitioned streams: the lease was not held, nothing of the batch was written. */
-  fenced: boolean;
-}
-
 const KIND_CODE = { forward: "f", dead_letter: "d" } as const;
 
 /**
@@ -135,10 +103,15 @@ const KIND_CODE = { forward: "f", dead_letter: "d" } as const;
  * first): one string to encode per group, not one per entry. Then the lowest
  * and the highest id of the other ops ("" when none). Plain forwards
  * (a forwarded copy, no mark, no emits: what ROUTES makes of every entry)
- * follow, grouped by their list of targets: the number of such groups, then
- * per group the target count, the target key indexes, the ids joined by commas
- * and the new headers of each, in that order (one argument per entry instead of
- * eight). The other ops follow, each as: id,
+ * follow, grouped by their list of targets (in their order: copies reach a target
+ * in the order of their entries): the number of such groups, then per group the
+ * target count, the target key indexes, the text the script appends to an entry's
+ * own headers (`sourceHeadersPrefix` of `entry.ts`), per id `=` (its new headers
+ * given) or `+` (the script makes them: the entry's own `headers` field and
+ * `<prefix><id>"}`, so no text of the entry travels at all; one character for all
+ * when they are alike), the ids joined by commas, then the given new headers in
+ * order (one argument per entry instead of eight, or none).
+ * The other ops follow, each as: id,
  * kind (`f` forward, `d` dead letter, `m` mark only), dedup key index (0 for
  * none), target count, target key indexes, extra count, extras (forward: the
  * new headers; dead letter: the dead-letter fields), then the count of
@@ -191,8 +164,8 @@ export function encodeSettle<T extends SettleOpInput>(
   const rich: T[] = [];
   const groups: T[][] = [];
   /** Plain forwards, by their targets. */
-  const forwards: { targets: readonly string[]; ops: T[] }[] = [];
-  let lastForward: { targets: readonly string[]; ops: T[] } | undefined;
+  const forwards: ForwardGroup<T>[] = [];
+  let lastForward: ForwardGroup<T> | undefined;
   let last: T[] | undefined;
   for (const op of ops) {
     if (op.copy?.kind === "forward" && !op.dedupKey && !op.emits?.length) {
@@ -228,13 +201,25 @@ export function encodeSettle<T extends SettleOpInput>(
     args.push(String(f.targets.length));
     const seen = new Map<string, number>();
     for (const t of f.targets) args.push(targetArg(t, seen));
+    args.push(sourceHeadersPrefix(batch.stream));
+    // Per id "=" (its new headers follow, in order) or "+" (the script makes them); one
+    // character when they are all alike (the usual case).
     const n = f.ops.length;
     const ids = new Array<string>(n);
-    for (let i = 0; i < n; i++) ids[i] = f.ops[i].id;
-    args.push(ids.join(","));
-    for (const op of f.ops) {
-      args.push((op.copy as { headers: string }).headers);
+    let modes = "";
+    let mixed = false;
+    for (let i = 0; i < n; i++) {
+      const op = f.ops[i];
+      ids[i] = op.id;
+      const mode = (op.copy as ForwardSettleCopy).headers === undefined ? "+" : "=";
+      if (i > 0 && mode !== modes[0]) mixed = true;
+      modes += mode;
       order.push(op);
+    }
+    args.push(mixed ? modes : modes[0], ids.join(","));
+    for (const op of f.ops) {
+      const headers = (op.copy as ForwardSettleCopy).headers;
+      if (headers !== undefined) args.push(headers);
     }
   }
   for (const op of rich) {
@@ -246,6 +231,10 @@ export function encodeSettle<T extends SettleOpInput>(
     else if (copy.kind === "forward") {
       args.push(String(copy.targets.length));
       for (const t of copy.targets) args.push(targetArg(t, seen));
+      // Only a plain forward may leave its headers to the script (see `SettleCopy`).
+      if (copy.headers === undefined) {
+        throw new TypeError(`The forward of ${op.id} has a mark or emits but no headers`);
+      }
       args.push("1", copy.headers);
     } else {
       args.push("1", indexOf(copy.target), String(copy.fields.length), ...copy.fields);
@@ -269,6 +258,15 @@ export function encodeSettle<T extends SettleOpInput>(
     args.push(String(count), ...writes);
   }
   return { keys, args, groups, order };
+}
+
+/** A forwarded copy. */
+type ForwardSettleCopy = Extract<SettleCopy, { kind: "forward" }>;
+
+/** Plain forwards to the same targets. */
+interface ForwardGroup<T> {
+  targets: readonly string[];
+  ops: T[];
 }
 
 /** The range [lo, hi] widened to hold `id` ("" for an empty range). */
@@ -316,56 +314,4 @@ export function newerId(a: string, b: string): boolean {
   const lb = b.length - db;
   if (la !== lb) return la > lb;
   return a > b;
-}
-
-const FAILURES: ReadonlySet<string> = new Set<SettleFailure>([
-  "target_type",
-  "dead_letter_type",
-  "dedup_key_type",
-  "emit_target_type",
-  "too_many_fields",
-]);
-
-/** Decodes the reply to a call of `groups` groups of bare acknowledgements and `count` other ops. */
-export function decodeSettle(reply: unknown, groups: number, count: number): SettleReply {
-  if (reply === FENCED) {
-    return {
-      acked: new Array(groups).fill(0),
-      results: new Array(count).fill(FENCED),
-      checkpointWritten: true,
-      fenced: true,
-    };
-  }
-  if (!Array.isArray(reply) || reply.length !== groups + count + 1) {
-    throw new TypeError(
-      `Settle script answered ${describe(reply)} for ${groups} groups and ${count} entries`,
-    );
-  }
-  const acked = reply.slice(0, groups).map((r) => {
-    const n = Number(r);
-    if (!Number.isInteger(n) || n < 0) {
-      throw new TypeError(`Settle script answered ${JSON.stringify(r)} for a group`);
-    }
-    return n;
-  });
-  const results = reply.slice(groups, groups + count).map((r): SettleResult => {
-    if (typeof r === "string" && FAILURES.has(r)) return { failed: r as SettleFailure };
-    switch (Number(r)) {
-      case 1:
-        return "settled";
-      case 0:
-        return "not_ours";
-      case 2:
-        return "gone";
-    }
-    throw new TypeError(`Settle script answered ${JSON.stringify(r)} for an entry`);
-  });
-  return { acked, results, checkpointWritten: Number(reply[groups + count]) === 1, fenced: false };
-}
-
-/** The whole reply of `SETTLE_FENCED` when the lease is not held. */
-const FENCED = "fenced";
-
-function describe(reply: unknown): string {
-  return Array.isArray(reply) ? `${reply.length} results` : typeof reply;
 }

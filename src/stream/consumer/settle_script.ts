@@ -13,8 +13,10 @@ import { ID_COMPARE, LuaScript } from "../scripts.ts";
  *   groups of bare acknowledgements, G arguments of ids joined by commas (the
  *   group's highest id first), the lowest and the highest id of the other
  *   ops (empty strings when there are none), the number F of groups of plain forwards, per
- *   such group: targetCount, targetKeyIndex…, its ids joined by commas, then
- *   the new headers of each id in turn; then per other op: id, kind,
+ *   such group: targetCount, targetKeyIndex…, the headers prefix, per id `=` or `+` (one
+ *   character for all when alike), its ids joined by commas, then the new headers of each `=`
+ *   id in turn (a `+` id's copy has the entry's own `headers` field extended with
+ *   `<prefix><id>"}`, see `settle_codec.ts`); then per other op: id, kind,
  *   dedupKeyIndex (0 for none), targetCount, targetKeyIndex…, extraCount,
  *   extra…, writeCount, then per write: keyIndex, fieldCount, field…
  *   A copy's target is a key index, or `<outbox key index>|<copy index>|<target stream>` for
@@ -87,12 +89,13 @@ for g = 1, ngroups do
   results[#results + 1] = n
 end
 -- Plain forwards (a ROUTES copy, no mark, no emits: every entry under ROUTES) are kept in
--- flat arrays, not a table per op: per forward its id, the ARGV index of its new headers and
--- its group; per group its targets (parsed once) and whether their key types allow an XADD.
+-- flat arrays, not a table per op: per forward its id, the ARGV index of its new headers (false
+-- when the script makes them) and its group; per group its targets (parsed once), whether their
+-- key types allow an XADD, and the text that extends an entry's own headers before its id.
 local lo, hi = ARGV[7 + ngroups], ARGV[8 + ngroups]
 local i = 9 + ngroups
 local fid, fhead, fgroup = {}, {}, {}
-local gtargets, gtyped = {}, {}
+local gtargets, gtyped, gprefix = {}, {}, {}
 local nforwards = tonumber(ARGV[i])
 i = i + 1
 for g = 1, nforwards do
@@ -106,11 +109,21 @@ for g = 1, nforwards do
   end
   gtargets[g], gtyped[g] = targets, typed
   i = i + nt + 1
-  local h = i + 1
+  gprefix[g] = ARGV[i]
+  local modes = ARGV[i + 1]
+  local all = #modes == 1 and string.byte(modes) or nil
+  i = i + 2
+  local h, k = i + 1, 0
   for id in string.gmatch(ARGV[i], '[^,]+') do
     local f = #fid + 1
-    fid[f], fhead[f], fgroup[f] = id, h, g
-    h = h + 1
+    k = k + 1
+    fid[f], fgroup[f] = id, g
+    if (all or string.byte(modes, k)) == 61 then -- '=': its new headers are given
+      fhead[f] = h
+      h = h + 1
+    else
+      fhead[f] = false
+    end
   end
   i = h
 end
@@ -227,9 +240,11 @@ local function fieldsOf(id)
   return f
 end
 -- A forwarded copy, made in the entry's own field list f (fresh for this script): its last
--- headers field set to headers (appended when it has none). False when the entry is gone
--- (acknowledged without a copy); nil and a reason over the field limit.
-local function forwardCopy(f, headers)
+-- headers field set to headers (appended when it has none). Without headers, they are that
+-- field extended with prefix, the entry's id and '"}' (forwardHeaders of entry.ts: the
+-- process sent none, having found the field to be the JSON of the entry's headers). False
+-- when the entry is gone (acknowledged without a copy); nil and a reason over the field limit.
+local function forwardCopy(f, headers, prefix, id)
   if f == nil then return false end
   if #f > 2 * maxFields then return nil, 'too_many_fields' end
   local h = nil
@@ -237,6 +252,14 @@ local function forwardCopy(f, headers)
     if f[j] == 'headers' then
       h = j
       break
+    end
+  end
+  if not headers then
+    local own = h and f[h + 1]
+    if own and own ~= '{}' then
+      headers = string.sub(own, 1, -2) .. ',' .. prefix .. id .. '"}'
+    else
+      headers = '{' .. prefix .. id .. '"}'
     end
   end
   if h then
@@ -250,7 +273,8 @@ end
 local fcopy = {}
 for f = 1, #fid do
   if fres[f] == nil then
-    local copy, failure = forwardCopy(fieldsOf(fid[f]), ARGV[fhead[f]])
+    local id, head = fid[f], fhead[f]
+    local copy, failure = forwardCopy(fieldsOf(id), head and ARGV[head], gprefix[fgroup[f]], id)
     fcopy[f], fres[f] = copy, failure
   end
 end

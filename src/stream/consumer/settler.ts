@@ -15,7 +15,8 @@ import type { KeySchema } from "../keys.ts";
 import type { Held } from "./in_flight.ts";
 import { OutboxRoute } from "./outbox_codec.ts";
 import type { OutcomeCounter } from "./outcomes.ts";
-import { decodeSettle, encodeSettle, type SettleOpInput } from "./settle_codec.ts";
+import { encodeSettle, type SettleOpInput } from "./settle_codec.ts";
+import { decodeSettle } from "./settle_reply.ts";
 import { SETTLE, SETTLE_FENCED } from "./settle_script.ts";
 import type { StatsBoard } from "./stats.ts";
 
