@@ -5,7 +5,7 @@
  * the script cut short after each of its phases (the arguments alone, parse the ops, checks,
  * copies made, writes).
  * Not part of `deno task bench`; run with `deno run --allow-all bench/settle_script.ts
- * [--rounds 100]`.
+ * [--rounds 100] [--given-headers]` (the copies' new headers sent, not made by the script).
  *
  * @module
  */
@@ -13,12 +13,13 @@
 import { Cleanup } from "../tests/support/cleanup.ts";
 import { startRedis } from "../tests/support/redis_server.ts";
 import { entryFields } from "./load.ts";
-import { encodeSettle } from "../src/stream/consumer/settle_codec.ts";
+import { encodeSettle, ForwardCopy } from "../src/stream/consumer/settle_codec.ts";
 import { SETTLE } from "../src/stream/consumer/settle_script.ts";
 import { LuaScript } from "../src/stream/scripts.ts";
 import { parseFlags } from "./support.ts";
 
-const flags = parseFlags(Deno.args, { rounds: 100 });
+const flags = parseFlags(Deno.args, { rounds: 100, "given-headers": false });
+const shared = new ForwardCopy(["out"]);
 const BATCH = 100;
 
 /** The script returning early at the line that starts with `marker`. */
@@ -62,13 +63,13 @@ for (const [name, source] of variants) {
       "t",
       ">",
     ]) as [string, [string, string[]][]][];
+    // As the service forwards these entries (their headers field is the JSON of its parse):
+    // the script makes the copies' headers; `--given-headers` sends them instead.
     const ops = reply[0][1].map(([id]) => ({
       id,
-      copy: {
-        kind: "forward" as const,
-        targets: ["out"],
-        headers: `{"correlationId":"c","sourceStream":"t","sourceId":"${id}"}`,
-      },
+      copy: flags["given-headers"]
+        ? new ForwardCopy(["out"], `{"correlationId":"c","sourceStream":"t","sourceId":"${id}"}`)
+        : shared,
     }));
     const { keys, args } = encodeSettle({
       stream: "t",
