@@ -38,7 +38,17 @@ import {
   measureLatency,
   preload,
 } from "./load.ts";
-import { Child, cpuTimeMs, fmt, parseFlags, peakRssKiB, percentile, table } from "./support.ts";
+import {
+  benchServiceEnv,
+  Child,
+  cpuTimeMs,
+  envPairs,
+  fmt,
+  parseFlags,
+  peakRssKiB,
+  percentile,
+  table,
+} from "./support.ts";
 
 const GROUP = "bench";
 const STREAM = "bench-in";
@@ -112,21 +122,10 @@ async function run(cleanup: Cleanup): Promise<void> {
     forward?: string,
   ): Promise<Consumer> => {
     if (kind === "service") {
-      const env: Record<string, string> = {
-        ...redis.env(),
-        SERVICE_NAME: "bench-service",
-        STREAM,
-        CONSUMER_GROUP: GROUP,
-        CONSUMER_NAME: "service-1",
-        STREAM_START_ID: "0",
-        LOG_LEVEL: "WARN",
-      };
-      if (forward) env.ROUTES = `*=>${forward}`;
-      for (const pair of flags["service-env"].split(",").filter(Boolean)) {
-        const eq = pair.indexOf("=");
-        if (eq <= 0) throw new Error(`--service-env: ${pair} is not KEY=VALUE`);
-        env[pair.slice(0, eq)] = pair.slice(eq + 1);
-      }
+      const env = benchServiceEnv(redis.env(), STREAM, GROUP, {
+        ...(forward ? { ROUTES: `*=>${forward}` } : {}),
+        ...envPairs(flags["service-env"], "--service-env"),
+      });
       const svc: ServiceProcess = cleanup.use(await startService({ env, waitReady: false }));
       return {
         kind,

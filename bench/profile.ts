@@ -16,7 +16,7 @@ import { startRedis } from "../tests/support/redis_server.ts";
 import { REPO_ROOT, serviceEnv } from "../tests/support/service.ts";
 import { freePort } from "../tests/support/wait.ts";
 import { measureDrain, preload } from "./load.ts";
-import { Child, fmt, parseFlags, table } from "./support.ts";
+import { benchServiceEnv, Child, envPairs, fmt, parseFlags, table } from "./support.ts";
 
 const flags = parseFlags(Deno.args, {
   entries: 100_000,
@@ -161,21 +161,10 @@ async function main(cleanup: Cleanup): Promise<void> {
   const admin = await redis.client();
   await preload(admin, "bench-in", flags.entries, flags.aggregates);
   const inspectPort = freePort();
-  const extra = Object.fromEntries(
-    flags.env.split(",").filter(Boolean).map((
-      kv,
-    ) => [kv.slice(0, kv.indexOf("=")), kv.slice(kv.indexOf("=") + 1)]),
+  const env = serviceEnv(
+    benchServiceEnv(redis.env(), "bench-in", "bench", envPairs(flags.env, "--env")),
+    freePort(),
   );
-  const env = serviceEnv({
-    ...redis.env(),
-    SERVICE_NAME: "bench-service",
-    STREAM: "bench-in",
-    CONSUMER_GROUP: "bench",
-    CONSUMER_NAME: "service-1",
-    STREAM_START_ID: "0",
-    LOG_LEVEL: "WARN",
-    ...extra,
-  }, freePort());
   const child = cleanup.use(
     new Child(Deno.execPath(), [
       "run",

@@ -20,7 +20,7 @@ import { Cleanup } from "../tests/support/cleanup.ts";
 import { startRedis } from "../tests/support/redis_server.ts";
 import { startService } from "../tests/support/service.ts";
 import { measureDrain, preload } from "./load.ts";
-import { fmt, parseFlags, table } from "./support.ts";
+import { benchServiceEnv, fmt, parseFlags, table } from "./support.ts";
 
 const flags = parseFlags(Deno.args, {
   drains: 5,
@@ -67,17 +67,10 @@ const group = "bench";
 const spawned = performance.now();
 const svc = cleanup.use(
   await startService({
-    env: {
-      ...redis.env(),
-      SERVICE_NAME: "bench-service",
-      STREAM: stream,
-      CONSUMER_GROUP: group,
-      CONSUMER_NAME: "service-1",
-      STREAM_START_ID: "0",
-      LOG_LEVEL: "WARN",
+    env: benchServiceEnv(redis.env(), stream, group, {
       ...(flags.gc ? { DENO_V8_FLAGS: "--trace-gc-nvp" } : {}),
       ...(flags.routes ? { ROUTES: "*=>bench-out" } : {}),
-    },
+    }),
     waitReady: false,
   }),
 );

@@ -1,5 +1,6 @@
 /**
- * Small helpers of the benchmark: command-line flags, percentiles, per-process figures read from
+ * Small helpers of the benchmark: command-line flags, the service's variables, percentiles,
+ * per-process figures read from
  * /proc (peak RSS, CPU time), a child-process wrapper for the baseline consumer, and the table.
  *
  * @module
@@ -33,6 +34,40 @@ export function parseFlags<T extends Record<string, number | string | boolean>>(
     else out[name] = value;
   }
   return out as T;
+}
+
+/**
+ * The service's variables as the benches run it: it drains `stream` as `group` (consumer
+ * `service-1`) from id 0 on the Redis of `redisEnv`, logging at WARN (as the outside harness
+ * runs it), with `extra` on top.
+ */
+export function benchServiceEnv(
+  redisEnv: Record<string, string>,
+  stream: string,
+  group: string,
+  extra: Record<string, string> = {},
+): Record<string, string> {
+  return {
+    ...redisEnv,
+    SERVICE_NAME: "bench-service",
+    STREAM: stream,
+    CONSUMER_GROUP: group,
+    CONSUMER_NAME: "service-1",
+    STREAM_START_ID: "0",
+    LOG_LEVEL: "WARN",
+    ...extra,
+  };
+}
+
+/** The variables of a `KEY=VALUE,KEY=VALUE` flag value; `flag` names the flag in errors. */
+export function envPairs(text: string, flag: string): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const pair of text.split(",").filter(Boolean)) {
+    const eq = pair.indexOf("=");
+    if (eq <= 0) throw new Error(`${flag}: ${pair} is not KEY=VALUE`);
+    out[pair.slice(0, eq)] = pair.slice(eq + 1);
+  }
+  return out;
 }
 
 /** Nearest-rank percentile (`p` in 0..100) of unsorted `values`; NaN when empty. */

@@ -15,7 +15,7 @@ import { Cleanup } from "../tests/support/cleanup.ts";
 import { startRedis } from "../tests/support/redis_server.ts";
 import { startService } from "../tests/support/service.ts";
 import { groupState, preload } from "./load.ts";
-import { fmt, parseFlags } from "./support.ts";
+import { benchServiceEnv, envPairs, fmt, parseFlags } from "./support.ts";
 
 const flags = parseFlags(Deno.args, {
   entries: 200_000,
@@ -41,21 +41,10 @@ const redis = cleanup.use(await startRedis());
 const admin = await redis.client({ name: "bench-admin" });
 const total = flags.entries + flags.skip;
 await preload(admin, STREAM, total, flags.aggregates, flags["payload-bytes"]);
-const env: Record<string, string> = {
-  ...redis.env(),
-  SERVICE_NAME: "bench-service",
-  STREAM,
-  CONSUMER_GROUP: GROUP,
-  CONSUMER_NAME: "service-1",
-  STREAM_START_ID: "0",
-  LOG_LEVEL: "WARN",
-};
-if (flags.routes) env.ROUTES = "*=>bench-out";
-for (const pair of flags.env.split(",").filter(Boolean)) {
-  const eq = pair.indexOf("=");
-  if (eq <= 0) throw new Error(`--env: ${pair} is not KEY=VALUE`);
-  env[pair.slice(0, eq)] = pair.slice(eq + 1);
-}
+const env = benchServiceEnv(redis.env(), STREAM, GROUP, {
+  ...(flags.routes ? { ROUTES: "*=>bench-out" } : {}),
+  ...envPairs(flags.env, "--env"),
+});
 const svc = cleanup.use(await startService({ env, waitReady: false }));
 const deadline = Date.now() + 120_000;
 let first: { at: number; cpu: number } | undefined;
