@@ -6,7 +6,12 @@
  * @module
  */
 import { assert, assertEquals, assertThrows } from "../support/assert.ts";
-import { encodeSettle, ForwardCopy, newerId } from "../../src/stream/consumer/settle_codec.ts";
+import {
+  encodeSettle,
+  ForwardCopies,
+  ForwardCopy,
+  newerId,
+} from "../../src/stream/consumer/settle_codec.ts";
 import { decodeSettle } from "../../src/stream/consumer/settle_reply.ts";
 
 const batch = {
@@ -167,4 +172,17 @@ Deno.test("decodeSettle() rejects a reply of the wrong length or an unknown resu
   assertThrows(() => decodeSettle(null, 0, 1), TypeError);
   assertThrows(() => decodeSettle(["surprise", 1], 0, 1), TypeError, "surprise");
   assertThrows(() => decodeSettle([-1, 1], 1, 0), TypeError, "for a group");
+});
+
+Deno.test("ForwardCopies: one copy without headers per list of targets, a new one with headers", () => {
+  const copies = new ForwardCopies();
+  const out = ["out"];
+  const audit = ["audit"];
+  const bare = copies.to(out);
+  assert(copies.to(out) === bare, "the same targets share one copy");
+  assertEquals(bare.headers, undefined);
+  const other = copies.to(audit);
+  assert(other !== bare && other.targets === audit, "other targets: another copy");
+  const given = copies.to(out, '{"a":"b"}');
+  assert(given !== bare && given.headers === '{"a":"b"}', "with headers: a copy of its own");
 });

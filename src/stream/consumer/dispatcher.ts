@@ -32,7 +32,7 @@ import { deadLetterFields, onFailure, overDeliveryLimit } from "./failure_policy
 import type { IdempotencyGate } from "./idempotency.ts";
 import type { Held, InFlight } from "./in_flight.ts";
 import type { OutcomeCounter } from "./outcomes.ts";
-import { ForwardCopy } from "./settle_codec.ts";
+import { ForwardCopies } from "./settle_codec.ts";
 import type { SettleOp, Settler } from "./settler.ts";
 
 /** Options of `Dispatcher`. */
@@ -68,8 +68,7 @@ export class Dispatcher {
   readonly #o: DispatcherOptions;
   readonly #lanes: LaneScheduler<Held>;
   readonly #handlerAbort = new AbortController();
-  /** The forward copy without headers last made (see `#forwardCopy`). */
-  #sharedCopy?: ForwardCopy;
+  readonly #copies = new ForwardCopies();
 
   constructor(options: DispatcherOptions) {
     this.#o = options;
@@ -262,27 +261,14 @@ export class Dispatcher {
     const targets = o.router.targets(event.event);
     const dedupKey = event.headers.idempotencyKey ? o.gate.markKey(h) : undefined;
     const emits = ctx?.emitted;
-    this.#settle(h, "acked", event.event, {
-      dedupKey,
-      copy: targets.length > 0
-        ? this.#forwardCopy(targets, event, !dedupKey && !emits?.length)
-        : undefined,
-      emits,
-    });
+    // A plain forward (no mark, no emits) whose headers field the script can extend itself
+    // carries no text of the entry: nothing of it waits for the settle.
+    const copy = targets.length === 0 ? undefined : this.#copies.to(
+      targets,
+      !dedupKey && !emits?.length && headersExtendable(event) ? undefined : forwardHeaders(event),
+    );
+    this.#settle(h, "acked", event.event, { dedupKey, copy, emits });
     return true;
-  }
-
-  /**
-   * The forward copy of `event` to `targets`. A plain one (no mark, no emits) whose headers
-   * field the script can extend itself (`headersExtendable`) carries no text of the entry: one
-   * copy per list of targets serves them all, and nothing of the entry waits for the settle.
-   */
-  #forwardCopy(targets: readonly string[], event: StreamEvent, plain: boolean): ForwardCopy {
-    if (!plain || !headersExtendable(event)) {
-      return new ForwardCopy(targets, forwardHeaders(event));
-    }
-    if (this.#sharedCopy?.targets !== targets) this.#sharedCopy = new ForwardCopy(targets);
-    return this.#sharedCopy;
   }
 
   /** Runs the handler in a CONSUMER span whose parent is the entry's `traceparent`. */

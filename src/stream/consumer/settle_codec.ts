@@ -43,6 +43,18 @@ export class ForwardCopy {
   constructor(readonly targets: readonly string[], readonly headers?: string) {}
 }
 
+/** Makes forward copies: those without headers share one instance per list of targets. */
+export class ForwardCopies {
+  #shared?: ForwardCopy;
+
+  /** A copy to `targets` with `headers`, or without (the shared one for those targets). */
+  to(targets: readonly string[], headers?: string): ForwardCopy {
+    if (headers !== undefined) return new ForwardCopy(targets, headers);
+    if (this.#shared?.targets !== targets) this.#shared = new ForwardCopy(targets);
+    return this.#shared;
+  }
+}
+
 /** An entry a handler emitted: its fields, XADDed to each target. */
 export interface EmitWrite {
   targets: readonly string[];
