@@ -25,7 +25,7 @@ import {
   xadd,
   xlen,
 } from "../support/streams.ts";
-import { GROUP, startConsumer } from "../support/in_process_consumer.ts";
+import { GROUP, recordingRegistry, startConsumer } from "../support/in_process_consumer.ts";
 import { HandlerRegistry } from "../../src/stream/handlers.ts";
 import { registerDiagnosticHandlers } from "../../src/stream/diagnostic_handlers.ts";
 import { DELETE_IDLE_CONSUMER } from "../../src/stream/scripts.ts";
@@ -45,10 +45,7 @@ Deno.test("StreamConsumer dead-letters malformed entries at once and keeps consu
   ];
   const ids: string[] = [];
   for (const fields of malformed) ids.push(await xadd(client, "s", fields));
-  const handled: string[] = [];
-  const registry = new HandlerRegistry().fallback((e) => {
-    handled.push(e.id);
-  });
+  const { registry, handled } = recordingRegistry();
   await startConsumer(cleanup, redis, {}, registry);
   const dlq = await waitFor(async () => {
     const entries = await readStream(client, "s:dlq");
@@ -344,10 +341,7 @@ Deno.test("StreamConsumer cleans up pending entries that were deleted from the s
   const own = await readAsGhost(client, "s", GROUP, "c1", 3);
   assertEquals(await client.sendCommand(["XDEL", "s", ...ghosted, ...own]), 6);
   assertEquals(await pendingCount(client, "s", GROUP), 6);
-  const handled: string[] = [];
-  const registry = new HandlerRegistry().fallback((e) => {
-    handled.push(e.id);
-  });
+  const { registry, handled } = recordingRegistry();
   const { consumer } = await startConsumer(cleanup, redis, { CLAIM_IDLE_MS: "300" }, registry);
   await waitFor(async () => await pendingCount(client, "s", GROUP) === 0, {
     message: "XPENDING 0",

@@ -20,17 +20,14 @@ import {
   xadd,
   xlen,
 } from "../support/streams.ts";
-import { GROUP, startConsumer } from "../support/in_process_consumer.ts";
+import { GROUP, recordingRegistry, startConsumer } from "../support/in_process_consumer.ts";
 import { HandlerRegistry } from "../../src/stream/handlers.ts";
 
 Deno.test("StreamConsumer creates the group again when it disappears (NOGROUP)", async () => {
   await using cleanup = new Cleanup();
   const redis = cleanup.use(await startRedis());
   const client = await redis.client();
-  const handled: string[] = [];
-  const registry = new HandlerRegistry().fallback((e) => {
-    handled.push(e.id);
-  });
+  const { registry, handled } = recordingRegistry();
   const { consumer } = await startConsumer(cleanup, redis, { STREAM_START_ID: "$" }, registry);
   const first = await xadd(client, "s", wireEntry("test.a", "a"));
   await waitFor(() => handled.includes(first), { message: "first entry handled" });
@@ -87,10 +84,7 @@ Deno.test("StreamConsumer reconnects and consumes again after Redis restarts", a
   await using cleanup = new Cleanup();
   const redis = cleanup.use(await startRedis({ appendonly: true }));
   const client = await redis.client();
-  const handled: string[] = [];
-  const registry = new HandlerRegistry().fallback((e) => {
-    handled.push(e.id);
-  });
+  const { registry, handled } = recordingRegistry();
   const { connection, consumer } = await startConsumer(cleanup, redis, {}, registry);
   const before = await xadd(client, "s", wireEntry("test.before", "a"));
   await waitFor(() => handled.includes(before), { message: "entry before the kill handled" });
@@ -116,10 +110,7 @@ Deno.test("StreamConsumer reads on after its blocking connection alone is killed
   await using cleanup = new Cleanup();
   const redis = cleanup.use(await startRedis());
   const client = await redis.client();
-  const handled: string[] = [];
-  const registry = new HandlerRegistry().fallback((e) => {
-    handled.push(e.id);
-  });
+  const { registry, handled } = recordingRegistry();
   await startConsumer(cleanup, redis, { BLOCK_MS: "5000" }, registry);
   const before = await xadd(client, "s", wireEntry("test.before", "a"));
   await waitFor(() => handled.includes(before), { message: "entry before the kill handled" });

@@ -27,6 +27,15 @@ if (testLog === "DEBUG" || testLog === "INFO" || testLog === "WARN" || testLog =
 /** Group of the consumers started here unless `env` sets CONSUMER_GROUP. */
 export const GROUP = "itest";
 
+/** A registry whose fallback handler records the id of every entry it handles, in order. */
+export function recordingRegistry(): { registry: HandlerRegistry; handled: string[] } {
+  const handled: string[] = [];
+  const registry = new HandlerRegistry().fallback((e) => {
+    handled.push(e.id);
+  });
+  return { registry, handled };
+}
+
 /** A consumer running in this process. */
 export interface RunningConsumer {
   config: Config;
