@@ -215,24 +215,24 @@ export function encodeSettle<T extends SettleOpInput>(
     for (const t of f.targets) args.push(targetArg(t, seen));
     args.push(sourceHeadersPrefix(batch.stream));
     // Per id "=" (its new headers follow, in order) or "+" (the script makes them); one
-    // character when they are all alike (the usual case).
+    // character when they are all alike (the usual case: no string per id then).
     const n = f.ops.length;
     const ids = new Array<string>(n);
-    let modes = "";
-    let mixed = false;
+    const given: string[] = [];
     for (let i = 0; i < n; i++) {
       const op = f.ops[i];
       ids[i] = op.id;
-      const mode = (op.copy as ForwardSettleCopy).headers === undefined ? "+" : "=";
-      if (i > 0 && mode !== modes[0]) mixed = true;
-      modes += mode;
+      const headers = (op.copy as ForwardSettleCopy).headers;
+      if (headers !== undefined) given.push(headers);
       order.push(op);
     }
-    args.push(mixed ? modes : modes[0], ids.join(","));
-    for (const op of f.ops) {
-      const headers = (op.copy as ForwardSettleCopy).headers;
-      if (headers !== undefined) args.push(headers);
+    let modes = given.length === 0 ? "+" : "=";
+    if (given.length > 0 && given.length < n) {
+      modes = f.ops.map((op) => (op.copy as ForwardSettleCopy).headers === undefined ? "+" : "=")
+        .join("");
     }
+    args.push(modes, ids.join(","));
+    for (const headers of given) args.push(headers);
   }
   for (const op of rich) {
     order.push(op);
