@@ -165,3 +165,36 @@ Deno.test("SETTLE extends each entry's own headers when the process sends none, 
   });
   assertEquals(await pendingCount(client, "t", "g"), 0);
 });
+
+Deno.test("SETTLE copies a run of forwards to two targets, an entry deleted among them", async () => {
+  await using cleanup = new Cleanup();
+  const { client, settle } = await pendingForManual(cleanup, "unused", 0);
+  // Their headers field last, as publishers write it (the script's shortest way).
+  const entries = Array.from({ length: 6 }, (_, i) => {
+    const { headers, ...rest } = wireEntry("fwd.run", `a${i}`);
+    return { ...rest, n: String(i), headers };
+  });
+  const ids: string[] = [];
+  for (const fields of entries) ids.push(await xadd(client, "t", fields));
+  await readAsGhost(client, "t", "g", "manual", ids.length);
+  // Deleted after it was read: acknowledged without a copy. The rows of the entries after it
+  // no longer line up with their ids, and they are copied all the same.
+  await client.sendCommand(["XDEL", "t", ids[2]]);
+  const copy = new ForwardCopy(["out", "audit"]);
+  assertEquals(await settle(ids.map((id) => ({ id, copy }))), [1, 1, 2, 1, 1, 1, 1]);
+  const kept = [0, 1, 3, 4, 5];
+  for (const target of ["out", "audit"]) {
+    const out = await client.sendCommand(["XRANGE", target, "-", "+"]) as [string, string[]][];
+    assertEquals(
+      out.map(([, fields]) => fields),
+      kept.map((i) => {
+        const headers = JSON.parse(entries[i].headers);
+        const event = { stream: "t", id: ids[i], headers } as StreamEvent;
+        return Object.entries({ ...entries[i], headers: forwardHeaders(event) }).flat();
+      }),
+      target,
+    );
+  }
+  assertEquals(await pendingCount(client, "t", "g"), 0);
+  assertEquals(await client.hGet("t:checkpoint:g", "manual"), ids[5]);
+});

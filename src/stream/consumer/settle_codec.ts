@@ -121,7 +121,7 @@ const KIND_CODE = { forward: "f", dead_letter: "d" } as const;
  * own headers (`sourceHeadersPrefix` of `entry.ts`), per id `=` (its new headers
  * given) or `+` (the script makes them: the entry's own `headers` field and
  * `<prefix><id>"}`, so no text of the entry travels at all; one character for all
- * when they are alike), the ids joined by commas, then the given new headers in
+ * when they are alike), their number, the ids joined by commas, then the given new headers in
  * order (one argument per entry instead of eight, or none).
  * The other ops follow, each as: id,
  * kind (`f` forward, `d` dead letter, `m` mark only), dedup key index (0 for
@@ -231,7 +231,7 @@ export function encodeSettle<T extends SettleOpInput>(
       modes = f.ops.map((op) => (op.copy as ForwardSettleCopy).headers === undefined ? "+" : "=")
         .join("");
     }
-    args.push(modes, ids.join(","));
+    args.push(modes, String(n), ids.join(","));
     for (const headers of given) args.push(headers);
   }
   for (const op of rich) {

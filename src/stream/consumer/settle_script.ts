@@ -14,11 +14,11 @@ import { ID_COMPARE, LuaScript } from "../scripts.ts";
  *   group's highest id first), the lowest and the highest id of the other
  *   ops (empty strings when there are none), the number F of groups of plain forwards, per
  *   such group: targetCount, targetKeyIndex…, the headers prefix, per id `=` or `+` (one
- *   character for all when alike), its ids joined by commas, then the new headers of each `=`
- *   id in turn (a `+` id's copy has the entry's own `headers` field extended with
- *   `<prefix><id>"}`, see `settle_codec.ts`); then per other op: id, kind,
- *   dedupKeyIndex (0 for none), targetCount, targetKeyIndex…, extraCount,
- *   extra…, writeCount, then per write: keyIndex, fieldCount, field…
+ *   character for all when alike), its number of ids, its ids joined by commas, then the new
+ *   headers of each `=` id in turn (a `+` id's copy has the entry's own `headers` field
+ *   extended with `<prefix><id>"}`, see `settle_codec.ts`); then per other op: id, kind,
+ *   dedupKeyIndex (0 for none), targetCount, targetKeyIndex…, extraCount, extra…,
+ *   writeCount, then per write: keyIndex, fieldCount, field…
  *   A copy's target is a key index, or `<outbox key index>|<copy index>|<target stream>` for
  *   a copy through the outbox (cross-slot mode, see `outbox_codec.ts`): the outbox entry is
  *   `target <stream> origin <id>:<copy index>` then the copy's fields.
@@ -88,15 +88,15 @@ for g = 1, ngroups do
   end
   results[#results + 1] = n
 end
--- Plain forwards (a ROUTES copy, no mark, no emits: every entry under ROUTES) are kept in
--- flat arrays, not a table per op: per forward its id, the ARGV index of its new headers (false
--- when the script makes them) and its group; per group its targets (parsed once), whether their
--- key types allow an XADD, and the text that extends an entry's own headers before its id.
+-- Plain forwards (a ROUTES copy, no mark, no emits: every entry under ROUTES), by group of
+-- targets; no table per op. Per group: its targets (parsed once), whether their key types allow
+-- an XADD, the text that extends an entry's own headers before its id, its modes, its number of
+-- ids, its ids as sent (one text, split only when the checks below need it) and the ARGV index
+-- of its first given headers.
 local lo, hi = ARGV[7 + ngroups], ARGV[8 + ngroups]
 local i = 9 + ngroups
-local fid, fhead, fgroup = {}, {}, {}
-local gtargets, gtyped, gprefix = {}, {}, {}
-local nforwards = tonumber(ARGV[i])
+local gtargets, gtyped, gprefix, gmodes, gcount, gids, ghead = {}, {}, {}, {}, {}, {}, {}
+local nforwards, nfwd = tonumber(ARGV[i]), 0
 i = i + 1
 for g = 1, nforwards do
   local nt = tonumber(ARGV[i])
@@ -109,23 +109,14 @@ for g = 1, nforwards do
   end
   gtargets[g], gtyped[g] = targets, typed
   i = i + nt + 1
-  gprefix[g] = ARGV[i]
-  local modes = ARGV[i + 1]
-  local all = #modes == 1 and string.byte(modes) or nil
-  i = i + 2
-  local h, k = i + 1, 0
-  for id in string.gmatch(ARGV[i], '[^,]+') do
-    local f = #fid + 1
-    k = k + 1
-    fid[f], fgroup[f] = id, g
-    if (all or string.byte(modes, k)) == 61 then -- '=': its new headers are given
-      fhead[f] = h
-      h = h + 1
-    else
-      fhead[f] = false
-    end
-  end
-  i = h
+  local modes, n = ARGV[i + 1], tonumber(ARGV[i + 2])
+  gprefix[g], gmodes[g], gcount[g], gids[g], ghead[g] = ARGV[i], modes, n, ARGV[i + 3], i + 4
+  nfwd = nfwd + n
+  -- One given headers argument per '=' id.
+  local given = 0
+  if #modes > 1 then given = select(2, string.gsub(modes, '=', ''))
+  elseif modes == '=' then given = n end
+  i = i + 4 + given
 end
 -- The other ops: parsed first, so that their checks can be batched (one XPENDING and one
 -- XRANGE over the range of their ids, not one of each per op: Lua's redis.call costs
@@ -143,13 +134,12 @@ while i <= #ARGV do
   for _ = 1, op.nw do i = i + 2 + tonumber(ARGV[i + 1]) end
   ops[#ops + 1] = op
 end
--- 1. Checks: nothing is written for an op that fails one.
--- Pending for this consumer: one XPENDING over [lo, hi] (only this consumer's entries);
--- when it was cut at its COUNT, the ids after its last row are asked one by one.
+-- 1. The entries pending for this consumer: one XPENDING over [lo, hi] (only this consumer's
+-- entries); when it was cut at its COUNT, the ids after its last row are asked one by one.
 -- The rows come in id order, and so are the ids asked about, usually: each is first compared
 -- with the next row; a set of all the rows is made only for an id out of that order.
 local prows, pnext, mine, known = {}, 1, nil, hi
-local nops = #fid + #ops
+local nops = nfwd + #ops
 if nops > 0 then
   local limit = 2 * nops + 64
   prows = redis.call('XPENDING', stream, group, lo, hi, limit, consumer)
@@ -171,58 +161,19 @@ local function pending(id)
   local p = redis.call('XPENDING', stream, group, id, id, 1)
   return #p == 1 and p[1][2] == consumer
 end
--- Plain forwards: a failure reason or 0 (not pending) in fres; the others need their copy.
-local fres, fneed = {}, 0
-for f = 1, #fid do
-  if not pending(fid[f]) then
-    fres[f] = 0
-  elseif not gtyped[fgroup[f]] then
-    fres[f] = 'target_type'
-  else
-    fneed = fneed + 1
+-- The entries to copy: one XRANGE over [lo, hi] at the first copy, the ids after a cut one by
+-- one. In id order too (see prows above): the next row first, a map only for an id out of order.
+local erows, enext, entries, fknown = nil, 1, nil, hi
+local function entryRows()
+  if not erows then
+    local limit = 2 * nops + 64
+    erows = redis.call('XRANGE', stream, lo, hi, 'COUNT', limit)
+    if #erows >= limit then fknown = erows[#erows][1] end
   end
-end
-local need = {}
-for _, op in ipairs(ops) do
-  if not pending(op.id) then op.result = 0 end
-  if not op.result and op.dedup > 0 then
-    local t = ktype(KEYS[op.dedup])
-    if t ~= 'none' and t ~= 'string' then op.result = 'dedup_key_type' end
-  end
-  if not op.result then
-    for t = 0, op.nt - 1 do
-      local ty = ktype(KEYS[(target(ARGV[op.tstart + t]))])
-      if ty ~= 'none' and ty ~= 'stream' then
-        if op.kind == 'd' then op.result = 'dead_letter_type' else op.result = 'target_type' end
-        break
-      end
-    end
-  end
-  if not op.result then
-    local w = op.wstart
-    for _ = 1, op.nw do
-      local ty = ktype(KEYS[tonumber(ARGV[w])])
-      if ty ~= 'none' and ty ~= 'stream' then
-        op.result = 'emit_target_type'
-        break
-      end
-      w = w + 2 + tonumber(ARGV[w + 1])
-    end
-  end
-  if not op.result and op.nt > 0 then
-    need[#need + 1] = op
-  end
-end
--- The entries to copy: one XRANGE over [lo, hi], the ids after a cut one by one.
--- In id order too (see prows above): the next row first, a map only for an id out of order.
-local erows, enext, entries, fknown = {}, 1, nil, hi
-if fneed + #need > 0 then
-  local limit = 2 * (fneed + #need) + 64
-  local rows = redis.call('XRANGE', stream, lo, hi, 'COUNT', limit)
-  erows = rows
-  if #rows >= limit then fknown = rows[#rows][1] end
+  return erows
 end
 local function fieldsOf(id)
+  entryRows()
   local row = erows[enext]
   if row and row[1] == id then
     enext = enext + 1
@@ -270,14 +221,122 @@ local function forwardCopy(f, headers, prefix, id)
   end
   return f
 end
-local fcopy = {}
-for f = 1, #fid do
-  if fres[f] == nil then
-    local id, head = fid[f], fhead[f]
-    local copy, failure = forwardCopy(fieldsOf(id), head and ARGV[head], gprefix[fgroup[f]], id)
-    fcopy[f], fres[f] = copy, failure
+-- 2. The other ops' checks, before anything is written: nothing is written for an op that
+-- fails one.
+local need = {}
+for _, op in ipairs(ops) do
+  if not pending(op.id) then op.result = 0 end
+  if not op.result and op.dedup > 0 then
+    local t = ktype(KEYS[op.dedup])
+    if t ~= 'none' and t ~= 'string' then op.result = 'dedup_key_type' end
+  end
+  if not op.result then
+    for t = 0, op.nt - 1 do
+      local ty = ktype(KEYS[(target(ARGV[op.tstart + t]))])
+      if ty ~= 'none' and ty ~= 'stream' then
+        if op.kind == 'd' then op.result = 'dead_letter_type' else op.result = 'target_type' end
+        break
+      end
+    end
+  end
+  if not op.result then
+    local w = op.wstart
+    for _ = 1, op.nw do
+      local ty = ktype(KEYS[tonumber(ARGV[w])])
+      if ty ~= 'none' and ty ~= 'stream' then
+        op.result = 'emit_target_type'
+        break
+      end
+      w = w + 2 + tonumber(ARGV[w + 1])
+    end
+  end
+  if not op.result and op.nt > 0 then
+    need[#need + 1] = op
   end
 end
+-- 3. Plain forwards, one at a time: its checks (pending for this consumer, its targets' key
+-- types, the field limit), then its copies, or nothing. Their ids: the usual batch is plain
+-- forwards alone, in id order, each pending for this consumer; the rows are then exactly their
+-- ids (compared as one text), so the ids need no splitting and no check one by one.
+local fid, allPending = nil, false
+if #ops == 0 and nfwd > 0 and #prows == nfwd then
+  fid = {}
+  for r = 1, nfwd do fid[r] = prows[r][1] end
+  allPending = table.concat(fid, ',') == table.concat(gids, ',')
+end
+if not allPending then
+  fid = {}
+  for g = 1, nforwards do
+    for id in string.gmatch(gids[g], '[^,]+') do fid[#fid + 1] = id end
+  end
+end
+local acks, nacks, nres = {}, 0, #results
+-- One plain forward to targets (its new headers given in head, or nil): its checks (pending
+-- unless checked), then its copies. Returns its result.
+local function forward(id, head, targets, typed, prefix, checked)
+  if not (checked or pending(id)) then return 0 end
+  if not typed then return 'target_type' end
+  local copy, failure = forwardCopy(fieldsOf(id), head, prefix, id)
+  if failure then return failure end
+  nacks = nacks + 1
+  acks[nacks] = id
+  if not copy then return 2 end
+  for t = 1, #targets do
+    local key, via, n = targets[t][1], targets[t][2], targets[t][3]
+    if via then
+      redis.call('XADD', KEYS[key], '*', 'target', via, 'origin', id .. ':' .. n, unpack(copy))
+    else
+      redis.call('XADD', KEYS[key], '*', unpack(copy))
+    end
+  end
+  return 1
+end
+local f = 0
+for g = 1, nforwards do
+  local targets, typed, prefix = gtargets[g], gtyped[g], gprefix[g]
+  local modes, h = gmodes[g], ghead[g]
+  local all = #modes == 1 and string.byte(modes) or nil
+  local keys = {}
+  for t = 1, #targets do
+    if targets[t][2] then keys = nil break end
+    keys[t] = KEYS[targets[t][1]]
+  end
+  if allPending and typed and all == 43 and keys then
+    -- The usual group under ROUTES: every entry pending (checked above), its copies made here,
+    -- none through an outbox. An entry at its place among the rows, within the field limit,
+    -- with a headers field last that is not '{}' is written in these few steps (what
+    -- forwardCopy would make of it); any other as below.
+    local rows, limit = entryRows(), 2 * maxFields
+    for _ = 1, gcount[g] do
+      f = f + 1
+      local id, row, r = fid[f], rows[f], 1
+      local fields = row and row[1] == id and row[2]
+      local n = fields and #fields
+      if n and n <= limit and fields[n - 1] == 'headers' and fields[n] ~= '{}' then
+        fields[n] = string.sub(fields[n], 1, -2) .. ',' .. prefix .. id .. '"}'
+        for t = 1, #keys do redis.call('XADD', keys[t], '*', unpack(fields)) end
+        nacks = nacks + 1
+        acks[nacks] = id
+      else
+        r = forward(id, nil, targets, true, prefix, true)
+      end
+      nres = nres + 1
+      results[nres] = r
+    end
+  else
+    for k = 1, gcount[g] do
+      f = f + 1
+      local head = nil
+      if (all or string.byte(modes, k)) == 61 then -- '=': its new headers are the next given
+        head = ARGV[h]
+        h = h + 1
+      end
+      nres = nres + 1
+      results[nres] = forward(fid[f], head, targets, typed, prefix, allPending)
+    end
+  end
+end
+-- 4. The other ops that passed every check: their copies, then their writes.
 for _, op in ipairs(need) do
   local f = fieldsOf(op.id)
   if op.kind == 'f' then
@@ -290,30 +349,6 @@ for _, op in ipairs(need) do
     for j = 0, op.ne - 1 do copy[#copy + 1] = ARGV[op.estart + j] end
     op.copy = copy
   end
-end
--- 2. Writes, only for the ops that passed every check; their XACK (each returns 1: checked
--- pending for this consumer above, in this same atomic script) in one call after them.
-local acks = {}
-for f = 1, #fid do
-  local r = fres[f]
-  if r == nil then
-    local id, copy, targets = fid[f], fcopy[f], gtargets[fgroup[f]]
-    if copy then
-      for t = 1, #targets do
-        local k, via, n = targets[t][1], targets[t][2], targets[t][3]
-        if via then
-          redis.call('XADD', KEYS[k], '*', 'target', via, 'origin', id .. ':' .. n, unpack(copy))
-        else
-          redis.call('XADD', KEYS[k], '*', unpack(copy))
-        end
-      end
-      r = 1
-    else
-      r = 2
-    end
-    acks[#acks + 1] = id
-  end
-  results[#results + 1] = r
 end
 for _, op in ipairs(ops) do
   if not op.result then
@@ -340,6 +375,8 @@ for _, op in ipairs(ops) do
   end
   results[#results + 1] = op.result
 end
+-- The XACK of every op written (each returns 1: checked pending for this consumer above, in this
+-- same atomic script), in one call after the writes.
 if #acks > 0 then redis.call('XACK', stream, group, unpack(acks)) end
 -- The checkpoint: hi when every op was acknowledged (the usual case), else the highest acked.
 if #acks == nops then
