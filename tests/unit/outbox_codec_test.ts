@@ -74,7 +74,7 @@ Deno.test("encodeSettle() with an outbox: cross-slot forwards as outbox|index|ta
     // text that extends own headers; "=": headers given; ids; headers
     ..."1 1 3|0|out".split(" "),
     '"sourceStream":"{s}","sourceId":"',
-    ..."= 3-0 {}".split(" "),
+    ..."= 1 3-0 {}".split(" "),
     // forward: 2 targets: "out" (copy 0) through the outbox KEYS[3], "{s}.audit" directly
     ..."1-0 f 0 2".split(" "),
     "3|0|out",
