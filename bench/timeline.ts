@@ -4,6 +4,9 @@
  * share of that time Redis spent on its CPU (`used_cpu_user` + `used_cpu_sys` of `INFO cpu`) and
  * the entries acknowledged per second, from the first acknowledgement after `--skip` entries to
  * the end. A drain bound by Redis shows ~100 %; one bound by the consumer or by round trips, less.
+ * On Linux each line also gives the service's CPU in that time (`/proc/<pid>/task/<tid>/schedstat`):
+ * its main thread (the JavaScript) and its other threads together (V8's compiler and garbage
+ * collector workers, I/O), which share the cores with Redis.
  * `--skip N` leaves the first N entries out of the window: the rate of a consumer already warm.
  * Not part of `deno task bench`; run with `deno run --allow-all bench/timeline.ts [--entries
  * 200000] [--skip 0] [--routes] [--env KEY=VALUE,KEY=VALUE]` (bench/RESULTS.md, session 7).
@@ -36,6 +39,27 @@ async function redisCpuMs(client: { sendCommand(args: string[]): Promise<unknown
   return (field("used_cpu_user") + field("used_cpu_sys")) * 1000;
 }
 
+/**
+ * CPU time (ms) of process `pid`'s main thread and of its other threads so far, or undefined
+ * where /proc has no such figures (not Linux). A thread gone since the last call takes its time
+ * with it: a window's share of the others is then clamped at 0.
+ */
+async function threadCpuMs(pid: number): Promise<{ main: number; others: number } | undefined> {
+  try {
+    let main = 0;
+    let others = 0;
+    for await (const task of Deno.readDir(`/proc/${pid}/task`)) {
+      const line = await Deno.readTextFile(`/proc/${pid}/task/${task.name}/schedstat`);
+      const ms = Number(line.split(" ")[0]) / 1e6;
+      if (task.name === String(pid)) main += ms;
+      else others += ms;
+    }
+    return { main, others };
+  } catch {
+    return undefined;
+  }
+}
+
 await using cleanup = new Cleanup();
 const redis = cleanup.use(await startRedis());
 const admin = await redis.client({ name: "bench-admin" });
@@ -48,7 +72,7 @@ const env = benchServiceEnv(redis.env(), STREAM, GROUP, {
 const svc = cleanup.use(await startService({ env, waitReady: false }));
 const deadline = Date.now() + 120_000;
 let first: { at: number; cpu: number } | undefined;
-let last = { at: 0, cpu: 0, done: 0 };
+let last = { at: 0, cpu: 0, done: 0, threads: await threadCpuMs(svc.pid) };
 while (true) {
   if (Date.now() > deadline || svc.status) {
     throw new Error(`The drain did not end\n--- service output ---\n${svc.output()}`);
@@ -56,20 +80,27 @@ while (true) {
   const s = await groupState(admin, STREAM, GROUP);
   const at = performance.now();
   const cpu = await redisCpuMs(admin);
+  const threads = await threadCpuMs(svc.pid);
   const done = s.entriesRead - s.pending;
   if (!first) {
     if (s.entriesRead > 0 && done >= flags.skip) {
       first = { at, cpu };
-      last = { at, cpu, done };
+      last = { at, cpu, done, threads };
     }
   } else if (at - last.at >= flags["window-ms"]) {
     const ms = at - last.at;
+    const share = (a: number, b: number) => fmt(Math.max(0, (100 * (a - b)) / ms)).padStart(3);
+    const service = threads && last.threads
+      ? `  service main ${share(threads.main, last.threads.main)} %, other threads ${
+        share(threads.others, last.threads.others)
+      } %`
+      : "";
     console.log(
-      `${fmt(at - first.at).padStart(6)} ms  redis busy ${
-        fmt((100 * (cpu - last.cpu)) / ms).padStart(3)
-      } %  ${fmt(((done - last.done) / ms) * 1000).padStart(8)} entries/s`,
+      `${fmt(at - first.at).padStart(6)} ms  redis busy ${share(cpu, last.cpu)} %  ${
+        fmt(((done - last.done) / ms) * 1000).padStart(8)
+      } entries/s${service}`,
     );
-    last = { at, cpu, done };
+    last = { at, cpu, done, threads };
   }
   if (first && s.lag === 0 && s.pending === 0 && s.entriesRead >= total) {
     const ms = at - first.at;
