@@ -304,16 +304,18 @@ for g = 1, nforwards do
   if allPending and typed and all == 43 and keys then
     -- The usual group under ROUTES: every entry pending (checked above), its copies made here,
     -- none through an outbox. An entry at its place among the rows, within the field limit,
-    -- with a headers field last that is not '{}' is written in these few steps (what
-    -- forwardCopy would make of it); any other as below.
+    -- with a headers field that is not '{}' (its last one, usually the entry's last field or
+    -- close to it) is written in these few steps (what forwardCopy would make of it); any
+    -- other as below.
     local rows, limit = entryRows(), 2 * maxFields
     for _ = 1, gcount[g] do
       f = f + 1
       local id, row, r = fid[f], rows[f], 1
       local fields = row and row[1] == id and row[2]
-      local n = fields and #fields
-      if n and n <= limit and fields[n - 1] == 'headers' and fields[n] ~= '{}' then
-        fields[n] = string.sub(fields[n], 1, -2) .. ',' .. prefix .. id .. '"}'
+      local h = fields and #fields <= limit and #fields - 1
+      while h and h > 0 and fields[h] ~= 'headers' do h = h - 2 end
+      if h and h > 0 and fields[h + 1] ~= '{}' then
+        fields[h + 1] = string.sub(fields[h + 1], 1, -2) .. ',' .. prefix .. id .. '"}'
         for t = 1, #keys do redis.call('XADD', keys[t], '*', unpack(fields)) end
         nacks = nacks + 1
         acks[nacks] = id
