@@ -2,8 +2,8 @@
  * Redis CPU of the SETTLE script per forwarded entry, and where it goes: runs the script on
  * batches of 100 fresh entries (200-byte payload), each op a ROUTES copy to one target, and
  * prints `usec_per_call / 100` of EVALSHA (INFO commandstats) for the whole script and for
- * the script cut short after each of its phases (the arguments alone, parse the ops, checks,
- * copies made, writes).
+ * the script cut short after each of its phases (the arguments alone, the ops parsed, the
+ * XPENDING check, the XRANGE, the copies written).
  * Not part of `deno task bench`; run with `deno run --allow-all bench/settle_script.ts
  * [--rounds 100] [--given-headers]` (the copies' new headers sent, not made by the script).
  *
@@ -22,18 +22,19 @@ const flags = parseFlags(Deno.args, { rounds: 100, "given-headers": false });
 const shared = new ForwardCopy(["out"]);
 const BATCH = 100;
 
-/** The script returning early at the line that starts with `marker`. */
-function cutAt(marker: string): string {
+/** The script returning early at the line that starts with `marker` (after running `first`). */
+function cutAt(marker: string, first = ""): string {
   if (!SETTLE.source.includes(marker)) throw new Error(`SETTLE has no "${marker}"`);
-  return SETTLE.source.replace(marker, `if true then return {} end\n${marker}`);
+  return SETTLE.source.replace(marker, `${first}if true then return {} end\n${marker}`);
 }
 
 const variants: [string, string][] = [
   ["args only", cutAt("local ops = {}")],
-  ["ops parsed", cutAt("-- 1. Checks")],
-  ["+ checks (XPENDING)", cutAt("-- The entries to copy")],
-  ["+ copies (XRANGE)", cutAt("-- 2. Writes")],
-  ["whole script (+ XADD, XACK, checkpoint)", SETTLE.source],
+  ["ops parsed", cutAt("-- 1. The entries pending")],
+  ["+ XPENDING (the ids from its rows)", cutAt("local acks, nacks, nres")],
+  ["+ XRANGE", cutAt("local acks, nacks, nres", "entryRows()\n")],
+  ["+ copies written (XADD)", cutAt("-- 4. The other ops")],
+  ["whole script (+ XACK, checkpoint)", SETTLE.source],
 ];
 
 await using cleanup = new Cleanup();
