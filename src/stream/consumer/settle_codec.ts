@@ -143,18 +143,7 @@ export function encodeSettle<T extends SettleOpInput>(
   ops: readonly T[],
   sameGroup?: (a: T, b: T) => boolean,
 ): EncodedSettle<T> {
-  const keys = [batch.stream, batch.checkpointKey];
-  if (batch.leaseKey) keys.push(batch.leaseKey); // KEYS[3] of SETTLE_FENCED
-  const keyIndex = new Map<string, number>();
-  const indexOf = (k: string) => {
-    let i = keyIndex.get(k);
-    if (i === undefined) {
-      keys.push(k);
-      i = keys.length; // Lua KEYS are 1-based
-      keyIndex.set(k, i);
-    }
-    return String(i);
-  };
+  const keys = new SettleKeys(batch);
   const args = [
     batch.group,
     batch.consumer,
@@ -162,17 +151,30 @@ export function encodeSettle<T extends SettleOpInput>(
     String(batch.dedupTtlS),
     String(MAX_ENTRY_FIELDS),
   ];
-  const route = new OutboxRoute(batch.stream, batch.outbox);
-  /**
-   * A copy's target argument: its key index, or the outbox's, the copy's index among the entry's
-   * copies to that target (`seen`: the copies counted so far) and its name (another slot).
-   */
-  const targetArg = (t: string, seen: Map<string, number>) => {
-    if (!route.via(t)) return indexOf(t);
-    const n = seen.get(t) ?? 0;
-    seen.set(t, n + 1);
-    return `${indexOf(route.outbox!)}|${n}|${t}`;
-  };
+  const { groups, forwards, rich } = sortOps(ops, sameGroup);
+  args.push(String(groups.length));
+  for (const group of groups) args.push(joinHighestFirst(group));
+  // The range of the other ops' ids: the script checks and copies over it in one call each.
+  let lo = "";
+  let hi = "";
+  for (const f of forwards) for (const op of f.ops) [lo, hi] = widen(lo, hi, op.id);
+  for (const op of rich) [lo, hi] = widen(lo, hi, op.id);
+  args.push(lo, hi, String(forwards.length));
+  const order: T[] = [];
+  const prefix = forwards.length > 0 ? sourceHeadersPrefix(batch.stream) : "";
+  for (const f of forwards) encodeForwards(args, keys, prefix, f, order);
+  for (const op of rich) {
+    order.push(op);
+    encodeOther(args, keys, op);
+  }
+  return { keys: keys.keys, args, groups, order };
+}
+
+/** The ops of a batch sorted for the encoding (see `encodeSettle`). */
+function sortOps<T extends SettleOpInput>(
+  ops: readonly T[],
+  sameGroup?: (a: T, b: T) => boolean,
+): { groups: T[][]; forwards: ForwardGroup<T>[]; rich: T[] } {
   const rich: T[] = [];
   const groups: T[][] = [];
   /** Plain forwards, by their targets. */
@@ -200,76 +202,118 @@ export function encodeSettle<T extends SettleOpInput>(
     }
     last.push(op);
   }
-  args.push(String(groups.length));
-  for (const group of groups) args.push(joinHighestFirst(group));
-  // The range of the other ops' ids: the script checks and copies over it in one call each.
-  let lo = "";
-  let hi = "";
-  for (const f of forwards) for (const op of f.ops) [lo, hi] = widen(lo, hi, op.id);
-  for (const op of rich) [lo, hi] = widen(lo, hi, op.id);
-  args.push(lo, hi, String(forwards.length));
-  const order: T[] = [];
-  for (const f of forwards) {
-    args.push(String(f.targets.length));
-    const seen = new Map<string, number>();
-    for (const t of f.targets) args.push(targetArg(t, seen));
-    args.push(sourceHeadersPrefix(batch.stream));
-    // Per id "=" (its new headers follow, in order) or "+" (the script makes them); one
-    // character when they are all alike (the usual case: no string per id then).
-    const n = f.ops.length;
-    const ids = new Array<string>(n);
-    const given: string[] = [];
-    for (let i = 0; i < n; i++) {
-      const op = f.ops[i];
-      ids[i] = op.id;
-      const headers = (op.copy as ForwardSettleCopy).headers;
-      if (headers !== undefined) given.push(headers);
-      order.push(op);
-    }
-    let modes = given.length === 0 ? "+" : "=";
-    if (given.length > 0 && given.length < n) {
-      modes = f.ops.map((op) => (op.copy as ForwardSettleCopy).headers === undefined ? "+" : "=")
-        .join("");
-    }
-    args.push(modes, String(n), ids.join(","));
-    for (const headers of given) args.push(headers);
-  }
-  for (const op of rich) {
+  return { groups, forwards, rich };
+}
+
+/**
+ * One group of plain forwards: target count, target arguments, the headers `prefix`, per id
+ * "=" (its new headers follow, in order) or "+" (the script makes them; one character when they
+ * are all alike, the usual case: no string per id then), the number of ids, the ids, then the
+ * given headers. Its ops are appended to `order`.
+ */
+function encodeForwards<T extends SettleOpInput>(
+  args: string[],
+  keys: SettleKeys,
+  prefix: string,
+  f: ForwardGroup<T>,
+  order: T[],
+): void {
+  args.push(String(f.targets.length));
+  const seen = new Map<string, number>();
+  for (const t of f.targets) args.push(keys.target(t, seen));
+  args.push(prefix);
+  const n = f.ops.length;
+  const ids = new Array<string>(n);
+  const given: string[] = [];
+  for (let i = 0; i < n; i++) {
+    const op = f.ops[i];
+    ids[i] = op.id;
+    const headers = (op.copy as ForwardSettleCopy).headers;
+    if (headers !== undefined) given.push(headers);
     order.push(op);
-    const copy = op.copy;
-    const seen = new Map<string, number>();
-    args.push(op.id, copy ? KIND_CODE[copy.kind] : "m", op.dedupKey ? indexOf(op.dedupKey) : "0");
-    if (!copy) args.push("0", "0");
-    else if (copy.kind === "forward") {
-      args.push(String(copy.targets.length));
-      for (const t of copy.targets) args.push(targetArg(t, seen));
-      // Only a plain forward may leave its headers to the script (see `SettleCopy`).
-      if (copy.headers === undefined) {
-        throw new TypeError(`The forward of ${op.id} has a mark or emits but no headers`);
-      }
-      args.push("1", copy.headers);
-    } else {
-      args.push("1", indexOf(copy.target), String(copy.fields.length), ...copy.fields);
-    }
-    const writes: string[] = [];
-    let count = 0;
-    for (const emit of op.emits ?? []) {
-      for (const t of emit.targets) {
-        if (route.via(t)) {
-          const n = seen.get(t) ?? 0;
-          seen.set(t, n + 1);
-          writes.push(
-            indexOf(route.outbox!),
-            String(emit.fields.length + 4),
-            ...outboxFields(t, op.id, n, emit.fields),
-          );
-        } else writes.push(indexOf(t), String(emit.fields.length), ...emit.fields);
-        count++;
-      }
-    }
-    args.push(String(count), ...writes);
   }
-  return { keys, args, groups, order };
+  let modes = given.length === 0 ? "+" : "=";
+  if (given.length > 0 && given.length < n) {
+    modes = f.ops.map((op) => (op.copy as ForwardSettleCopy).headers === undefined ? "+" : "=")
+      .join("");
+  }
+  args.push(modes, String(n), ids.join(","));
+  for (const headers of given) args.push(headers);
+}
+
+/**
+ * One op other than a bare acknowledgement or a plain forward: id, kind, dedup key index, its
+ * copy's targets and extras, then its emitted writes (see `encodeSettle`).
+ */
+function encodeOther(args: string[], keys: SettleKeys, op: SettleOpInput): void {
+  const copy = op.copy;
+  const seen = new Map<string, number>();
+  args.push(op.id, copy ? KIND_CODE[copy.kind] : "m", op.dedupKey ? keys.index(op.dedupKey) : "0");
+  if (!copy) args.push("0", "0");
+  else if (copy.kind === "forward") {
+    args.push(String(copy.targets.length));
+    for (const t of copy.targets) args.push(keys.target(t, seen));
+    // Only a plain forward may leave its headers to the script (see `SettleCopy`).
+    if (copy.headers === undefined) {
+      throw new TypeError(`The forward of ${op.id} has a mark or emits but no headers`);
+    }
+    args.push("1", copy.headers);
+  } else {
+    args.push("1", keys.index(copy.target), String(copy.fields.length), ...copy.fields);
+  }
+  const writes: string[] = [];
+  let count = 0;
+  for (const emit of op.emits ?? []) {
+    for (const t of emit.targets) {
+      if (keys.route.via(t)) {
+        const n = seen.get(t) ?? 0;
+        seen.set(t, n + 1);
+        writes.push(
+          keys.index(keys.route.outbox!),
+          String(emit.fields.length + 4),
+          ...outboxFields(t, op.id, n, emit.fields),
+        );
+      } else writes.push(keys.index(t), String(emit.fields.length), ...emit.fields);
+      count++;
+    }
+  }
+  args.push(String(count), ...writes);
+}
+
+/** The KEYS of a settle call: each key once, referred to by its (1-based) index. */
+class SettleKeys {
+  readonly keys: string[];
+  readonly route: OutboxRoute;
+  readonly #index = new Map<string, number>();
+
+  constructor(batch: SettleBatch) {
+    this.keys = [batch.stream, batch.checkpointKey];
+    if (batch.leaseKey) this.keys.push(batch.leaseKey); // KEYS[3] of SETTLE_FENCED
+    this.route = new OutboxRoute(batch.stream, batch.outbox);
+  }
+
+  /** The index argument of key `k` (added to the keys at first use). */
+  index(k: string): string {
+    let i = this.#index.get(k);
+    if (i === undefined) {
+      this.keys.push(k);
+      i = this.keys.length; // Lua KEYS are 1-based
+      this.#index.set(k, i);
+    }
+    return String(i);
+  }
+
+  /**
+   * A copy's target argument: its key index, or the outbox's, the copy's index among the
+   * entry's copies to that target (`seen`: the copies counted so far) and its name (another
+   * slot).
+   */
+  target(t: string, seen: Map<string, number>): string {
+    if (!this.route.via(t)) return this.index(t);
+    const n = seen.get(t) ?? 0;
+    seen.set(t, n + 1);
+    return `${this.index(this.route.outbox!)}|${n}|${t}`;
+  }
 }
 
 /** A forwarded copy. */
