@@ -198,3 +198,41 @@ Deno.test("SETTLE copies a run of forwards to two targets, an entry deleted amon
   assertEquals(await pendingCount(client, "t", "g"), 0);
   assertEquals(await client.hGet("t:checkpoint:g", "manual"), ids[5]);
 });
+
+Deno.test("SETTLE copies a run of forwards, some with headers given: replaced where the entry has them, appended where not", async () => {
+  await using cleanup = new Cleanup();
+  const { client, settle } = await pendingForManual(cleanup, "unused", 0);
+  const head = ["event", "fwd.given", "aggregateId", "a", "payload", "{}"];
+  const entries = [
+    [...head, "headers", '{"correlationId":"c-0"}'],
+    [...head, "headers", '{"correlationId":"c-1"}', "mimeType", "application/json"],
+    [...head],
+    [...head, "headers", '{"correlationId":"c-3"}'],
+  ];
+  const ids: string[] = [];
+  for (const flat of entries) {
+    ids.push(String(await client.sendCommand(["XADD", "t", "*", ...flat])));
+  }
+  await readAsGhost(client, "t", "g", "manual", entries.length);
+  // Given for entries 0 and 2 (as the process sends them when the entry's headers field is not
+  // the JSON of its parse); made by the script for entries 1 and 3.
+  const given = (i: number) => `{"given":"${i}"}`;
+  const shared = new ForwardCopy(["out"]);
+  const ops = ids.map((id, i) => ({
+    id,
+    copy: i % 2 === 0 ? new ForwardCopy(["out"], given(i)) : shared,
+  }));
+  assertEquals(await settle(ops), [1, 1, 1, 1, 1]);
+  const out = await client.sendCommand(["XRANGE", "out", "-", "+"]) as [string, string[]][];
+  const made = (i: number) => {
+    const own = JSON.parse(entries[i][entries[i].lastIndexOf("headers") + 1]);
+    return forwardHeaders({ stream: "t", id: ids[i], headers: own } as StreamEvent);
+  };
+  assertEquals(out.map(([, fields]) => fields), [
+    [...head, "headers", given(0)],
+    [...head, "headers", made(1), "mimeType", "application/json"],
+    [...head, "headers", given(2)],
+    [...head, "headers", made(3)],
+  ]);
+  assertEquals(await pendingCount(client, "t", "g"), 0);
+});

@@ -301,26 +301,42 @@ for g = 1, nforwards do
     if targets[t][2] then keys = nil break end
     keys[t] = KEYS[targets[t][1]]
   end
-  if allPending and typed and all == 43 and keys then
+  if allPending and typed and keys then
     -- The usual group under ROUTES: every entry pending (checked above), its copies made here,
-    -- none through an outbox. An entry at its place among the rows, within the field limit,
-    -- with a headers field that is not '{}' (its last one, usually the entry's last field or
-    -- close to it) is written in these few steps (what forwardCopy would make of it); any
-    -- other as below.
+    -- none through an outbox. An entry at its place among the rows and within the field limit
+    -- is written in these few steps (what forwardCopy would make of it) when its new headers
+    -- are given, or when it has a headers field other than '{}' to extend (its last one: the
+    -- entry's last field, or close to it); any other as below.
     local rows, limit = entryRows(), 2 * maxFields
-    for _ = 1, gcount[g] do
+    for k = 1, gcount[g] do
       f = f + 1
-      local id, row, r = fid[f], rows[f], 1
+      local id, row, r, head = fid[f], rows[f], 1, nil
+      if (all or string.byte(modes, k)) == 61 then -- '=': its new headers are the next given
+        head = ARGV[h]
+        h = h + 1
+      end
       local fields = row and row[1] == id and row[2]
-      local h = fields and #fields <= limit and #fields - 1
-      while h and h > 0 and fields[h] ~= 'headers' do h = h - 2 end
-      if h and h > 0 and fields[h + 1] ~= '{}' then
-        fields[h + 1] = string.sub(fields[h + 1], 1, -2) .. ',' .. prefix .. id .. '"}'
+      local n = fields and #fields <= limit and #fields
+      local at = n and n - 1
+      while at and at > 0 and fields[at] ~= 'headers' do at = at - 2 end
+      if n and head then
+        if at > 0 then
+          fields[at + 1] = head
+        else
+          fields[n + 1] = 'headers'
+          fields[n + 2] = head
+        end
+      elseif n and at > 0 and fields[at + 1] ~= '{}' then
+        fields[at + 1] = string.sub(fields[at + 1], 1, -2) .. ',' .. prefix .. id .. '"}'
+      else
+        fields = nil
+      end
+      if fields then
         for t = 1, #keys do redis.call('XADD', keys[t], '*', unpack(fields)) end
         nacks = nacks + 1
         acks[nacks] = id
       else
-        r = forward(id, nil, targets, true, prefix, true)
+        r = forward(id, head, targets, true, prefix, true)
       end
       nres = nres + 1
       results[nres] = r
