@@ -303,38 +303,24 @@ for g = 1, nforwards do
   end
   if allPending and typed and keys then
     -- The usual group under ROUTES: every entry pending (checked above), its copies made here,
-    -- none through an outbox. An entry at its place among the rows and within the field limit
-    -- is written in these few steps (what forwardCopy would make of it) when its new headers
-    -- are given, or when it has a headers field other than '{}' to extend (its last one: the
-    -- entry's last field, or close to it); any other as below.
-    local rows, limit = entryRows(), 2 * maxFields
+    -- none through an outbox. An entry at its place among the rows is copied at once; any
+    -- other (deleted, or the rows out of line) as below.
+    local rows = entryRows()
     for k = 1, gcount[g] do
       f = f + 1
-      local id, row, r, head = fid[f], rows[f], 1, nil
+      local id, row, head, r = fid[f], rows[f], nil, nil
       if (all or string.byte(modes, k)) == 61 then -- '=': its new headers are the next given
         head = ARGV[h]
         h = h + 1
       end
-      local fields = row and row[1] == id and row[2]
-      local n = fields and #fields <= limit and #fields
-      local at = n and n - 1
-      while at and at > 0 and fields[at] ~= 'headers' do at = at - 2 end
-      if n and head then
-        if at > 0 then
-          fields[at + 1] = head
-        else
-          fields[n + 1] = 'headers'
-          fields[n + 2] = head
+      if row and row[1] == id then
+        local copy, failure = forwardCopy(row[2], head, prefix, id)
+        r = failure or 1
+        if copy then
+          for t = 1, #keys do redis.call('XADD', keys[t], '*', unpack(copy)) end
+          nacks = nacks + 1
+          acks[nacks] = id
         end
-      elseif n and at > 0 and fields[at + 1] ~= '{}' then
-        fields[at + 1] = string.sub(fields[at + 1], 1, -2) .. ',' .. prefix .. id .. '"}'
-      else
-        fields = nil
-      end
-      if fields then
-        for t = 1, #keys do redis.call('XADD', keys[t], '*', unpack(fields)) end
-        nacks = nacks + 1
-        acks[nacks] = id
       else
         r = forward(id, head, targets, true, prefix, true)
       end
