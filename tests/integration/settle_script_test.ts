@@ -2,8 +2,10 @@
  * Integration tests of the settle script (`SETTLE`) run directly, as the service runs it (through
  * a consumer's connection), on entries pending for a made-up consumer: bare acknowledgements in
  * bulk with exact counts and checkpoint, forwarded copies checked and copied in batches (one by one
- * past a cut), forwards given out of id order with pending entries between them, and copies whose
- * headers the script makes from the entry's own.
+ * past a cut), forwards given out of id order with pending entries between them, copies whose
+ * headers the script makes from the entry's own, runs of forwards taken straight from the rows
+ * (an entry deleted among them, headers given or made), and forwards beside a dead letter and a
+ * mark in one batch.
  *
  * @module
  */
@@ -235,4 +237,31 @@ Deno.test("SETTLE copies a run of forwards, some with headers given: replaced wh
     [...head, "headers", made(3)],
   ]);
   assertEquals(await pendingCount(client, "t", "g"), 0);
+});
+
+Deno.test("SETTLE settles plain forwards beside a dead letter and a mark in one batch", async () => {
+  await using cleanup = new Cleanup();
+  const { client, ids, settle } = await pendingForManual(cleanup, "fwd.mixed", 5);
+  const copy = new ForwardCopy(["out"], '{"given":"1"}');
+  const ops = [
+    { id: ids[0], copy },
+    { id: ids[1], copy: { kind: "dead_letter" as const, target: "t:dlq", fields: ["error", "x"] } },
+    { id: ids[2], copy },
+    { id: ids[3], dedupKey: "t:dedup:g:k" },
+    { id: ids[4], copy },
+  ];
+  // The plain forwards first in the reply, then the dead letter, the mark and the checkpoint.
+  assertEquals(await settle(ops), [1, 1, 1, 1, 1, 1]);
+  const out = await readStream(client, "out");
+  assertEquals(out.map((e) => e.fields.n), ["0", "2", "4"]);
+  assertEquals(out.map((e) => e.fields.headers), [
+    '{"given":"1"}',
+    '{"given":"1"}',
+    '{"given":"1"}',
+  ]);
+  const dlq = await readStream(client, "t:dlq");
+  assertEquals(dlq.map((e) => [e.fields.n, e.fields.error]), [["1", "x"]]);
+  assertEquals(await client.get("t:dedup:g:k"), ids[3]);
+  assertEquals(await pendingCount(client, "t", "g"), 0);
+  assertEquals(await client.hGet("t:checkpoint:g", "manual"), ids[4]);
 });
