@@ -12,7 +12,7 @@
 
 import { assertEquals } from "../support/assert.ts";
 import { Cleanup } from "../support/cleanup.ts";
-import { startRedis } from "../support/redis_server.ts";
+import { type RedisClient, startRedis } from "../support/redis_server.ts";
 import {
   createGroup,
   pendingCount,
@@ -69,6 +69,27 @@ async function pendingForManual(cleanup: Cleanup, event: string, n: number) {
 /** A forward of entry `id` to `out`, with headers naming it. */
 function forwardToOut(id: string) {
   return { id, copy: { kind: "forward" as const, targets: ["out"], headers: `{"from":"${id}"}` } };
+}
+
+/** XADDs entries given as flat field lists to `t`, read by "manual" (pending); their ids. */
+async function addPending(client: RedisClient, flats: readonly string[][]): Promise<string[]> {
+  const ids: string[] = [];
+  for (const flat of flats) ids.push(String(await client.sendCommand(["XADD", "t", "*", ...flat])));
+  await readAsGhost(client, "t", "g", "manual", flats.length);
+  return ids;
+}
+
+/** The headers `forwardHeaders` makes for entry `id` of `t` from the last headers field of `flat`. */
+function madeHeaders(flat: readonly string[], id: string): string {
+  const last = flat.lastIndexOf("headers");
+  const own = last < 0 ? {} : JSON.parse(flat[last + 1]);
+  return forwardHeaders({ stream: "t", id, headers: own } as StreamEvent);
+}
+
+/** The fields of every entry of `stream`, in order. */
+async function copies(client: RedisClient, stream: string): Promise<string[][]> {
+  const rows = await client.sendCommand(["XRANGE", stream, "-", "+"]) as [string, string[]][];
+  return rows.map(([, fields]) => fields);
 }
 
 Deno.test("SETTLE acknowledges bare entries in bulk with exact counts and checkpoint", async () => {
@@ -147,23 +168,17 @@ Deno.test("SETTLE extends each entry's own headers when the process sends none, 
     [...head, "headers", '{"first":"x"}', "n", "1", "headers", '{"k":"v"}'],
     [...head, "headers", '{"name":"zoë ✓ 😀"}', "after", "kept"],
   ];
-  const ids: string[] = [];
-  for (const flat of entries) {
-    ids.push(String(await client.sendCommand(["XADD", "t", "*", ...flat])));
-  }
-  await readAsGhost(client, "t", "g", "manual", entries.length);
+  const ids = await addPending(client, entries);
   const ops = ids.map((id) => ({ id, copy: new ForwardCopy(["out"]) }));
   assertEquals(await settle(ops), [...ids.map(() => 1), 1]);
-  const out = await client.sendCommand(["XRANGE", "out", "-", "+"]) as [string, string[]][];
+  const out = await copies(client, "out");
   assertEquals(out.length, entries.length);
   entries.forEach((flat, i) => {
     const last = flat.lastIndexOf("headers");
-    const own = last < 0 ? {} : JSON.parse(flat[last + 1]);
-    const headers = forwardHeaders({ stream: "t", id: ids[i], headers: own } as StreamEvent);
     const expected = [...flat];
-    if (last < 0) expected.push("headers", headers);
-    else expected[last + 1] = headers;
-    assertEquals(out[i][1], expected, `entry ${i}`);
+    if (last < 0) expected.push("headers", madeHeaders(flat, ids[i]));
+    else expected[last + 1] = madeHeaders(flat, ids[i]);
+    assertEquals(out[i], expected, `entry ${i}`);
   });
   assertEquals(await pendingCount(client, "t", "g"), 0);
 });
@@ -171,32 +186,21 @@ Deno.test("SETTLE extends each entry's own headers when the process sends none, 
 Deno.test("SETTLE copies a run of forwards to two targets, an entry deleted among them", async () => {
   await using cleanup = new Cleanup();
   const { client, settle } = await pendingForManual(cleanup, "unused", 0);
-  // Their headers field last, as publishers write it (the script's shortest way).
+  // Their headers field last, as publishers write it.
   const entries = Array.from({ length: 6 }, (_, i) => {
     const { headers, ...rest } = wireEntry("fwd.run", `a${i}`);
-    return { ...rest, n: String(i), headers };
+    return Object.entries({ ...rest, n: String(i), headers }).flat();
   });
-  const ids: string[] = [];
-  for (const fields of entries) ids.push(await xadd(client, "t", fields));
-  await readAsGhost(client, "t", "g", "manual", ids.length);
+  const ids = await addPending(client, entries);
   // Deleted after it was read: acknowledged without a copy. The rows of the entries after it
   // no longer line up with their ids, and they are copied all the same.
   await client.sendCommand(["XDEL", "t", ids[2]]);
   const copy = new ForwardCopy(["out", "audit"]);
   assertEquals(await settle(ids.map((id) => ({ id, copy }))), [1, 1, 2, 1, 1, 1, 1]);
   const kept = [0, 1, 3, 4, 5];
-  for (const target of ["out", "audit"]) {
-    const out = await client.sendCommand(["XRANGE", target, "-", "+"]) as [string, string[]][];
-    assertEquals(
-      out.map(([, fields]) => fields),
-      kept.map((i) => {
-        const headers = JSON.parse(entries[i].headers);
-        const event = { stream: "t", id: ids[i], headers } as StreamEvent;
-        return Object.entries({ ...entries[i], headers: forwardHeaders(event) }).flat();
-      }),
-      target,
-    );
-  }
+  const expected = kept.map((i) => [...entries[i].slice(0, -1), madeHeaders(entries[i], ids[i])]);
+  assertEquals(await copies(client, "out"), expected);
+  assertEquals(await copies(client, "audit"), expected);
   assertEquals(await pendingCount(client, "t", "g"), 0);
   assertEquals(await client.hGet("t:checkpoint:g", "manual"), ids[5]);
 });
@@ -211,11 +215,7 @@ Deno.test("SETTLE copies a run of forwards, some with headers given: replaced wh
     [...head],
     [...head, "headers", '{"correlationId":"c-3"}'],
   ];
-  const ids: string[] = [];
-  for (const flat of entries) {
-    ids.push(String(await client.sendCommand(["XADD", "t", "*", ...flat])));
-  }
-  await readAsGhost(client, "t", "g", "manual", entries.length);
+  const ids = await addPending(client, entries);
   // Given for entries 0 and 2 (as the process sends them when the entry's headers field is not
   // the JSON of its parse); made by the script for entries 1 and 3.
   const given = (i: number) => `{"given":"${i}"}`;
@@ -225,12 +225,8 @@ Deno.test("SETTLE copies a run of forwards, some with headers given: replaced wh
     copy: i % 2 === 0 ? new ForwardCopy(["out"], given(i)) : shared,
   }));
   assertEquals(await settle(ops), [1, 1, 1, 1, 1]);
-  const out = await client.sendCommand(["XRANGE", "out", "-", "+"]) as [string, string[]][];
-  const made = (i: number) => {
-    const own = JSON.parse(entries[i][entries[i].lastIndexOf("headers") + 1]);
-    return forwardHeaders({ stream: "t", id: ids[i], headers: own } as StreamEvent);
-  };
-  assertEquals(out.map(([, fields]) => fields), [
+  const made = (i: number) => madeHeaders(entries[i], ids[i]);
+  assertEquals(await copies(client, "out"), [
     [...head, "headers", given(0)],
     [...head, "headers", made(1), "mimeType", "application/json"],
     [...head, "headers", given(2)],
