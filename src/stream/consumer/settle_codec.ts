@@ -11,9 +11,9 @@
  * (no copy, no mark: the common case) skip the checks and go in bulk: one
  * multi-id XACK per group of ops that count alike, so Redis makes two calls
  * per group instead of one per entry. Copies are made inside
- * the script from `XRANGE id id`, so they are byte-exact (field names and
+ * the script from one XRANGE over the batch's ids, so they are byte-exact (field names and
  * values as Redis holds them, in order, duplicates kept) and nothing of the
- * entry travels from the process. The checkpoint moves last, to the highest
+ * entry's fields travels from the process. The checkpoint moves last, to the highest
  * id acknowledged.
  */
 import { MAX_ENTRY_FIELDS, sourceHeadersPrefix } from "../entry.ts";

@@ -9,18 +9,11 @@ import { ID_COMPARE, LuaScript } from "../scripts.ts";
 /**
  * Settles a batch of entries of one stream (see the module comment).
  * KEYS: stream, checkpoint hash, then every other key ops refer to (by index).
- * ARGV: group, consumer, now (ISO), dedup TTL s, field limit, the number G of
- *   groups of bare acknowledgements, G arguments of ids joined by commas (the
- *   group's highest id first), the lowest and the highest id of the other
- *   ops (empty strings when there are none), the number F of groups of plain forwards, per
- *   such group: targetCount, targetKeyIndex…, the headers prefix, per id `=` or `+` (one
- *   character for all when alike), its number of ids, its ids joined by commas, then the new
- *   headers of each `=` id in turn (a `+` id's copy has the entry's own `headers` field
- *   extended with `<prefix><id>"}`, see `settle_codec.ts`); then per other op: id, kind,
- *   dedupKeyIndex (0 for none), targetCount, targetKeyIndex…, extraCount, extra…,
- *   writeCount, then per write: keyIndex, fieldCount, field…
- *   A copy's target is a key index, or `<outbox key index>|<copy index>|<target stream>` for
- *   a copy through the outbox (cross-slot mode, see `outbox_codec.ts`): the outbox entry is
+ * ARGV: as `encodeSettle` (`settle_codec.ts`) lays them out: the batch's arguments, the groups of
+ *   bare acknowledgements, the range of the other ops' ids, the groups of plain forwards (their
+ *   targets, headers prefix, modes, number of ids, ids, given headers), then the other ops. A
+ *   copy's target is a key index, or `<outbox key index>|<copy index>|<target stream>` for a copy
+ *   through the outbox (cross-slot mode, `outbox_codec.ts`): the outbox entry is
  *   `target <stream> origin <id>:<copy index>` then the copy's fields.
  * A group is acknowledged with two XACK calls: its highest id alone (so the
  * checkpoint is exactly the highest id acknowledged), then the rest in one
