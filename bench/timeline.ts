@@ -4,8 +4,11 @@
  * share of that time Redis spent on its CPU (`used_cpu_user` + `used_cpu_sys` of `INFO cpu`) and
  * the entries acknowledged per second, from the first acknowledgement after `--skip` entries to
  * the end. A drain bound by Redis shows ~100 %; one bound by the consumer or by round trips, less.
- * On Linux each line also gives the service's CPU in that time (`/proc/<pid>/task/<tid>/schedstat`):
- * its main thread (the JavaScript) and its other threads together (V8's compiler and garbage
+ * On Linux each line also gives the share of that time Redis was ready to run but waiting for a
+ * CPU (the run delay of `/proc/<pid>/schedstat`): on two cores shared with the consumer, Redis
+ * loses time to the consumer's threads woken on its core (bench/RESULTS.md, session 9).
+ * Each line also gives the service's CPU in that time (`/proc/<pid>/task/<tid>/schedstat`): its
+ * main thread (the JavaScript) and its other threads together (V8's compiler and garbage
  * collector workers, I/O), which share the cores with Redis.
  * `--skip N` leaves the first N entries out of the window: the rate of a consumer already warm.
  * Not part of `deno task bench`; run with `deno run --allow-all bench/timeline.ts [--entries
@@ -37,6 +40,15 @@ async function redisCpuMs(client: { sendCommand(args: string[]): Promise<unknown
   const info = String(await client.sendCommand(["INFO", "cpu"]));
   const field = (name: string) => Number(new RegExp(`${name}:([\\d.]+)`).exec(info)?.[1]);
   return (field("used_cpu_user") + field("used_cpu_sys")) * 1000;
+}
+
+/** Time (ms) the main thread of process `pid` spent ready to run, waiting for a CPU (Linux). */
+async function runDelayMs(pid: number): Promise<number | undefined> {
+  try {
+    return Number((await Deno.readTextFile(`/proc/${pid}/schedstat`)).split(" ")[1]) / 1e6;
+  } catch {
+    return undefined;
+  }
 }
 
 /**
@@ -71,8 +83,14 @@ const env = benchServiceEnv(redis.env(), STREAM, GROUP, {
 });
 const svc = cleanup.use(await startService({ env, waitReady: false }));
 const deadline = Date.now() + 120_000;
-let first: { at: number; cpu: number } | undefined;
-let last = { at: 0, cpu: 0, done: 0, threads: await threadCpuMs(svc.pid) };
+let first: { at: number; cpu: number; waited?: number } | undefined;
+let last = {
+  at: 0,
+  cpu: 0,
+  done: 0,
+  threads: await threadCpuMs(svc.pid),
+  waited: await runDelayMs(redis.pid),
+};
 while (true) {
   if (Date.now() > deadline || svc.status) {
     throw new Error(`The drain did not end\n--- service output ---\n${svc.output()}`);
@@ -81,11 +99,16 @@ while (true) {
   const at = performance.now();
   const cpu = await redisCpuMs(admin);
   const threads = await threadCpuMs(svc.pid);
+  const waited = await runDelayMs(redis.pid);
   const done = s.entriesRead - s.pending;
+  const waiting = (since: number, before?: number) =>
+    waited !== undefined && before !== undefined
+      ? `, waiting for a CPU ${fmt(Math.max(0, (100 * (waited - before)) / (at - since)))} %`
+      : "";
   if (!first) {
     if (s.entriesRead > 0 && done >= flags.skip) {
-      first = { at, cpu };
-      last = { at, cpu, done, threads };
+      first = { at, cpu, waited };
+      last = { at, cpu, done, threads, waited };
     }
   } else if (at - last.at >= flags["window-ms"]) {
     const ms = at - last.at;
@@ -95,19 +118,24 @@ while (true) {
         share(threads.others, last.threads.others)
       } %`
       : "";
+    const wait = waited !== undefined && last.waited !== undefined
+      ? ` (waiting ${share(waited, last.waited)} %)`
+      : "";
     console.log(
-      `${fmt(at - first.at).padStart(6)} ms  redis busy ${share(cpu, last.cpu)} %  ${
+      `${fmt(at - first.at).padStart(6)} ms  redis busy ${share(cpu, last.cpu)} %${wait}  ${
         fmt(((done - last.done) / ms) * 1000).padStart(8)
       } entries/s${service}`,
     );
-    last = { at, cpu, done, threads };
+    last = { at, cpu, done, threads, waited };
   }
   if (first && s.lag === 0 && s.pending === 0 && s.entriesRead >= total) {
     const ms = at - first.at;
     console.log(
       `drained ${fmt(flags.entries)} entries in ${fmt(ms)} ms = ${
         fmt((flags.entries / ms) * 1000)
-      }/s, redis busy ${fmt((100 * (cpu - first.cpu)) / ms)} % of it`,
+      }/s, redis busy ${fmt((100 * (cpu - first.cpu)) / ms)} % of it${
+        waiting(first.at, first.waited)
+      }`,
     );
     break;
   }
