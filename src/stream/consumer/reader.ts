@@ -25,9 +25,10 @@ import type { ClaimedEntry, RawEntry, ReadReply } from "./raw.ts";
 
 /**
  * Reads of new entries sent ahead while a backlog is read (the last read came back full): Redis
- * then has the next read queued while it runs a settle or the consumer admits a batch. With two
- * instead of one, a drain with default settings ran 2–10 % faster; a ROUTES drain (bound by
- * Redis' work per entry) neither faster nor slower (bench/RESULTS.md, session 9).
+ * then has the next read queued while it runs a settle, and a batch is ready to settle when the
+ * settle before it is answered. With one read ahead a drain forwarding every entry (ROUTES) went
+ * read, settle, read, settle with Redis idle while the consumer admitted each batch; with two the
+ * settles grew to two batches and the drain ran ~5 % faster (bench/RESULTS.md, session 9).
  */
 export const READ_AHEAD = 2;
 
