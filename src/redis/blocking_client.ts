@@ -1,19 +1,16 @@
 /**
- * The blocking reader's own connection (single Redis and Sentinel): one socket, commands written
- * at once and their replies read in order (pipelined), RESP2 read by `resp.ts`. The consumer's
- * XREADGROUP replies carry every entry it reads, and node-redis spent more of the consumer's CPU
- * decoding them than anything else (a `Buffer` view and a string per field); here a reply is
- * decoded in one call (bench/RESULTS.md, session 5).
+ * The blocking reader's own connection (single Redis and Sentinel): one socket, one command at a
+ * time, RESP2 read by `resp.ts`. The consumer's XREADGROUP replies carry every entry it reads,
+ * and node-redis spent more of the consumer's CPU decoding them than anything else (a `Buffer`
+ * view and a string per field); here a reply is decoded in one call (bench/RESULTS.md, session 5).
  *
  * It is made and connected like a node-redis client of `client.ts` (TLS from the PEM files read
  * on every connect, AUTH with REDIS_USER / REDIS_PW, a CLIENT SETNAME), and offers the part of one
  * that `ConnectionManager` uses: `connect`, `sendCommand`, `close`/`destroy`, `isOpen`/`isReady`
  * and `error` listeners. Errors look like node-redis': an error reply is its `ErrorReply`, a lost
  * socket a `SocketClosedUnexpectedlyError`, a command on a closed client a `ClientClosedError`
- * (all sorted by `classifyError`). Each command keeps its deadline (`sendCommand`), counted from
- * its call, so the time of the commands ahead of it counts too: nothing is sent behind a read
- * that may block (the reader sends its reads ahead without BLOCK). After a missed deadline the
- * connection is given up and the manager replaces it.
+ * (all sorted by `classifyError`). Each command keeps its deadline (`sendCommand`); after a
+ * missed one the connection is given up and the manager replaces it.
  */
 import { DeadlineError, withDeadline } from "../clock.ts";
 import { type Config, readTlsFiles } from "../config.ts";
@@ -37,10 +34,8 @@ export class BlockingClient {
   #reader = new ReplyReader();
   #open = false;
   #ready = false;
-  /** The last command written (commands are written one after another, each whole). */
-  #writing: Promise<unknown> = Promise.resolve();
-  /** The last command whose reply is awaited (replies are read in the order sent). */
-  #reading: Promise<unknown> = Promise.resolve();
+  /** The command in progress: commands run one after another. */
+  #queue: Promise<unknown> = Promise.resolve();
   #listeners: ((err: unknown) => void)[] = [];
 
   constructor(redis: Config["redis"], address: Address, name: string) {
@@ -88,22 +83,17 @@ export class BlockingClient {
   }
 
   /**
-   * Sends `args` and resolves with the reply (an error reply rejects as `ErrorReply`). It is
-   * written at once, behind the commands sent before it, whose replies are read first. It
-   * rejects with a `DeadlineError` when no reply came within `options.timeout` ms (default
-   * CONNECTION_TIMEOUT) from this call: the connection is then given up (closed, and the `error`
-   * listeners told), as its state is unknown.
+   * Sends `args` and resolves with the reply (an error reply rejects as `ErrorReply`). Commands
+   * sent while one is in progress wait for it. It rejects with a `DeadlineError` when no reply
+   * came within `options.timeout` ms (default CONNECTION_TIMEOUT) from this call: the connection
+   * is then given up (closed, and the `error` listeners told), as its state is unknown.
    */
   sendCommand(args: string[], options?: { timeout?: number }): Promise<unknown> {
     if (!this.#ready) {
       return Promise.reject(connectionError("ClientClosedError", "The client is closed"));
     }
-    const bytes = encodeCommand(args);
-    const written = this.#writing.then(() => this.#write(bytes));
-    this.#writing = written.catch(() => {});
-    // Once the replies before it are read and it is written (a failed write fails it).
-    const run = this.#reading.then(() => written).then(() => this.#read());
-    this.#reading = run.catch(() => {});
+    const run = this.#queue.then(() => this.#send(args), () => this.#send(args));
+    this.#queue = run.catch(() => {});
     return withDeadline(run, options?.timeout ?? this.#redis.connectTimeoutMs).catch(
       (err: unknown) => {
         if (err instanceof DeadlineError) this.#fail(err);
@@ -155,53 +145,30 @@ export class BlockingClient {
     });
   }
 
-  /** Writes `args` and reads its reply (while connecting: nothing else is sent meanwhile). */
+  /** Writes `args` and reads one reply. */
   async #send(args: readonly string[]): Promise<unknown> {
-    await this.#write(encodeCommand(args));
-    return await this.#read();
-  }
-
-  /** Writes one whole command. */
-  async #write(bytes: Uint8Array): Promise<void> {
-    const conn = this.#socket();
-    try {
-      for (let at = 0; at < bytes.length;) at += await conn.write(bytes.subarray(at));
-    } catch (err) {
-      throw this.#lost(err);
-    }
-  }
-
-  /** Reads the next reply. */
-  async #read(): Promise<unknown> {
-    const conn = this.#socket();
+    const conn = this.#conn;
+    if (!conn) throw connectionError("ClientClosedError", "The client is closed");
     let reply: unknown;
     try {
+      const bytes = encodeCommand(args);
+      for (let at = 0; at < bytes.length;) at += await conn.write(bytes.subarray(at));
       while ((reply = this.#reader.take()) === undefined) {
         const n = await conn.read(this.#reader.space());
         if (n === null) throw new Error("the server closed the connection");
         this.#reader.wrote(n);
       }
     } catch (err) {
-      throw this.#lost(err);
+      const lost = connectionError(
+        "SocketClosedUnexpectedlyError",
+        `Socket closed unexpectedly: ${(err as Error).message}`,
+        err,
+      );
+      this.#reader = new ReplyReader();
+      this.#fail(lost);
+      throw lost;
     }
     if (reply instanceof ErrorReply) throw reply;
     return reply;
-  }
-
-  #socket(): Deno.Conn {
-    if (!this.#conn) throw connectionError("ClientClosedError", "The client is closed");
-    return this.#conn;
-  }
-
-  /** The socket failed: the connection is given up; the error to throw. */
-  #lost(err: unknown): Error {
-    const lost = connectionError(
-      "SocketClosedUnexpectedlyError",
-      `Socket closed unexpectedly: ${(err as Error).message}`,
-      err,
-    );
-    this.#reader = new ReplyReader();
-    this.#fail(lost);
-    return lost;
   }
 }

@@ -27,7 +27,6 @@ import type { Commander } from "./commander.ts";
 import type { ConnectionState } from "./connection.ts";
 import { classifyError, NotConnectedError, RedisUnavailableError } from "./errors.ts";
 import { type CommandObserver, connectionBreaker, guardedCall } from "./guarded_call.ts";
-import { blockArgs } from "./link.ts";
 import { destroyQuietly } from "./sentinel.ts";
 import { BlockingPool } from "./cluster_blocking.ts";
 import { ReplicaCounts } from "./cluster_replicas.ts";
@@ -289,18 +288,17 @@ export class ClusterConnection implements Commander {
   }
 
   /**
-   * XREADGROUP … BLOCK `blockMs` (none when null) … STREAMS on the blocking connection of their
-   * slot. Every stream must hash to one slot. Within BLOCK_MS + CONNECTION_TIMEOUT; a connection
-   * failure, `MOVED` (the slot moved), `UNBLOCKED` (the node became a replica) or `TRYAGAIN`
-   * closes that connection, refreshes the slot map and rejects with `NotConnectedError`: read
-   * again.
+   * XREADGROUP … BLOCK `blockMs` … STREAMS on the blocking connection of their slot. Every
+   * stream must hash to one slot. Within BLOCK_MS + CONNECTION_TIMEOUT; a connection failure,
+   * `MOVED` (the slot moved), `UNBLOCKED` (the node became a replica) or `TRYAGAIN` closes that
+   * connection, refreshes the slot map and rejects with `NotConnectedError`: read again.
    * @param args everything after `XREADGROUP` up to (not including) `STREAMS`.
    */
   async readGroup(
     streams: readonly string[],
     ids: readonly string[],
     args: readonly string[],
-    blockMs: number | null,
+    blockMs: number,
   ): Promise<unknown> {
     if (streams.length === 0 || streams.length !== ids.length) {
       throw new TypeError("readGroup needs one id per stream");
@@ -311,10 +309,18 @@ export class ClusterConnection implements Commander {
       throw new TypeError(`${other} and ${streams[0]} are in different slots: read them apart`);
     }
     const client = await this.blockingFor(streams[0]);
-    const command = ["XREADGROUP", ...args, ...blockArgs(blockMs), "STREAMS", ...streams, ...ids];
+    const command = [
+      "XREADGROUP",
+      ...args,
+      "BLOCK",
+      String(blockMs),
+      "STREAMS",
+      ...streams,
+      ...ids,
+    ];
     try {
       return await client.sendCommand(command, {
-        timeout: (blockMs ?? 0) + this.#opts.redis.connectTimeoutMs,
+        timeout: blockMs + this.#opts.redis.connectTimeoutMs,
       });
     } catch (err) {
       const reconfiguring = err instanceof Error && RECONFIGURING_RE.test(err.message);

@@ -184,7 +184,7 @@ export class ClusterLink implements RedisLink {
     streams: readonly string[],
     ids: readonly string[],
     head: readonly string[],
-    blockMs: number | null,
+    blockMs: number,
   ): Promise<unknown> {
     const bySlot = new Map<number, { streams: string[]; ids: string[] }>();
     streams.forEach((s, i) => {

@@ -18,7 +18,7 @@ import { exponentialBackoff, retryDelay } from "./backoff.ts";
 import { classifyError, NotConnectedError, RedisUnavailableError } from "./errors.ts";
 import { type CommandObserver, connectionBreaker, guardedCall } from "./guarded_call.ts";
 import { type Address, newClient, type RedisClient } from "./client.ts";
-import { blockArgs, type ConnectionState, type RedisLink, waitConnected } from "./link.ts";
+import { type ConnectionState, type RedisLink, waitConnected } from "./link.ts";
 import { BlockingClient } from "./blocking_client.ts";
 import { destroyQuietly, resolveSentinelMaster } from "./sentinel.ts";
 
@@ -199,11 +199,11 @@ export class ConnectionManager implements RedisLink {
     streams: readonly string[],
     ids: readonly string[],
     head: readonly string[],
-    blockMs: number | null,
+    blockMs: number,
   ): Promise<unknown> {
-    const args = ["XREADGROUP", ...head, ...blockArgs(blockMs), "STREAMS", ...streams, ...ids];
+    const args = ["XREADGROUP", ...head, "BLOCK", String(blockMs), "STREAMS", ...streams, ...ids];
     return await this.blocking.sendCommand(args, {
-      timeout: (blockMs ?? 0) + this.#opts.redis.connectTimeoutMs,
+      timeout: blockMs + this.#opts.redis.connectTimeoutMs,
     });
   }
 

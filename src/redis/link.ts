@@ -76,14 +76,13 @@ export interface RedisLink {
   /**
    * XREADGROUP `head` (GROUP g c COUNT n) BLOCK `blockMs` STREAMS `streams` `ids` on a dedicated
    * connection, within BLOCK_MS + CONNECTION_TIMEOUT. The reply merges every stream's entries
-   * (null when none came). `blockMs` null: no BLOCK (the reply comes at once); reads sent while
-   * others are out are pipelined behind them, so only one that is alone may block.
+   * (null when none came).
    */
   readGroup(
     streams: readonly string[],
     ids: readonly string[],
     head: readonly string[],
-    blockMs: number | null,
+    blockMs: number,
   ): Promise<unknown>;
   /** Wakes a blocked `readGroup` (CLIENT UNBLOCK), e.g. when the streams to read changed. */
   unblockReader(): Promise<void>;
@@ -120,9 +119,4 @@ export function waitConnected(
     });
     signal?.addEventListener("abort", onAbort, { once: true });
   });
-}
-
-/** The BLOCK part of an XREADGROUP (`RedisLink.readGroup`): none when `blockMs` is null. */
-export function blockArgs(blockMs: number | null): string[] {
-  return blockMs === null ? [] : ["BLOCK", String(blockMs)];
 }

@@ -2,8 +2,7 @@
  * Integration tests of `StreamConsumer` against a real redis-server, the consumer running in
  * this process: consuming and acknowledging with the checkpoint, recovery of a restarted
  * consumer's own pending entries, per-aggregate ordering under concurrency, backpressure
- * (MAX_IN_FLIGHT), reading a backlog ahead, idempotency keys, and consuming several streams at
- * once.
+ * (MAX_IN_FLIGHT), idempotency keys, and consuming several streams at once.
  *
  * @module
  */
@@ -15,17 +14,15 @@ import { gate, sleep, waitFor } from "../support/wait.ts";
 import {
   commandStat,
   createGroup,
-  isDrained,
   pendingCount,
   pendingEntries,
-  preload,
   readAsGhost,
   readStream,
   wireEntry,
   xadd,
   xlen,
 } from "../support/streams.ts";
-import { GROUP, recordingRegistry, startConsumer } from "../support/in_process_consumer.ts";
+import { GROUP, startConsumer } from "../support/in_process_consumer.ts";
 import { HandlerRegistry } from "../../src/stream/handlers.ts";
 import type { StreamEvent } from "../../src/stream/entry.ts";
 
@@ -209,8 +206,8 @@ Deno.test("StreamConsumer holds at most MAX_IN_FLIGHT entries while handlers are
 
 Deno.test("StreamConsumer reads on once a large settle is done (its wait on the settle backlog is woken)", async () => {
   // MAX_IN_FLIGHT entries wait on shut handlers; once they all finish, one settle call carries
-  // them (a backlog of 20, over the reader's (READ_AHEAD + 1) x BATCH_SIZE). Their releases wake
-  // the waiting reader before that backlog is counted down; the settle's end must wake it again.
+  // them (a backlog of 20, over the reader's 2 x BATCH_SIZE). Their releases wake the waiting
+  // reader before that backlog is counted down; the settle's end must wake it again.
   await using cleanup = new Cleanup();
   const redis = cleanup.use(await startRedis());
   const client = await redis.client();
@@ -236,44 +233,6 @@ Deno.test("StreamConsumer reads on once a large settle is done (its wait on the 
   await waitFor(async () => await pendingCount(client, "s", GROUP) === 0, {
     message: "XPENDING 0",
   });
-});
-
-Deno.test("StreamConsumer reads a backlog ahead without BLOCK, then one blocking read at a time", async () => {
-  // The reads ahead are pipelined on the blocking connection behind the read out. A read sent
-  // behind one that blocks would wait for it and miss its own deadline (BLOCK_MS +
-  // CONNECTION_TIMEOUT from its call: here 900 ms, two blocked reads 1,000), and the connection
-  // would be given up and replaced.
-  await using cleanup = new Cleanup();
-  const redis = cleanup.use(await startRedis());
-  const client = await redis.client();
-  await createGroup(client, "s", GROUP);
-  await preload(client, "s", 300);
-  const reads: string[] = [];
-  const monitor = await redis.client();
-  await monitor.monitor((line) => {
-    if (line.includes('"XREADGROUP"') && line.endsWith('">"')) reads.push(line);
-  });
-  const { registry, handled } = recordingRegistry();
-  await startConsumer(
-    cleanup,
-    redis,
-    { BATCH_SIZE: "10", BLOCK_MS: "500", CONNECTION_TIMEOUT: "400" },
-    registry,
-  );
-  const blockingId = async () =>
-    /id=(\d+) [^\n]*name=t:blk/.exec(String(await client.sendCommand(["CLIENT", "LIST"])))?.[1];
-  const id = await blockingId();
-  await waitFor(() => handled.length === 300, { message: "300 handled" });
-  await waitFor(() => isDrained(client, "s", GROUP), { message: "drained" });
-  assert(reads.some((l) => !l.includes('"BLOCK"')), "reads of the backlog sent ahead, no BLOCK");
-  // A read that gets one entry (not a full batch) is followed by one blocking read, alone.
-  await xadd(client, "s", wireEntry("test.event", "a"));
-  await waitFor(() => handled.length === 301, { message: "the new entry handled" });
-  const idle = reads.length;
-  await waitFor(() => reads.length >= idle + 4, { message: "4 blocking reads of an idle stream" });
-  assert(reads.slice(idle).every((l) => l.includes('"BLOCK" "500"')), "idle: blocking reads");
-  assertEquals(await blockingId(), id, "the blocking connection was never replaced");
-  assertEquals(new Set(handled).size, 301, "each entry handled once");
 });
 
 Deno.test("StreamConsumer runs the handler once for entries sharing an idempotency key", async () => {

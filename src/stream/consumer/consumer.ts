@@ -4,7 +4,7 @@
  * (see docs/architecture.md):
  *
  * - `InFlight`: the held entries, capacity and wake-ups;
- * - `Reader`: the read loop, own-pending recovery, reads ahead;
+ * - `Reader`: the read loop, own-pending recovery, prefetch;
  * - `Dispatcher`: lanes, handler runs, retries and dead letters;
  * - `IdempotencyGate`: idempotency keys in progress;
  * - `Settler`: batched atomic settling;

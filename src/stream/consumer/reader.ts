@@ -3,10 +3,9 @@
  * (re)connection it first takes back this consumer's own pending entries
  * (re-read from id 0 when nothing is held; after a reconnect, claimed back
  * only where not held, so running handlers are neither duplicated nor
- * recounted), then reads new entries (`>`), sending the next reads before
- * the current batch is dispatched (`READ_AHEAD`). Reading pauses while
- * MAX_IN_FLIGHT entries are held. The reader owns `lastMessage` and whether it
- * is active.
+ * recounted), then reads new entries (`>`), prefetching the next read while
+ * the current batch is dispatched. Reading pauses while MAX_IN_FLIGHT entries
+ * are held. The reader owns `lastMessage` and whether it is active.
  *
  * With partitioned streams the streams read come from a `StreamSource` (the
  * partitions this instance reads now, see `partitions.ts`) instead of the fixed
@@ -22,23 +21,6 @@ import type { Dispatcher } from "./dispatcher.ts";
 import { type Groups, isNoGroup } from "./groups.ts";
 import type { InFlight } from "./in_flight.ts";
 import type { ClaimedEntry, RawEntry, ReadReply } from "./raw.ts";
-
-/**
- * Reads of new entries sent ahead while a backlog is read (the last read came back full): Redis
- * then has the next read queued while it runs a settle, and a batch is ready to settle when the
- * settle before it is answered. With one read ahead a drain forwarding every entry (ROUTES) went
- * read, settle, read, settle with Redis idle while the consumer admitted each batch; with two the
- * settles grew to two batches and the drain ran ~5 % faster (bench/RESULTS.md, session 9).
- */
-export const READ_AHEAD = 2;
-
-/** A read of new entries sent ahead: its reply, what it asked for, whether it may block. */
-interface ReadOut {
-  reply: Promise<ReadReply>;
-  streams: readonly string[];
-  count: number;
-  blocking: boolean;
-}
 
 /** The streams to read, when they change while running (partitioned streams). */
 export interface StreamSource {
@@ -69,10 +51,9 @@ export interface ReaderOptions {
   logger: Logger;
   /**
    * Entries handed to the settler and not yet settled (`Settler.backlog`). The reader reads no
-   * more while over `(READ_AHEAD + 1) × batchSize` of them wait: when settles are the bottleneck
-   * (ROUTES copies), reading further ahead only fills MAX_IN_FLIGHT with entries waiting for
-   * their acknowledgement, which survive minor GCs and make V8 grow its young generation
-   * (bench/RESULTS.md, session 5).
+   * more while over `2 × batchSize` of them wait: when settles are the bottleneck (ROUTES copies),
+   * reading ahead only fills MAX_IN_FLIGHT with entries waiting for their acknowledgement, which
+   * survive minor GCs and make V8 grow its young generation (bench/RESULTS.md, session 5).
    */
   settleBacklog?: () => number;
 }
@@ -115,20 +96,18 @@ export class Reader {
     let version = source?.version;
     let generation = -1;
     const pendingCursor = new Map<string, string>();
-    // The reads of new entries sent ahead, oldest first: sent before the current batch is
-    // dispatched so that Redis works on them meanwhile (each only when the batch it may return
-    // still fits under MAX_IN_FLIGHT).
-    const ahead: ReadOut[] = [];
+    // The next read of new entries, sent before the current batch is dispatched
+    // so that Redis works on it meanwhile (it is sent only when the batch it may
+    // return still fits under MAX_IN_FLIGHT).
+    let prefetch: Promise<ReadReply> | undefined;
+    let prefetchStreams = streams;
     while (!o.stopping.aborted) {
       if (!o.connection.connected) {
         this.#active = false;
         if (!await o.connection.waitConnected(o.stopping)) break;
       }
       if (o.connection.generation !== generation) {
-        // New connection: what the reads sent on the last one got is held first (a read whose
-        // reply was lost left its entries pending: found below), then our own pending entries
-        // are re-read from id 0.
-        await this.#admitAhead(ahead);
+        // New connection: first re-read our own pending entries from id 0.
         generation = o.connection.generation;
         for (const s of streams) pendingCursor.set(s, "0");
       }
@@ -140,7 +119,7 @@ export class Reader {
         for (const s of streams) if (!before.has(s)) pendingCursor.set(s, "0");
         for (const s of pendingCursor.keys()) if (!streams.includes(s)) pendingCursor.delete(s);
       }
-      if (streams.length === 0 && ahead.length === 0) {
+      if (streams.length === 0 && !prefetch) {
         this.#active = o.connection.connected;
         await source?.changed();
         continue;
@@ -170,23 +149,34 @@ export class Reader {
             if (source) this.#end([stream]);
           }
         } else {
-          const read = ahead.shift() ?? this.#readNew(count, streams, true);
+          const list = prefetch ? prefetchStreams : streams;
+          if (source && !prefetch) this.#begin(list);
+          const current = prefetch ?? this.#readNew(count, list);
+          prefetch = undefined;
           try {
-            const reply = await read.reply;
+            const reply = await current;
             const got = reply ? reply.reduce((n, [, entries]) => n + entries.length, 0) : 0;
-            // With a source, no read ahead of a list that changed meanwhile.
+            const next = Math.min(o.batchSize, room - got);
+            // With a source, no prefetch of a list that changed meanwhile.
             if (
-              got > 0 && !o.stopping.aborted && !this.#settlesBehind() &&
+              got > 0 && next >= o.batchSize && !o.stopping.aborted && !this.#settlesBehind() &&
               (!source || source.version === version)
-            ) this.#readAhead(ahead, got >= read.count, room - got, streams);
-            // Let HTTP and timers run between batches. Before dispatching, not after, so that
-            // the reads ahead leave now and Redis works on them while the batch is dispatched.
+            ) {
+              if (source) this.#begin(streams);
+              prefetchStreams = streams;
+              prefetch = this.#readNew(next, streams);
+              prefetch.catch(() => {}); // awaited (and its error handled) next turn
+            }
+            // Let HTTP and timers run between batches. Before dispatching, not after:
+            // node-redis writes a command in a later macrotask (setImmediate), so the prefetch
+            // leaves now, and Redis works on it while the batch is dispatched (after, it left
+            // only once the batch was done, and the next read waited a full round trip).
             await yieldToEventLoop();
             if (reply) {
               for (const [stream, entries] of reply) this.#admitNew(stream, entries);
             }
           } finally {
-            if (source) this.#end(read.streams);
+            if (source) this.#end(list);
           }
           continue;
         }
@@ -197,35 +187,13 @@ export class Reader {
       // Let HTTP and timers run between batches.
       await yieldToEventLoop();
     }
-    // Entries the reads ahead got are pending for this consumer: handle them before stopping.
-    await this.#admitAhead(ahead);
-    this.#active = false;
-  }
-
-  /**
-   * Sends reads ahead, behind those out already, while `room` (MAX_IN_FLIGHT less the entries
-   * read and not yet held) has a batch's room for each. After a full read (a backlog) up to
-   * `READ_AHEAD`, without BLOCK: they answer at once. Else one that may block, and only when no
-   * other is out (the connection answers in order: nothing waits behind a blocked read).
-   */
-  #readAhead(ahead: ReadOut[], full: boolean, room: number, streams: readonly string[]): void {
-    const batch = this.#o.batchSize;
-    let free = room;
-    for (const r of ahead) free -= r.count;
-    const want = full ? READ_AHEAD : 1;
-    while (ahead.length < want && free >= batch && !ahead.at(-1)?.blocking) {
-      ahead.push(this.#readNew(batch, streams, !full));
-      free -= batch;
-    }
-  }
-
-  /** Waits for the reads ahead, oldest first, and admits what they got (a failed one: nothing). */
-  async #admitAhead(ahead: ReadOut[]): Promise<void> {
-    for (let read = ahead.shift(); read; read = ahead.shift()) {
-      const reply = await read.reply.catch(() => null);
+    if (prefetch) {
+      // Entries it read are pending for this consumer: handle them before stopping.
+      const reply = await prefetch.catch(() => null);
       if (reply) { for (const [stream, entries] of reply) this.#admitNew(stream, entries); }
-      if (this.#o.source) this.#end(read.streams);
+      if (source) this.#end(prefetchStreams);
     }
+    this.#active = false;
   }
 
   /**
@@ -267,7 +235,7 @@ export class Reader {
   /** True while more entries wait for their settle than reading ahead is worth. */
   #settlesBehind(): boolean {
     const backlog = this.#o.settleBacklog;
-    return backlog !== undefined && backlog() > (READ_AHEAD + 1) * this.#o.batchSize;
+    return backlog !== undefined && backlog() > 2 * this.#o.batchSize;
   }
 
   #begin(streams: readonly string[]): void {
@@ -278,16 +246,11 @@ export class Reader {
     for (const s of streams) this.#out.set(s, (this.#out.get(s) ?? 1) - 1);
   }
 
-  /** Sends a read of up to `count` new entries of `streams` (BLOCK_MS when `blocking`). */
-  #readNew(count: number, streams: readonly string[], blocking: boolean): ReadOut {
+  async #readNew(count: number, streams: readonly string[]): Promise<ReadReply> {
     const o = this.#o;
-    if (o.source) this.#begin(streams);
     const head = ["GROUP", o.group, o.consumer, "COUNT", String(count)];
     const ids = streams.map(() => ">");
-    const blockMs = blocking ? o.blockMs : null;
-    const reply = o.connection.readGroup(streams, ids, head, blockMs) as Promise<ReadReply>;
-    reply.catch(() => {}); // awaited (and its error handled) in its turn
-    return { reply, streams, count, blocking };
+    return await o.connection.readGroup(streams, ids, head, o.blockMs) as ReadReply;
   }
 
   /**
