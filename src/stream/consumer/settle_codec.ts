@@ -157,8 +157,14 @@ export function encodeSettle<T extends SettleOpInput>(
   // The range of the other ops' ids: the script checks and copies over it in one call each.
   let lo = "";
   let hi = "";
-  for (const f of forwards) for (const op of f.ops) [lo, hi] = widen(lo, hi, op.id);
-  for (const op of rich) [lo, hi] = widen(lo, hi, op.id);
+  const widen = (id: string) => {
+    if (lo === "") lo = hi = id;
+    // Usually the newest so far (ops come in id order): one comparison.
+    else if (newerId(id, hi)) hi = id;
+    else if (newerId(lo, id)) lo = id;
+  };
+  for (const f of forwards) for (const op of f.ops) widen(op.id);
+  for (const op of rich) widen(op.id);
   args.push(lo, hi, String(forwards.length));
   const order: T[] = [];
   const prefix = forwards.length > 0 ? sourceHeadersPrefix(batch.stream) : "";
@@ -323,14 +329,6 @@ type ForwardSettleCopy = Extract<SettleCopy, { kind: "forward" }>;
 interface ForwardGroup<T> {
   targets: readonly string[];
   ops: T[];
-}
-
-/** The range [lo, hi] widened to hold `id` ("" for an empty range). */
-function widen(lo: string, hi: string, id: string): [string, string] {
-  if (lo === "") return [id, id];
-  // Usually the newest so far (ops come in id order): one comparison.
-  if (newerId(id, hi)) return [lo, id];
-  return [newerId(lo, id) ? id : lo, hi];
 }
 
 /** True when `a` and `b` hold the same strings in the same order. */
