@@ -3,7 +3,7 @@
  * batches of 100 fresh entries (200-byte payload), each op a ROUTES copy to one target, and
  * prints `usec_per_call / 100` of EVALSHA (INFO commandstats) for the whole script and for
  * the script cut short after each of its phases (the arguments alone, the ops parsed, the
- * XPENDING check, the XRANGE, the copies written).
+ * XRANGE, each entry's XACK and copies).
  * Not part of `deno task bench`; run with `deno run --allow-all bench/settle_script.ts
  * [--rounds 100] [--given-headers]` (the copies' new headers sent, not made by the script).
  *
@@ -30,11 +30,10 @@ function cutAt(marker: string, first = ""): string {
 
 const variants: [string, string][] = [
   ["args only", cutAt("local ops = {}")],
-  ["ops parsed", cutAt("-- 1. The entries pending")],
-  ["+ XPENDING (the ids from its rows)", cutAt("local acks, nacks, nres")],
-  ["+ XRANGE", cutAt("local acks, nacks, nres", "entryRows()\n")],
-  ["+ copies written (XADD)", cutAt("-- 4. The other ops")],
-  ["whole script (+ XACK, checkpoint)", SETTLE.source],
+  ["ops parsed", cutAt("-- 1. The other ops' entries pending")],
+  ["+ XRANGE (the ids from its rows)", cutAt("local acks, nacks, nres")],
+  ["+ per entry XACK, copies written (XADD)", cutAt("-- 4. The other ops")],
+  ["whole script (+ checkpoint)", SETTLE.source],
 ];
 
 await using cleanup = new Cleanup();

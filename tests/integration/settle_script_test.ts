@@ -27,7 +27,7 @@ import {
   ForwardCopy,
   type SettleOpInput,
 } from "../../src/stream/consumer/settle_codec.ts";
-import { forwardHeaders, type StreamEvent } from "../../src/stream/entry.ts";
+import { forwardHeaders, MAX_ENTRY_FIELDS, type StreamEvent } from "../../src/stream/entry.ts";
 import { SETTLE } from "../../src/stream/consumer/settle_script.ts";
 /**
  * For the SETTLE tests: a consumer (only its connection is used, to run the script as the
@@ -126,21 +126,35 @@ Deno.test("SETTLE checks and copies forwarded entries in batches, one by one pas
   // 80 entries pending for "manual": more than the batched XPENDING and XRANGE of 2 ops
   // take (2 * 2 + 64), so the last op is checked and copied one by one.
   const { client, ids, settle } = await pendingForManual(cleanup, "fwd.batch", 80);
-  // One more, pending for another consumer: not ours, nothing written for it.
+  // One more, pending for another consumer (claimed away): its XACK takes effect, so it is
+  // copied here, once (spec section 5: "XACK returns 1"); that consumer's settle then finds it
+  // acknowledged. And one acknowledged elsewhere already: not pending, nothing written for it.
   const theirs = await xadd(client, "t", wireEntry("fwd.batch", "z"));
   await readAsGhost(client, "t", "g", "other", 1);
+  await client.sendCommand(["XACK", "t", "g", ids[20]]);
   assertEquals(
-    await settle([forwardToOut(ids[0]), forwardToOut(theirs), forwardToOut(ids[79]), {
-      id: ids[40],
-    }]),
-    [1, 1, 0, 1, 1],
+    await settle([
+      forwardToOut(ids[0]),
+      forwardToOut(ids[20]),
+      forwardToOut(ids[79]),
+      forwardToOut(theirs),
+      { id: ids[40] },
+    ]),
+    [1, 1, 0, 1, 1, 1],
   );
   const out = await readStream(client, "out");
-  assertEquals(out.map((e) => e.fields.n), ["0", "79"]);
-  assertEquals(out.map((e) => e.fields.headers), [`{"from":"${ids[0]}"}`, `{"from":"${ids[79]}"}`]);
+  assertEquals(out.map((e) => e.fields.n), ["0", "79", undefined]);
+  assertEquals(
+    out.map((e) => e.fields.headers),
+    [ids[0], ids[79], theirs].map((id) => `{"from":"${id}"}`),
+  );
   assertEquals(out[1].fields.payload, wireEntry("fwd.batch", "a79").payload);
-  assertEquals(await pendingCount(client, "t", "g"), 80 - 3 + 1);
-  assertEquals(await client.hGet("t:checkpoint:g", "manual"), ids[79]);
+  assertEquals(out[2].fields.payload, wireEntry("fwd.batch", "z").payload);
+  assertEquals(await pendingCount(client, "t", "g"), 80 - 4);
+  assertEquals(await client.hGet("t:checkpoint:g", "manual"), theirs);
+  // Settled again (a retry after a lost reply): nothing pending, nothing copied twice.
+  assertEquals(await settle([forwardToOut(ids[0]), forwardToOut(theirs)]), [0, 0, 1]);
+  assertEquals((await readStream(client, "out")).length, 3);
 });
 
 Deno.test("SETTLE copies forwarded entries given out of id order, with entries between them", async () => {
@@ -181,6 +195,33 @@ Deno.test("SETTLE extends each entry's own headers when the process sends none, 
     assertEquals(out[i], expected, `entry ${i}`);
   });
   assertEquals(await pendingCount(client, "t", "g"), 0);
+});
+
+Deno.test("SETTLE writes nothing for a forward over the field limit, in a run in line or not", async () => {
+  await using cleanup = new Cleanup();
+  const { client, settle } = await pendingForManual(cleanup, "unused", 0);
+  const plain = (i: number) => Object.entries(wireEntry("fwd.wide", `a${i}`)).flat();
+  // One field more than a copy may have (the script's unpack limit, MAX_ENTRY_FIELDS).
+  const wide = [...plain(1), ...Array.from({ length: 2 * MAX_ENTRY_FIELDS }, (_, j) => `f${j}`)];
+  const ids = await addPending(client, [plain(0), wide, plain(2), plain(3)]);
+  const copy = new ForwardCopy(["out"]);
+  // In line (the rows are exactly these ids): the usual path.
+  assertEquals(
+    await settle(ids.slice(0, 3).map((id) => ({ id, copy }))),
+    [1, "too_many_fields", 1, 1],
+  );
+  // Not in line (ids[2] is settled, so the rows of [ids[1], ids[3]] hold an entry more).
+  assertEquals(await settle([ids[1], ids[3]].map((id) => ({ id, copy }))), [
+    "too_many_fields",
+    1,
+    1,
+  ]);
+  // Nothing written for it: no copy, still pending; the others copied once.
+  const out = await copies(client, "out");
+  assertEquals(out.length, 3);
+  assertEquals(out.map((f) => f[f.indexOf("aggregateId") + 1]), ["a0", "a2", "a3"]);
+  assertEquals(await pendingCount(client, "t", "g"), 1);
+  assertEquals(await client.hGet("t:checkpoint:g", "manual"), ids[3]);
 });
 
 Deno.test("SETTLE copies a run of forwards to two targets, an entry deleted among them", async () => {

@@ -20,9 +20,12 @@ import { ID_COMPARE, LuaScript } from "../scripts.ts";
  * multi-id XACK. Only when the highest was not pending any more (acknowledged
  * elsewhere: rare) are the rest acknowledged one by one, to find the highest
  * that was. Bare acknowledgements need no check before writing: XACK of an
- * id not pending writes nothing.
+ * id not pending writes nothing. A plain forward is acknowledged by its own
+ * XACK, and copied only when that took effect (spec section 5: "XACK returns
+ * 1"); the other ops are checked pending for this consumer first.
  * Returns per group the number of its ids XACK took effect for; per other op
- * 1 settled, 0 not pending for this consumer, 2 acknowledged without a copy
+ * 1 settled, 0 not pending (a plain forward: in the group; any other op: for
+ * this consumer), 2 acknowledged without a copy
  * (the entry is gone), or a failure reason (nothing written); then 1 when the
  * checkpoint could be written (or there was nothing to write), else 0.
  */
@@ -127,13 +130,13 @@ while i <= #ARGV do
   for _ = 1, op.nw do i = i + 2 + tonumber(ARGV[i + 1]) end
   ops[#ops + 1] = op
 end
--- 1. The entries pending for this consumer: one XPENDING over [lo, hi] (only this consumer's
--- entries); when it was cut at its COUNT, the ids after its last row are asked one by one.
+-- 1. The other ops' entries pending for this consumer: one XPENDING over [lo, hi] (only this
+-- consumer's entries; plain forwards are checked by their own XACK, in 3.); when it was cut at its COUNT, the ids after its last row are asked one by one.
 -- The rows come in id order, and so are the ids asked about, usually: each is first compared
 -- with the next row; a set of all the rows is made only for an id out of that order.
 local prows, pnext, mine, known = {}, 1, nil, hi
 local nops = nfwd + #ops
-if nops > 0 then
+if #ops > 0 then
   local limit = 2 * nops + 64
   prows = redis.call('XPENDING', stream, group, lo, hi, limit, consumer)
   if #prows >= limit then known = prows[#prows][1] end
@@ -247,33 +250,36 @@ for _, op in ipairs(ops) do
     need[#need + 1] = op
   end
 end
--- 3. Plain forwards, one at a time: its checks (pending for this consumer, its targets' key
--- types, the field limit), then its copies, or nothing. Their ids: the usual batch is plain
--- forwards alone, in id order, each pending for this consumer; the rows are then exactly their
--- ids (compared as one text), so the ids need no splitting and no check one by one.
-local fid, allPending = nil, false
-if #ops == 0 and nfwd > 0 and #prows == nfwd then
+-- 3. Plain forwards, one at a time: its checks that need no state (its targets' key types, the
+-- entry still there, the field limit), then its XACK, and only when that took effect (1: it was
+-- pending) its copies; otherwise nothing. The XACK comes before the copies, but nothing can fail
+-- after it: every way a copy's XADD could fail was checked before (OOM is refused when a script
+-- starts, not midway). Their ids: the usual batch is plain forwards alone, in id order, with no
+-- other entry between them; the XRANGE rows are then exactly their ids (compared as one text),
+-- so the ids need no splitting and each row is its entry's.
+local erowsAll = nfwd > 0 and #ops == 0 and entryRows()
+local fid, inLine = nil, false
+if erowsAll and #erowsAll == nfwd then
   fid = {}
-  for r = 1, nfwd do fid[r] = prows[r][1] end
-  allPending = table.concat(fid, ',') == table.concat(gids, ',')
+  for r = 1, nfwd do fid[r] = erowsAll[r][1] end
+  inLine = table.concat(fid, ',') == table.concat(gids, ',')
 end
-if not allPending then
+if not inLine then
   fid = {}
   for g = 1, nforwards do
     for id in string.gmatch(gids[g], '[^,]+') do fid[#fid + 1] = id end
   end
 end
 local acks, nacks, nres = {}, 0, #results
--- One plain forward to targets (its new headers given in head, or nil): its checks (pending
--- unless checked), then its copies. Returns its result.
-local function forward(id, head, targets, typed, prefix, checked)
-  if not (checked or pending(id)) then return 0 end
+-- One plain forward of id (fields f, nil when the entry is gone) to targets (its new headers
+-- given in head, or nil). Returns its result.
+local function forward(id, f, head, targets, typed, prefix)
   if not typed then return 'target_type' end
-  local copy, failure = forwardCopy(fieldsOf(id), head, prefix, id)
-  if failure then return failure end
-  nacks = nacks + 1
-  acks[nacks] = id
-  if not copy then return 2 end
+  if f and #f > 2 * maxFields then return 'too_many_fields' end
+  if redis.call('XACK', stream, group, id) == 0 then return 0 end
+  track(id)
+  if not f then return 2 end
+  local copy = forwardCopy(f, head, prefix, id)
   for t = 1, #targets do
     local key, via, n = targets[t][1], targets[t][2], targets[t][3]
     if via then
@@ -294,42 +300,39 @@ for g = 1, nforwards do
     if targets[t][2] then keys = nil break end
     keys[t] = KEYS[targets[t][1]]
   end
-  if allPending and typed and keys then
-    -- The usual group under ROUTES: every entry pending (checked above), its copies made here,
-    -- none through an outbox. An entry at its place among the rows is copied at once; any
-    -- other (deleted, or the rows out of line) as below.
-    local rows = entryRows()
+  if inLine and typed and keys then
+    -- The usual group under ROUTES: each row is its entry's (checked above), its copies made
+    -- here, none through an outbox; the ids in id order, so the last acknowledged is the highest.
+    local last = nil
     for k = 1, gcount[g] do
       f = f + 1
-      local id, row, head, r = fid[f], rows[f], nil, nil
+      local id, row, head, r = fid[f], erowsAll[f], nil, 0
       if (all or string.byte(modes, k)) == 61 then -- '=': its new headers are the next given
         head = ARGV[h]
         h = h + 1
       end
-      if row and row[1] == id then
-        local copy, failure = forwardCopy(row[2], head, prefix, id)
-        r = failure or 1
-        if copy then
-          for t = 1, #keys do redis.call('XADD', keys[t], '*', unpack(copy)) end
-          nacks = nacks + 1
-          acks[nacks] = id
-        end
-      else
-        r = forward(id, head, targets, true, prefix, true)
+      if #row[2] > 2 * maxFields then
+        r = 'too_many_fields'
+      elseif redis.call('XACK', stream, group, id) == 1 then
+        last = id
+        local copy = forwardCopy(row[2], head, prefix, id)
+        for t = 1, #keys do redis.call('XADD', keys[t], '*', unpack(copy)) end
+        r = 1
       end
       nres = nres + 1
       results[nres] = r
     end
+    if last then track(last) end
   else
     for k = 1, gcount[g] do
       f = f + 1
-      local head = nil
+      local id, head = fid[f], nil
       if (all or string.byte(modes, k)) == 61 then -- '=': its new headers are the next given
         head = ARGV[h]
         h = h + 1
       end
       nres = nres + 1
-      results[nres] = forward(fid[f], head, targets, typed, prefix, allPending)
+      results[nres] = forward(id, fieldsOf(id), head, targets, typed, prefix)
     end
   end
 end
@@ -372,11 +375,12 @@ for _, op in ipairs(ops) do
   end
   results[#results + 1] = op.result
 end
--- The XACK of every op written (each returns 1: checked pending for this consumer above, in this
--- same atomic script), in one call after the writes.
+-- The XACK of every other op written (each returns 1: checked pending for this consumer above,
+-- in this same atomic script), in one call after the writes.
 if #acks > 0 then redis.call('XACK', stream, group, unpack(acks)) end
--- The checkpoint: hi when every op was acknowledged (the usual case), else the highest acked.
-if #acks == nops then
+-- The checkpoint: hi when every op was acknowledged (the usual case without plain forwards,
+-- which tracked theirs as they went), else the highest acked.
+if nfwd == 0 and #acks == nops then
   if nops > 0 then track(hi) end
 else
   for _, id in ipairs(acks) do track(id) end
