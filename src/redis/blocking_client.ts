@@ -15,6 +15,7 @@
 import { DeadlineError, withDeadline } from "../clock.ts";
 import { type Config, readTlsFiles } from "../config.ts";
 import type { Address } from "./client.ts";
+import type { RawChunks } from "./raw_chunks.ts";
 import { encodeCommand, ReplyReader } from "./resp.ts";
 import { ErrorReply } from "npm:@redis/client@^5.12.1";
 
@@ -76,9 +77,10 @@ export class BlockingClient {
     }
     this.#open = true;
     if (r.password !== undefined) {
-      await this.#send(r.username ? ["AUTH", r.username, r.password] : ["AUTH", r.password]);
+      const auth = r.username ? ["AUTH", r.username, r.password] : ["AUTH", r.password];
+      await this.#send(encodeCommand(auth));
     }
-    await this.#send(["CLIENT", "SETNAME", this.#name]);
+    await this.#send(encodeCommand(["CLIENT", "SETNAME", this.#name]));
     this.#ready = true;
   }
 
@@ -88,11 +90,27 @@ export class BlockingClient {
    * came within `options.timeout` ms (default CONNECTION_TIMEOUT) from this call: the connection
    * is then given up (closed, and the `error` listeners told), as its state is unknown.
    */
-  sendCommand(args: string[], options?: { timeout?: number }): Promise<unknown> {
+  sendCommand(
+    args: string[],
+    options?: { timeout?: number; chunks?: RawChunks },
+  ): Promise<unknown> {
+    return this.sendBytes(encodeCommand(args), options);
+  }
+
+  /**
+   * `sendCommand` of a command encoded already (`bytes`, not changed until it is answered).
+   * With `chunks`, an XREADGROUP reply's entries come with their bytes (`ReplyReader.take`).
+   */
+  sendBytes(
+    bytes: Uint8Array,
+    options?: { timeout?: number; chunks?: RawChunks },
+  ): Promise<unknown> {
     if (!this.#ready) {
       return Promise.reject(connectionError("ClientClosedError", "The client is closed"));
     }
-    const run = this.#queue.then(() => this.#send(args), () => this.#send(args));
+    const chunks = options?.chunks;
+    const send = () => this.#send(bytes, chunks);
+    const run = this.#queue.then(send, send);
     this.#queue = run.catch(() => {});
     return withDeadline(run, options?.timeout ?? this.#redis.connectTimeoutMs).catch(
       (err: unknown) => {
@@ -145,15 +163,14 @@ export class BlockingClient {
     });
   }
 
-  /** Writes `args` and reads one reply. */
-  async #send(args: readonly string[]): Promise<unknown> {
+  /** Writes a command's `bytes` and reads one reply. */
+  async #send(bytes: Uint8Array, chunks?: RawChunks): Promise<unknown> {
     const conn = this.#conn;
     if (!conn) throw connectionError("ClientClosedError", "The client is closed");
     let reply: unknown;
     try {
-      const bytes = encodeCommand(args);
       for (let at = 0; at < bytes.length;) at += await conn.write(bytes.subarray(at));
-      while ((reply = this.#reader.take()) === undefined) {
+      while ((reply = this.#reader.take(chunks)) === undefined) {
         const n = await conn.read(this.#reader.space());
         if (n === null) throw new Error("the server closed the connection");
         this.#reader.wrote(n);

@@ -1,7 +1,9 @@
 /**
  * ConnectionManager: owns the Redis clients (README: Start-up, shutdown and exit codes). A command
- * client for everything but blocking reads, and a dedicated client for
- * XREADGROUP BLOCK, so a blocked read never delays a PING or a publish.
+ * client for everything but blocking reads, a dedicated client for
+ * XREADGROUP BLOCK, so a blocked read never delays a PING or a publish, and one
+ * for commands the service encodes itself (`execBytes`: the consumer's settle
+ * calls that carry forwarded entries' bytes as they were read).
  *
  * Initial connection: `maxRetryAttempts` attempts with `retryDelaysMs` between
  * them, a warning after one minute, then `RedisUnavailableError` (main exits 1).
@@ -18,7 +20,8 @@ import { exponentialBackoff, retryDelay } from "./backoff.ts";
 import { classifyError, NotConnectedError, RedisUnavailableError } from "./errors.ts";
 import { type CommandObserver, connectionBreaker, guardedCall } from "./guarded_call.ts";
 import { type Address, newClient, type RedisClient } from "./client.ts";
-import { type ConnectionState, type RedisLink, waitConnected } from "./link.ts";
+import { type BytesSender, type ConnectionState, type RedisLink, waitConnected } from "./link.ts";
+import type { RawChunks } from "./raw_chunks.ts";
 import { BlockingClient } from "./blocking_client.ts";
 import { destroyQuietly, resolveSentinelMaster } from "./sentinel.ts";
 
@@ -30,7 +33,13 @@ export {
 } from "./errors.ts";
 
 export type { Address, RedisClient } from "./client.ts";
-export type { CommandObserver, ConnectionState, RedisLink, RedisSender } from "./link.ts";
+export type {
+  BytesSender,
+  CommandObserver,
+  ConnectionState,
+  RedisLink,
+  RedisSender,
+} from "./link.ts";
 
 /** Options of `ConnectionManager`. */
 export interface ConnectionManagerOptions {
@@ -55,6 +64,7 @@ export class ConnectionManager implements RedisLink {
   #command?: RedisClient;
   #blocking?: BlockingClient;
   #blockingId?: number;
+  #bytes?: BlockingClient;
   #generation = 0;
   #listeners = new Set<(state: ConnectionState) => void>();
   #closing = new AbortController();
@@ -191,6 +201,23 @@ export class ConnectionManager implements RedisLink {
     }, fn);
   }
 
+  /** `RedisLink.execBytes`: `exec` on the client for commands encoded already. */
+  execBytes<T>(
+    fn: (sender: BytesSender) => Promise<T>,
+    options: { deadlineMs?: number } = {},
+  ): Promise<T> {
+    return guardedCall({
+      breaker: this.breaker,
+      observer: this.#opts.observer,
+      deadlineMs: options.deadlineMs ?? this.#opts.redis.connectTimeoutMs,
+      client: () => {
+        if (this.#state !== "connected" || !this.#bytes) throw new NotConnectedError();
+        return this.#bytes;
+      },
+      onConnectionFailure: (err) => this.#onClientProblem(err),
+    }, fn);
+  }
+
   /**
    * XREADGROUP on the dedicated blocking client (`RedisLink.readGroup`), within BLOCK_MS +
    * CONNECTION_TIMEOUT. @throws {NotConnectedError} while disconnected.
@@ -200,10 +227,12 @@ export class ConnectionManager implements RedisLink {
     ids: readonly string[],
     head: readonly string[],
     blockMs: number,
+    chunks?: RawChunks,
   ): Promise<unknown> {
     const args = ["XREADGROUP", ...head, "BLOCK", String(blockMs), "STREAMS", ...streams, ...ids];
     return await this.blocking.sendCommand(args, {
       timeout: blockMs + this.#opts.redis.connectTimeoutMs,
+      chunks,
     });
   }
 
@@ -245,11 +274,11 @@ export class ConnectionManager implements RedisLink {
     this.#startReconnect();
   }
 
-  /** Closes both clients; no reconnect after this. */
+  /** Closes every client; no reconnect after this. */
   async close(): Promise<void> {
     this.#closing.abort();
-    const clients = [this.#command, this.#blocking];
-    this.#command = this.#blocking = undefined;
+    const clients = [this.#command, this.#blocking, this.#bytes];
+    this.#command = this.#blocking = this.#bytes = undefined;
     this.#setState("closed");
     await Promise.all(clients.map(async (c) => {
       if (!c) return;
@@ -284,7 +313,7 @@ export class ConnectionManager implements RedisLink {
   #onClientProblem(err: unknown): void {
     if (this.#state !== "connected") return;
     const reason = errorInfo(err).message;
-    const current = [this.#command, this.#blocking];
+    const current = [this.#command, this.#blocking, this.#bytes];
     const lost = current.some((c) => !c || !c.isReady) || classifyError(err) === "connection";
     if (!lost) return;
     this.#lastError = reason;
@@ -295,8 +324,8 @@ export class ConnectionManager implements RedisLink {
   #startReconnect(): void {
     if (this.#reconnecting || this.#closing.signal.aborted) return;
     this.#setState("reconnecting");
-    const old = [this.#command, this.#blocking];
-    this.#command = this.#blocking = undefined;
+    const old = [this.#command, this.#blocking, this.#bytes];
+    this.#command = this.#blocking = this.#bytes = undefined;
     this.#blockingId = undefined;
     for (const c of old) {
       try {
@@ -347,8 +376,12 @@ export class ConnectionManager implements RedisLink {
     // connection, and its queue with it); the blocking client keeps each read's itself.
     const command = this.#newClient(address, "cmd");
     const blocking = new BlockingClient(r, address, `${this.#opts.clientName}:blk`);
+    const bytes = new BlockingClient(r, address, `${this.#opts.clientName}:bytes`);
     try {
-      await withDeadline(Promise.all([command.connect(), blocking.connect()]), timeoutMs);
+      await withDeadline(
+        Promise.all([command.connect(), blocking.connect(), bytes.connect()]),
+        timeoutMs,
+      );
       if (this.#opts.redis.sentinel) {
         const role = await withDeadline(command.sendCommand(["ROLE"]), timeoutMs) as unknown[];
         if (role[0] !== "master") throw new Error(`${address.host}:${address.port} is not master`);
@@ -357,25 +390,26 @@ export class ConnectionManager implements RedisLink {
     } catch (err) {
       // destroy() throws on a client that already closed itself (the failed
       // one): that must neither hide `err` nor leave the other client open.
-      destroyQuietly(command);
-      destroyQuietly(blocking);
+      for (const c of [command, blocking, bytes]) destroyQuietly(c);
       throw err;
     }
     if (this.#closing.signal.aborted) {
-      destroyQuietly(command);
-      destroyQuietly(blocking);
+      for (const c of [command, blocking, bytes]) destroyQuietly(c);
       throw new Error("Shutting down");
     }
     this.#address = address;
     this.#command = command;
     this.#blocking = blocking;
+    this.#bytes = bytes;
     this.#generation++;
     this.#lastError = undefined;
     // A completed handshake is a successful Redis operation: close the breaker.
     this.breaker.recordSuccess();
-    for (const c of [command, blocking]) {
+    for (const c of [command, blocking, bytes]) {
       c.on("error", (err: unknown) => {
-        if (c === this.#command || c === this.#blocking) this.#onClientProblem(err);
+        if (c === this.#command || c === this.#blocking || c === this.#bytes) {
+          this.#onClientProblem(err);
+        }
       });
     }
     this.#setState("connected");

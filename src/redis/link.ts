@@ -8,6 +8,7 @@
 import type { CircuitBreaker } from "./breaker.ts";
 import type { Address } from "./client.ts";
 import type { CommandObserver } from "./guarded_call.ts";
+import type { RawChunks } from "./raw_chunks.ts";
 
 /** Where a link stands. */
 export type ConnectionState = "idle" | "connecting" | "connected" | "reconnecting" | "closed";
@@ -17,6 +18,11 @@ export type { CommandObserver };
 /** Sends one raw command (RESP2 reply, or the error Redis answered). */
 export interface RedisSender {
   sendCommand(args: string[]): Promise<unknown>;
+}
+
+/** Sends one command encoded already (`BlockingClient.sendBytes`). */
+export interface BytesSender {
+  sendBytes(bytes: Uint8Array, options?: { timeout?: number }): Promise<unknown>;
 }
 
 /**
@@ -74,15 +80,26 @@ export interface RedisLink {
    */
   exec<T>(fn: (sender: RedisSender) => Promise<T>, options?: { deadlineMs?: number }): Promise<T>;
   /**
+   * One Redis (and Sentinel) only; undefined on a cluster: `exec` on a connection of its own for
+   * commands the service encodes itself (the consumer's settle calls with forwarded entries'
+   * bytes as they were read: `settle_command.ts`).
+   */
+  execBytes?<T>(
+    fn: (sender: BytesSender) => Promise<T>,
+    options?: { deadlineMs?: number },
+  ): Promise<T>;
+  /**
    * XREADGROUP `head` (GROUP g c COUNT n) BLOCK `blockMs` STREAMS `streams` `ids` on a dedicated
    * connection, within BLOCK_MS + CONNECTION_TIMEOUT. The reply merges every stream's entries
-   * (null when none came).
+   * (null when none came). With `chunks` (and `execBytes`), each entry also says where its
+   * fields' bytes lie (`RawEntry`); a link without `execBytes` ignores it.
    */
   readGroup(
     streams: readonly string[],
     ids: readonly string[],
     head: readonly string[],
     blockMs: number,
+    chunks?: RawChunks,
   ): Promise<unknown>;
   /** Wakes a blocked `readGroup` (CLIENT UNBLOCK), e.g. when the streams to read changed. */
   unblockReader(): Promise<void>;

@@ -12,6 +12,7 @@
  * decoded on its own.
  */
 import { ErrorReply } from "npm:@redis/client@^5.12.1";
+import { letGo, type RawChunk, type RawChunks } from "./raw_chunks.ts";
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
@@ -21,6 +22,137 @@ export function encodeCommand(args: readonly string[]): Uint8Array {
   let text = `*${args.length}\r\n`;
   for (const a of args) text += `$${byteLength(a)}\r\n${a}\r\n`;
   return encoder.encode(text);
+}
+
+/**
+ * Writes one command as RESP2 bytes into a buffer it reuses: `begin` with the number of
+ * arguments, then each as `bulk` (a string) or as RESP bytes written already elsewhere (`raw`,
+ * whole bulk strings, counted in `begin`), then `done` for the bytes, valid until the next
+ * `begin`.
+ */
+export class CommandWriter {
+  #buf = new Uint8Array(64 * 1024);
+  #len = 0;
+
+  /** Starts a command of `argc` arguments. */
+  begin(argc: number): void {
+    this.#len = 0;
+    this.#room(16);
+    this.#buf[0] = 42; // *
+    this.#len = this.#crlf(writeInt(this.#buf, 1, argc));
+  }
+
+  /** One argument, a string (one pass when it is ASCII). */
+  bulk(s: string): void {
+    const n = s.length;
+    this.#room(n + 16);
+    const b = this.#buf;
+    const start = this.#len;
+    b[start] = 36; // $
+    let at = this.#crlf(writeInt(b, start + 1, n));
+    for (let i = 0; i < n; i++) {
+      const c = s.charCodeAt(i);
+      if (c >= 0x80) return this.#bulkUtf8(s, start);
+      b[at++] = c;
+    }
+    this.#len = this.#crlf(at);
+  }
+
+  /** One argument made of parts: `$<length>`, then `raw` bytes and `text`, then `end`. */
+  head(length: number): void {
+    this.#room(length + 16);
+    this.#buf[this.#len] = 36; // $
+    this.#len = this.#crlf(writeInt(this.#buf, this.#len + 1, length));
+  }
+
+  /** Bytes `src[a, e)` as they are (whole bulk strings, or a part after `head`). */
+  raw(src: Uint8Array, a: number, e: number): void {
+    this.#room(e - a);
+    const b = this.#buf;
+    if (e - a < 64) {
+      let at = this.#len;
+      for (let i = a; i < e; i++) b[at++] = src[i];
+      this.#len = at;
+    } else {
+      b.set(src.subarray(a, e), this.#len);
+      this.#len += e - a;
+    }
+  }
+
+  /** ASCII text as it is (a part after `head`). */
+  text(s: string): void {
+    this.#room(s.length);
+    const b = this.#buf;
+    let at = this.#len;
+    for (let i = 0; i < s.length; i++) b[at++] = s.charCodeAt(i);
+    this.#len = at;
+  }
+
+  /** Ends an argument made of parts. */
+  end(): void {
+    this.#room(2);
+    this.#len = this.#crlf(this.#len);
+  }
+
+  /**
+   * Room for `n` more bytes: the buffer to write them into from `length`, then `wrote` with the
+   * place after them (for callers that write several small parts at once).
+   */
+  reserve(n: number): Uint8Array {
+    this.#room(n);
+    return this.#buf;
+  }
+
+  /** Bytes written so far. */
+  get length(): number {
+    return this.#len;
+  }
+
+  /** Records that the bytes up to `at` were written (after `reserve`). */
+  wrote(at: number): void {
+    this.#len = at;
+  }
+
+  /** The command's bytes (a view of the buffer, valid until the next `begin`). */
+  done(): Uint8Array {
+    return this.#buf.subarray(0, this.#len);
+  }
+
+  /** `s` as UTF-8, its length counted in bytes, written from `start`. */
+  #bulkUtf8(s: string, start: number): void {
+    const n = byteLength(s);
+    this.#len = start;
+    this.#room(n + 16);
+    const b = this.#buf;
+    b[start] = 36; // $
+    const at = this.#crlf(writeInt(b, start + 1, n));
+    this.#len = this.#crlf(at + encoder.encodeInto(s, b.subarray(at)).written);
+  }
+
+  /** CRLF at `at`; the place after it. */
+  #crlf(at: number): number {
+    this.#buf[at] = 13;
+    this.#buf[at + 1] = 10;
+    return at + 2;
+  }
+
+  #room(n: number): void {
+    if (this.#len + n <= this.#buf.length) return;
+    const next = new Uint8Array(Math.max(this.#buf.length * 2, this.#len + n));
+    next.set(this.#buf.subarray(0, this.#len));
+    this.#buf = next;
+  }
+}
+
+/** The decimal digits of `n` (0 or more) written at `at`; the place after them. */
+export function writeInt(b: Uint8Array, at: number, n: number): number {
+  let digits = 1;
+  for (let k = n; k >= 10; k = Math.floor(k / 10)) digits++;
+  for (let i = at + digits - 1; i >= at; i--) {
+    b[i] = 48 + (n % 10);
+    n = Math.floor(n / 10);
+  }
+  return at + digits;
 }
 
 /** UTF-8 length of `s` (its length when it is ASCII). */
@@ -104,12 +236,24 @@ export class ReplyReader {
     this.wrote(bytes.length);
   }
 
-  /** The next whole reply (an error reply as an `ErrorReply` value), or undefined for now. */
-  take(): unknown {
+  /**
+   * The next whole reply (an error reply as an `ErrorReply` value), or undefined for now. With
+   * `chunks` (an XREADGROUP reply), the reply's bytes are copied into one of them first and read
+   * from there, and each entry comes with where its fields' bytes lie (see `RawEntry`). The
+   * reply then holds one reference to its chunk, to give back (`letGo`) once its entries are
+   * held; with no entry in it, it holds none. When no chunk has room, it is read as without.
+   */
+  take(chunks?: RawChunks): unknown {
     const end = this.#end(this.#pos);
     if (end < 0) return undefined;
-    const parser = new Parser(this.#buf, this.#pos, end);
-    const reply = parser.value();
+    let reply: unknown;
+    const place = chunks?.copy(this.#buf, this.#pos, end);
+    if (place) {
+      const [chunk, at] = place;
+      const parser = new Parser(chunk.bytes, at, at + end - this.#pos, chunk);
+      reply = parser.value(0);
+      if (!parser.captured) letGo(chunk);
+    } else reply = new Parser(this.#buf, this.#pos, end).value(0);
     this.#pos = end;
     return reply;
   }
@@ -166,17 +310,28 @@ function lineInt(b: Uint8Array, p: number, len: number): [number, number] {
   return [neg ? -n : n, q + 2];
 }
 
-/** Builds the values of one whole reply in `b` from `start` to `end`. */
+/**
+ * Builds the values of one whole reply in `b` from `start` to `end`. With `chunk` (`b` is its
+ * bytes), an XREADGROUP reply's entries (the pairs at depth 3) come with where their fields lie
+ * in it: `[id, fields, chunk, start, last, end]` (see `RawEntry`).
+ */
 class Parser {
   #p: number;
   #text?: string;
   #ascii = false;
+  /** True once an entry came with its bytes. */
+  captured = false;
 
-  constructor(readonly b: Uint8Array, readonly start: number, readonly end: number) {
+  constructor(
+    readonly b: Uint8Array,
+    readonly start: number,
+    readonly end: number,
+    readonly chunk?: RawChunk,
+  ) {
     this.#p = start;
   }
 
-  value(): unknown {
+  value(depth: number): unknown {
     const b = this.b;
     const type = b[this.#p];
     const [n, next] = lineInt(b, this.#p + 1, this.end);
@@ -184,8 +339,9 @@ class Parser {
       case 42: {
         this.#p = next;
         if (n < 0) return null;
+        if (depth === 3 && n === 2 && this.chunk) return this.#entry();
         const out = new Array(n);
-        for (let i = 0; i < n; i++) out[i] = this.value();
+        for (let i = 0; i < n; i++) out[i] = this.value(depth + 1);
         return out;
       }
       case 36:
@@ -206,6 +362,24 @@ class Parser {
       }
     }
     throw new Error(`Unexpected byte ${type} in a Redis reply`);
+  }
+
+  /** An entry `[id, fields]` of an XREADGROUP reply, with where its fields' bytes lie. */
+  #entry(): unknown[] {
+    const id = this.value(4);
+    const b = this.b;
+    if (b[this.#p] !== 42) return [id, this.value(4)];
+    const [n, next] = lineInt(b, this.#p + 1, this.end);
+    this.#p = next;
+    if (n < 0) return [id, null];
+    const fields = new Array<unknown>(n);
+    let last = next;
+    for (let i = 0; i < n; i++) {
+      last = this.#p;
+      fields[i] = this.value(5);
+    }
+    this.captured = true;
+    return [id, fields, this.chunk, next, last, this.#p];
   }
 
   /** The text of bytes `a` to `e`: copied from the reply decoded once when it is ASCII. */

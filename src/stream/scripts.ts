@@ -19,6 +19,16 @@ export class LuaScript {
     this.source = source;
   }
 
+  /** Its SHA1, once loaded (`run`, `load`). */
+  get sha(): string | undefined {
+    return this.#sha;
+  }
+
+  /** Loads the script (SCRIPT LOAD; again after NOSCRIPT: Redis restarted or flushed it). */
+  async load(client: RedisSender): Promise<string> {
+    return this.#sha = String(await client.sendCommand(["SCRIPT", "LOAD", this.source]));
+  }
+
   /** Runs the script; the reply is Redis' raw RESP2 reply. */
   async run(
     client: RedisSender,

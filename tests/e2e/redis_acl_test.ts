@@ -71,10 +71,11 @@ Deno.test("service authenticates as REDIS_USER with REDIS_PW, consumes, and neve
     }),
   );
 
-  // Its connections are authenticated as `svc`.
+  // Its connections (commands, blocking reads, commands it encodes itself) are authenticated as
+  // `svc`.
   const clients = String(await client.sendCommand(["CLIENT", "LIST"])).split("\n")
     .filter((l) => / name=acl-svc:/.test(l));
-  assertEquals(clients.length, 2, `service connections in CLIENT LIST:\n${clients.join("\n")}`);
+  assertEquals(clients.length, 3, `service connections in CLIENT LIST:\n${clients.join("\n")}`);
   for (const line of clients) assertMatch(line, / user=svc /);
 
   const id = await client.xAdd(STREAM, "*", {

@@ -71,10 +71,10 @@ Deno.test("encodeSettle() with an outbox: cross-slot forwards as outbox|index|ta
     // no bare acknowledgements; the id range of the other ops
     ..."0 1-0 3-0".split(" "),
     // one group of plain forwards: 1 target, "out" (copy 0) through the outbox KEYS[3]; the
-    // text that extends own headers; "=": headers given; ids; headers
+    // text that extends own headers; "=": headers given; 1 id; no "#" fields; ids; headers
     ..."1 1 3|0|out".split(" "),
     '"sourceStream":"{s}","sourceId":"',
-    ..."= 1 3-0 {}".split(" "),
+    ..."= 1 0 3-0 {}".split(" "),
     // forward: 2 targets: "out" (copy 0) through the outbox KEYS[3], "{s}.audit" directly
     ..."1-0 f 0 2".split(" "),
     "3|0|out",

@@ -71,8 +71,9 @@ Deno.test("encodeSettle() puts the lease key third; SETTLE_FENCED checks it befo
   // The forward target's key index moves from 3 to 4 (id range, one group of plain forwards
   // to one target, the text that extends own headers, its ids, their headers).
   const prefix = '"sourceStream":"{s:1}","sourceId":"';
-  assertEquals(plain.args.slice(6), ["1-1", "1-1", "1", "1", "3", prefix, "=", "1", "1-1", "{}"]);
-  assertEquals(fenced.args.slice(6), ["1-1", "1-1", "1", "1", "4", prefix, "=", "1", "1-1", "{}"]);
+  const forward = (k: string) => ["1-1", "1-1", "1", "1", k, prefix, "=", "1", "0", "1-1", "{}"];
+  assertEquals(plain.args.slice(6), forward("3"));
+  assertEquals(fenced.args.slice(6), forward("4"));
   assert(SETTLE_FENCED.source.startsWith("#!lua\n"), "the shebang stays first");
   assert(SETTLE_FENCED.source.includes("lease_held(KEYS[3], ARGV[2])"));
   assert(SETTLE_FENCED.source.endsWith(SETTLE.source.slice("#!lua\n".length)));

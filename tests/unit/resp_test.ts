@@ -1,13 +1,15 @@
 /**
- * Unit tests of the RESP2 reading and writing of `resp.ts`: commands as bytes, and replies as
- * node-redis answers them, whole or arriving in pieces, ASCII or not.
+ * Unit tests of the RESP2 reading and writing of `resp.ts`: commands as bytes (`encodeCommand`,
+ * `CommandWriter`), and replies as node-redis answers them, whole or arriving in pieces, ASCII or
+ * not, an XREADGROUP reply's entries with where their bytes lie.
  *
  * @module
  */
 
 import { ErrorReply } from "npm:@redis/client@^5.12.1";
 import { assert, assertEquals } from "../support/assert.ts";
-import { encodeCommand, ReplyReader } from "../../src/redis/resp.ts";
+import { CommandWriter, encodeCommand, ReplyReader } from "../../src/redis/resp.ts";
+import { RawChunks } from "../../src/redis/raw_chunks.ts";
 
 const text = (b: Uint8Array) => new TextDecoder().decode(b);
 const bytes = (s: string) => new TextEncoder().encode(s);
@@ -20,6 +22,62 @@ Deno.test("encodeCommand() writes an array of bulk strings with their UTF-8 leng
     const length = new TextEncoder().encode(s).length;
     assertEquals(text(encoded), `*1\r\n$${length}\r\n${new TextDecoder().decode(bytes(s))}\r\n`);
   }
+});
+
+Deno.test("CommandWriter writes what encodeCommand() writes, and parts and bytes as given", () => {
+  const w = new CommandWriter();
+  const args = ["EVALSHA", "é", "", "\u{1F600}", "a\uD800b", "x".repeat(70_000), "ascii"];
+  for (let round = 0; round < 2; round++) { // the buffer, grown by the first, is reused
+    w.begin(args.length);
+    for (const a of args) w.bulk(a);
+    assertEquals(text(w.done()), text(encodeCommand(args)));
+  }
+  w.begin(3);
+  w.bulk("SET");
+  w.raw(bytes("$1\r\nk\r\n"), 0, 7);
+  w.head(11);
+  w.text("{");
+  w.raw(bytes("x" + "ü".repeat(4) + "x"), 1, 9); // the ü's: 8 bytes
+  w.text('"}');
+  w.end();
+  assertEquals(text(w.done()), '*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$11\r\n{üüüü"}\r\n');
+});
+
+Deno.test("ReplyReader with chunks reads an XREADGROUP reply from a copy and says where each entry's bytes lie", () => {
+  const r = new ReplyReader();
+  const chunks = new RawChunks();
+  const wire = xreadReply("s", [["1-0", ["event", "a", "headers", "{}"]], ["2-0", null], [
+    "3-0",
+    ["payload", "é"],
+  ]]);
+  r.push(bytes(wire));
+  const reply = r.take(chunks) as [string, unknown[][]][];
+  const [[, [first, gone, third]]] = reply;
+  assertEquals([first[0], first[1], gone, third[0], third[1]], [
+    "1-0",
+    ["event", "a", "headers", "{}"],
+    ["2-0", null],
+    "3-0",
+    ["payload", "é"],
+  ]);
+  const chunk = first[2] as { bytes: Uint8Array; refs: number };
+  assertEquals(chunk.refs, 1, "the reply's reference");
+  const at = (e: unknown[], i: number) => e[i] as number;
+  assertEquals(
+    text(chunk.bytes.subarray(at(first, 3), at(first, 4))),
+    "$5\r\nevent\r\n$1\r\na\r\n$7\r\nheaders\r\n",
+  );
+  assertEquals(text(chunk.bytes.subarray(at(first, 4), at(first, 5))), "$2\r\n{}\r\n");
+  assertEquals(
+    text(chunk.bytes.subarray(at(third, 3), at(third, 5))),
+    "$7\r\npayload\r\n$2\r\né\r\n",
+  );
+  // A reply with no entry holds no reference; without chunks, entries are pairs.
+  r.push(bytes("*-1\r\n"));
+  assertEquals(r.take(chunks), null);
+  assertEquals(chunk.refs, 1);
+  r.push(bytes(wire));
+  assertEquals((r.take() as [string, unknown[][]][])[0][1][0].length, 2);
 });
 
 /** An XREADGROUP reply of one stream and its entries (RESP2 bytes). */

@@ -105,17 +105,17 @@ Deno.test("encodeSettle() puts copies and marks after the bare acks, keys once e
     "0-9",
     "10-0",
     // two groups of plain forwards: to KEYS 3 and 4 (the text that extends own headers; per id
-    // "=" for given headers, "+" for headers the script makes; their number; the ids; the
-    // given headers), to KEYS 4 (all given: one "=")
+    // "=" for given headers, "+" for headers the script makes; their number; the field count of
+    // "#" entries, none here; the ids; the given headers), to KEYS 4 (all given: one "=")
     "2",
     ..."2 3 4".split(" "),
     '"sourceStream":"s","sourceId":"',
-    ..."==+ 3 1-0,10-0,7-0".split(" "),
+    ..."==+ 3 0 1-0,10-0,7-0".split(" "),
     "{}",
     '{"n":"2"}',
     ..."1 4".split(" "),
     '"sourceStream":"s","sourceId":"',
-    ..."= 1 0-9".split(" "),
+    ..."= 1 0 0-9".split(" "),
     "{}",
     // keyed: id, kind, mark KEYS[5], 1 target (KEYS 3), the headers; no emits
     ..."2-0 f 5 1 3 1".split(" "),

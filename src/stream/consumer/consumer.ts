@@ -36,6 +36,7 @@ import { type Held, InFlight } from "./in_flight.ts";
 import { OutcomeCounter } from "./outcomes.ts";
 import { Ownership } from "./partitions.ts";
 import { Reader } from "./reader.ts";
+import { RawChunks } from "../../redis/raw_chunks.ts";
 import { Relay } from "./relay.ts";
 import { schedule } from "./schedule.ts";
 import type { ConsumerSettings } from "./settings.ts";
@@ -164,6 +165,8 @@ export class StreamConsumer {
       dispatcher: this.#dispatcher,
       groups: this.#groups,
       settleBacklog: () => this.#settler.backlog,
+      // Forwards settle with their fields' bytes, on a link that sends commands as bytes.
+      chunks: connection.execBytes && !options.router.empty ? new RawChunks() : undefined,
     });
     this.#housekeeping = new Housekeeping({
       ...common,

@@ -30,7 +30,8 @@ import { CLAIM_OWN } from "../scripts.ts";
 import { type EmitSettings, EntryContext } from "./entry_context.ts";
 import { deadLetterFields, onFailure, overDeliveryLimit } from "./failure_policy.ts";
 import type { IdempotencyGate } from "./idempotency.ts";
-import type { Held, InFlight } from "./in_flight.ts";
+import { dropRaw, type Held, type InFlight } from "./in_flight.ts";
+import type { RawEntry } from "./raw.ts";
 import type { OutcomeCounter } from "./outcomes.ts";
 import { ForwardCopies } from "./settle_codec.ts";
 import type { SettleOp, Settler } from "./settler.ts";
@@ -61,6 +62,21 @@ export interface DispatcherOptions {
   /** Set only when tracing is enabled: disabled, the hot path makes no span. */
   tracing?: Tracing;
   logger: Logger;
+}
+
+/**
+ * Keeps where `h`'s fields' bytes lie (one more reference to their chunk): up to its headers
+ * value when its last field is `headers` (replaced), else all (a headers field is appended).
+ */
+function keepRaw(h: Held, read: RawEntry, flat: readonly string[]): void {
+  const chunk = read[2]!;
+  chunk.refs++;
+  h.rawChunk = chunk;
+  h.rawStart = read[3];
+  const replace = flat[flat.length - 2] === "headers";
+  h.rawCut = replace ? read[4] : read[5];
+  h.rawAppend = !replace;
+  h.rawCount = replace ? flat.length : flat.length + 2;
 }
 
 /** Runs handlers for held entries. */
@@ -111,7 +127,7 @@ export class Dispatcher {
    * The fields are not kept on the entry: the event holds them (`event.fields`) until it is
    * settling.
    */
-  admit(h: Held, flat: readonly string[] | null): void {
+  admit(h: Held, flat: readonly string[] | null, read?: RawEntry): void {
     const o = this.#o;
     if (flat === null) {
       o.logger.warn("Pending entry {id} of {stream} was deleted or trimmed; acknowledging", {
@@ -143,8 +159,22 @@ export class Dispatcher {
       this.#deadLetter(h, over, h.event.event);
       return;
     }
+    if (read?.[2] && this.#forwardsAsRead(h.event, flat)) keepRaw(h, read, flat);
     h.phase = "queued";
     this.#lanes.push(o.inFlight.keyOf(h.stream, h.event.aggregateId), h);
+  }
+
+  /**
+   * True when `event` will likely be settled as a plain forward with its headers extended by
+   * the script (or by `settle_command.ts`): it has routes, the default handler (which finishes
+   * at once: its bytes are kept only that long), no idempotency key, and its headers field last
+   * or none.
+   */
+  #forwardsAsRead(event: StreamEvent, flat: readonly string[]): boolean {
+    const o = this.#o;
+    if (event.headers.idempotencyKey || o.router.targets(event.event).length === 0) return false;
+    if (o.registry.resolve(event.event).idle === undefined) return false;
+    return flat[flat.length - 2] === "headers" || event.fields.headers === undefined;
   }
 
   /**
@@ -267,6 +297,7 @@ export class Dispatcher {
       targets,
       !dedupKey && !emits?.length && headersExtendable(event) ? undefined : forwardHeaders(event),
     );
+    if (copy?.headers !== undefined || !copy) dropRaw(h);
     this.#settle(h, "acked", event.event, { dedupKey, copy, emits });
     return true;
   }

@@ -7,13 +7,18 @@
 import type { StreamEvent } from "../entry.ts";
 import { IdIndex } from "./id_index.ts";
 import type { Outcome } from "../../metrics.ts";
-import type { EmitWrite, SettleCopy } from "./settle_codec.ts";
+import { letGo, type RawChunk } from "../../redis/raw_chunks.ts";
+import type { EmitWrite, RawFields, SettleCopy } from "./settle_codec.ts";
 
 /** Where a held entry is in its life. */
 export type Phase = "queued" | "running" | "retry_wait" | "settling";
 
-/** An entry this process holds: read, not yet acknowledged. */
-export interface Held {
+/**
+ * An entry this process holds: read, not yet acknowledged. While it may be settled as a plain
+ * forward, it also says where its fields' bytes lie (`RawFields`: one reference to their chunk,
+ * given back when it is let go, or earlier by `dropRaw`).
+ */
+export interface Held extends RawFields {
   stream: string;
   id: string;
   /** Deliveries so far, as counted by Redis. */
@@ -61,6 +66,11 @@ class HeldEntry implements Held {
   dedupKey?: string = undefined;
   copy?: SettleCopy = undefined;
   emits?: readonly EmitWrite[] = undefined;
+  rawChunk?: RawChunk = undefined;
+  rawStart = 0;
+  rawCut = 0;
+  rawAppend = false;
+  rawCount = 0;
 
   constructor(
     readonly stream: string,
@@ -69,6 +79,15 @@ class HeldEntry implements Held {
     public refreshedAt: number,
     readonly slot: number,
   ) {}
+}
+
+/** Lets go of `h`'s fields' bytes (its reference to their chunk), if it has them. */
+export function dropRaw(h: Held): void {
+  const chunk = h.rawChunk;
+  if (chunk) {
+    h.rawChunk = undefined;
+    letGo(chunk);
+  }
 }
 
 /** A resolvable signal used to wake waiting loops. */
@@ -280,6 +299,7 @@ export class InFlight {
   /** Lets go of `h` (settled, or left pending in Redis); false when it was not held. */
   release(h: Held): boolean {
     if (this.#slots[h.slot] !== h) return false;
+    dropRaw(h);
     this.#slots[h.slot] = undefined;
     this.#free.push(h.slot);
     const index = this.#indexOf(h.stream);

@@ -2,8 +2,21 @@
  * Shapes of raw RESP2 stream replies as the consumer reads them.
  */
 
-/** Raw RESP2 entry: [id, [field, value, …] | null]. */
-export type RawEntry = [string, string[] | null];
+import type { RawChunk } from "../../redis/raw_chunks.ts";
+
+/**
+ * Raw RESP2 entry: [id, [field, value, …] | null]. Read by the consumer's own reader with a
+ * `RawChunks` (`ReplyReader.take`), it also says where its fields' RESP bytes lie: in `chunk`,
+ * from `start` (the first field name's `$`) to `end`, the last value's from `last`.
+ */
+export type RawEntry = [
+  id: string,
+  fields: string[] | null,
+  chunk?: RawChunk,
+  start?: number,
+  last?: number,
+  end?: number,
+];
 
 /** Raw XREADGROUP reply: per stream its entries, or null on timeout. */
 export type ReadReply = [string, RawEntry[]][] | null;

@@ -21,6 +21,7 @@ import type { Dispatcher } from "./dispatcher.ts";
 import { type Groups, isNoGroup } from "./groups.ts";
 import type { InFlight } from "./in_flight.ts";
 import type { ClaimedEntry, RawEntry, ReadReply } from "./raw.ts";
+import { letGo, type RawChunk, type RawChunks } from "../../redis/raw_chunks.ts";
 
 /** The streams to read, when they change while running (partitioned streams). */
 export interface StreamSource {
@@ -56,6 +57,11 @@ export interface ReaderOptions {
    * survive minor GCs and make V8 grow its young generation (bench/RESULTS.md, session 5).
    */
   settleBacklog?: () => number;
+  /**
+   * Set when plain forwards may be settled with their fields' bytes (`execBytes`): new entries
+   * are read into these chunks, and come with where their bytes lie (`RawEntry`).
+   */
+  chunks?: RawChunks;
 }
 
 /** Reads entries and hands them to the dispatcher. */
@@ -172,9 +178,7 @@ export class Reader {
             // leaves now, and Redis works on it while the batch is dispatched (after, it left
             // only once the batch was done, and the next read waited a full round trip).
             await yieldToEventLoop();
-            if (reply) {
-              for (const [stream, entries] of reply) this.#admitNew(stream, entries);
-            }
+            if (reply) this.#admitReply(reply);
           } finally {
             if (source) this.#end(list);
           }
@@ -190,7 +194,7 @@ export class Reader {
     if (prefetch) {
       // Entries it read are pending for this consumer: handle them before stopping.
       const reply = await prefetch.catch(() => null);
-      if (reply) { for (const [stream, entries] of reply) this.#admitNew(stream, entries); }
+      if (reply) this.#admitReply(reply);
       if (source) this.#end(prefetchStreams);
     }
     this.#active = false;
@@ -250,7 +254,18 @@ export class Reader {
     const o = this.#o;
     const head = ["GROUP", o.group, o.consumer, "COUNT", String(count)];
     const ids = streams.map(() => ">");
-    return await o.connection.readGroup(streams, ids, head, o.blockMs) as ReadReply;
+    return await o.connection.readGroup(streams, ids, head, o.blockMs, o.chunks) as ReadReply;
+  }
+
+  /** Admits a read's entries, then gives back the read's reference to their bytes' chunk. */
+  #admitReply(reply: [string, RawEntry[]][]): void {
+    let chunk: RawChunk | undefined;
+    for (const [, entries] of reply) {
+      for (const e of entries) if ((chunk ??= e[2])) break;
+      if (chunk) break;
+    }
+    for (const [stream, entries] of reply) this.#admitNew(stream, entries);
+    if (chunk) letGo(chunk);
   }
 
   /**
@@ -265,10 +280,10 @@ export class Reader {
     const o = this.#o;
     const now = Date.now();
     for (let i = 0; i < entries.length; i++) {
-      const [id, flat] = entries[i]!;
+      const e = entries[i]!;
       entries[i] = undefined;
-      const held = o.inFlight.hold(stream, id, 1, now);
-      if (held) o.dispatcher.admit(held, flat);
+      const held = o.inFlight.hold(stream, e[0], 1, now);
+      if (held) o.dispatcher.admit(held, e[1], e);
     }
     o.inFlight.admitted();
   }

@@ -10,14 +10,16 @@
  * only the ops that pass: XACK, the copies, the mark. Bare acknowledgements
  * (no copy, no mark: the common case) skip the checks and go in bulk: one
  * multi-id XACK per group of ops that count alike, so Redis makes two calls
- * per group instead of one per entry. Copies are made inside
- * the script from one XRANGE over the batch's ids, so they are byte-exact (field names and
- * values as Redis holds them, in order, duplicates kept) and nothing of the
- * entry's fields travels from the process. The checkpoint moves last, to the highest
- * id acknowledged.
+ * per group instead of one per entry. Copies are byte-exact (field names and values as Redis
+ * holds them, in order, duplicates kept): a plain forward read with its bytes (`RawFields`, on
+ * one Redis) carries them in a call sent as bytes (`settle_command.ts`), copied as they were
+ * read; any other copy is made inside the script from one XRANGE over the batch's ids, and
+ * nothing of its entry's fields travels from the process. The checkpoint moves last, to the
+ * highest id acknowledged.
  */
 import { MAX_ENTRY_FIELDS, sourceHeadersPrefix } from "../entry.ts";
 import { outboxFields, OutboxRoute } from "./outbox_codec.ts";
+import type { RawChunk } from "../../redis/raw_chunks.ts";
 
 /** A copy the settle writes with the acknowledgement. */
 export type SettleCopy =
@@ -61,8 +63,27 @@ export interface EmitWrite {
   fields: readonly string[];
 }
 
+/**
+ * Where a read entry's fields' RESP bytes lie (`RawEntry`), for a settle sent as bytes
+ * (`settle_command.ts`): set by the reader, only on a held entry that may be a plain forward.
+ */
+export interface RawFields {
+  rawChunk?: RawChunk;
+  /** Its first field name's `$`. */
+  rawStart?: number;
+  /**
+   * Where the bytes the copy keeps end: its last value's `$` (a headers field, replaced), or
+   * the end of its fields (no headers field: one is appended).
+   */
+  rawCut?: number;
+  /** True when it has no headers field. */
+  rawAppend?: boolean;
+  /** The copy's fields (names and values), headers included. */
+  rawCount?: number;
+}
+
 /** One entry to settle. */
-export interface SettleOpInput {
+export interface SettleOpInput extends RawFields {
   /** Entry id. */
   id: string;
   /** The idempotency mark to write (SET with the dedup TTL), if any. */
@@ -93,12 +114,23 @@ export interface SettleBatch {
    * the relay (`outbox_codec.ts`); dead-letter copies never (their stream shares the slot).
    */
   outbox?: string;
+  /**
+   * The call is sent as bytes (`settle_command.ts`): a plain forward whose fields' bytes are
+   * known (`RawFields`) carries them (`#`), and the script reads nothing of it.
+   */
+  bytes?: boolean;
 }
 
 /** A script call, and the ops in the order of its reply. */
 export interface EncodedSettle<T extends SettleOpInput> {
   keys: string[];
   args: string[];
+  /**
+   * The `#` forwards, in order, and the index in `args` of each one's id: its fields go right
+   * after it (`rawCount` arguments, written from its bytes by `settle_command.ts`).
+   */
+  raws: T[];
+  rawAt: number[];
   /** The bare acknowledgements, by group: the reply has one count per group, first. */
   groups: T[][];
   /** The other ops: the reply has one result per op, after the group counts. */
@@ -119,10 +151,12 @@ const KIND_CODE = { forward: "f", dead_letter: "d" } as const;
  * in the order of their entries): the number of such groups, then per group the
  * target count, the target key indexes, the text the script appends to an entry's
  * own headers (`sourceHeadersPrefix` of `entry.ts`), per id `=` (its new headers
- * given) or `+` (the script makes them: the entry's own `headers` field and
- * `<prefix><id>"}`, so no text of the entry travels at all; one character for all
- * when they are alike), their number, the ids joined by commas, then the given new headers in
- * order (one argument per entry instead of eight, or none).
+ * given), `+` (the script makes them: the entry's own `headers` field and
+ * `<prefix><id>"}`, so no text of the entry travels at all) or, with `batch.bytes`, `#` (its
+ * id and its fields follow, written from its bytes by `settle_command.ts`, its headers
+ * extended the same way: no XRANGE), one character for all when they are alike, their number,
+ * the field count of the `#` ones, the ids joined by commas (empty when all are `#`), then the
+ * given arguments in order (one per `=`, the id and fields per `#`, none per `+`).
  * The other ops follow, each as: id,
  * kind (`f` forward, `d` dead letter, `m` mark only), dedup key index (0 for
  * none), target count, target key indexes, extra count, extras (forward: the
@@ -167,13 +201,17 @@ export function encodeSettle<T extends SettleOpInput>(
   for (const op of rich) widen(op.id);
   args.push(lo, hi, String(forwards.length));
   const order: T[] = [];
+  const raws: T[] = [];
+  const rawAt: number[] = [];
   const prefix = forwards.length > 0 ? sourceHeadersPrefix(batch.stream) : "";
-  for (const f of forwards) encodeForwards(args, keys, prefix, f, order);
+  for (const f of forwards) {
+    encodeForwards(args, keys, prefix, f, order, batch.bytes ? raws : undefined, rawAt);
+  }
   for (const op of rich) {
     order.push(op);
     encodeOther(args, keys, op);
   }
-  return { keys: keys.keys, args, groups, order };
+  return { keys: keys.keys, args, groups, order, raws, rawAt };
 }
 
 /** The ops of a batch sorted for the encoding (see `encodeSettle`). */
@@ -213,9 +251,12 @@ function sortOps<T extends SettleOpInput>(
 
 /**
  * One group of plain forwards: target count, target arguments, the headers `prefix`, per id
- * "=" (its new headers follow, in order) or "+" (the script makes them; one character when they
- * are all alike, the usual case: no string per id then), the number of ids, the ids, then the
- * given headers. Its ops are appended to `order`.
+ * "=" (its new headers follow, in order), "+" (the script makes them) or "#" (its id and its
+ * fields follow, from its bytes: with `raws`, for an op whose bytes are known and whose field
+ * count is the group's), one character when they are all alike (the usual case: no string per
+ * id then), the number of ids, the field count of its "#" ops, the ids (none when all are "#"),
+ * then the given arguments in order. Its ops are appended to `order`, its "#" ops to `raws`
+ * (and their ids' places in `args` to `rawAt`).
  */
 function encodeForwards<T extends SettleOpInput>(
   args: string[],
@@ -223,6 +264,8 @@ function encodeForwards<T extends SettleOpInput>(
   prefix: string,
   f: ForwardGroup<T>,
   order: T[],
+  raws: T[] | undefined,
+  rawAt: number[],
 ): void {
   args.push(String(f.targets.length));
   const seen = new Map<string, number>();
@@ -230,21 +273,35 @@ function encodeForwards<T extends SettleOpInput>(
   args.push(prefix);
   const n = f.ops.length;
   const ids = new Array<string>(n);
-  const given: string[] = [];
+  const codes = new Array<string>(n);
+  let rawN = -1;
+  let given = 0;
+  let raw = 0;
   for (let i = 0; i < n; i++) {
     const op = f.ops[i];
     ids[i] = op.id;
-    const headers = (op.copy as ForwardSettleCopy).headers;
-    if (headers !== undefined) given.push(headers);
     order.push(op);
+    if ((op.copy as ForwardSettleCopy).headers !== undefined) {
+      codes[i] = "=";
+      given++;
+    } else if (raws && op.rawChunk && (rawN < 0 || op.rawCount === rawN)) {
+      rawN = op.rawCount!;
+      codes[i] = "#";
+      raw++;
+    } else codes[i] = "+";
   }
-  let modes = given.length === 0 ? "+" : "=";
-  if (given.length > 0 && given.length < n) {
-    modes = f.ops.map((op) => (op.copy as ForwardSettleCopy).headers === undefined ? "+" : "=")
-      .join("");
+  const modes = given === n ? "=" : raw === n ? "#" : given + raw === 0 ? "+" : codes.join("");
+  args.push(modes, String(n), String(Math.max(rawN, 0)), raw === n ? "" : ids.join(","));
+  if (given + raw === 0) return;
+  for (let i = 0; i < n; i++) {
+    const op = f.ops[i];
+    if (codes[i] === "=") args.push((op.copy as ForwardSettleCopy).headers!);
+    else if (codes[i] === "#") {
+      rawAt.push(args.length);
+      args.push(op.id);
+      raws!.push(op);
+    }
   }
-  args.push(modes, String(n), ids.join(","));
-  for (const headers of given) args.push(headers);
 }
 
 /**

@@ -11,9 +11,10 @@ import { ID_COMPARE, LuaScript } from "../scripts.ts";
  * KEYS: stream, checkpoint hash, then every other key ops refer to (by index).
  * ARGV: as `encodeSettle` (`settle_codec.ts`) lays them out: the batch's arguments, the groups of
  *   bare acknowledgements, the range of the other ops' ids, the groups of plain forwards (their
- *   targets, headers prefix, modes, number of ids, ids, given headers), then the other ops. A
- *   copy's target is a key index, or `<outbox key index>|<copy index>|<target stream>` for a copy
- *   through the outbox (cross-slot mode, `outbox_codec.ts`): the outbox entry is
+ *   targets, headers prefix, modes, number of ids, field count of `#` entries, ids, given
+ *   arguments: a `#` entry's id and fields, as read, copied without an XRANGE), then the other
+ *   ops. A copy's target is a key index, or `<outbox key index>|<copy index>|<target stream>`
+ *   for a copy through the outbox (cross-slot mode, `outbox_codec.ts`): the outbox entry is
  *   `target <stream> origin <id>:<copy index>` then the copy's fields.
  * A group is acknowledged with two XACK calls: its highest id alone (so the
  * checkpoint is exactly the highest id acknowledged), then the rest in one
@@ -25,9 +26,10 @@ import { ID_COMPARE, LuaScript } from "../scripts.ts";
  * 1"); the other ops are checked pending for this consumer first.
  * Returns per group the number of its ids XACK took effect for; per other op
  * 1 settled, 0 not pending (a plain forward: in the group; any other op: for
- * this consumer), 2 acknowledged without a copy
- * (the entry is gone), or a failure reason (nothing written); then 1 when the
- * checkpoint could be written (or there was nothing to write), else 0.
+ * this consumer), 2 acknowledged without a copy (the entry is gone: a `#` entry
+ * is copied from its fields all the same), or a failure reason (nothing
+ * written); then 1 when the checkpoint could be written (or there was nothing to
+ * write), else 0.
  */
 export const SETTLE = new LuaScript(`#!lua
 ${ID_COMPARE}
@@ -87,11 +89,15 @@ end
 -- Plain forwards (a ROUTES copy, no mark, no emits: every entry under ROUTES), by group of
 -- targets; no table per op. Per group: its targets (parsed once), whether their key types allow
 -- an XADD, the text that extends an entry's own headers before its id, its modes, its number of
--- ids, its ids as sent (one text, split only when the checks below need it) and the ARGV index
--- of its first given headers.
+-- ids, the number of fields of each of its '#' entries, its ids as sent (one text, split only
+-- when the checks below need it; empty when every entry is '#') and the ARGV index of its first
+-- given argument.
 local lo, hi = ARGV[7 + ngroups], ARGV[8 + ngroups]
 local i = 9 + ngroups
 local gtargets, gtyped, gprefix, gmodes, gcount, gids, ghead = {}, {}, {}, {}, {}, {}, {}
+local graw = {}
+-- True while every group's entries are all '#' (their fields given: no XRANGE, no ids to split).
+local allRaw = true
 local nforwards, nfwd = tonumber(ARGV[i]), 0
 i = i + 1
 for g = 1, nforwards do
@@ -105,14 +111,19 @@ for g = 1, nforwards do
   end
   gtargets[g], gtyped[g] = targets, typed
   i = i + nt + 1
-  local modes, n = ARGV[i + 1], tonumber(ARGV[i + 2])
-  gprefix[g], gmodes[g], gcount[g], gids[g], ghead[g] = ARGV[i], modes, n, ARGV[i + 3], i + 4
+  local modes, n, rawN = ARGV[i + 1], tonumber(ARGV[i + 2]), tonumber(ARGV[i + 3])
+  gprefix[g], gmodes[g], gcount[g], graw[g] = ARGV[i], modes, n, rawN
+  gids[g], ghead[g] = ARGV[i + 4], i + 5
   nfwd = nfwd + n
-  -- One given headers argument per '=' id.
+  if modes ~= '#' then allRaw = false end
+  -- Given arguments: one (its new headers) per '=' id, 1 + rawN (its id, its fields) per '#'.
   local given = 0
-  if #modes > 1 then given = select(2, string.gsub(modes, '=', ''))
-  elseif modes == '=' then given = n end
-  i = i + 4 + given
+  if #modes > 1 then
+    given = select(2, string.gsub(modes, '=', '')) +
+      select(2, string.gsub(modes, '#', '')) * (1 + rawN)
+  elseif modes == '=' then given = n
+  elseif modes == '#' then given = n * (1 + rawN) end
+  i = i + 5 + given
 end
 -- The other ops: parsed first, so that their checks can be batched (one XPENDING and one
 -- XRANGE over the range of their ids, not one of each per op: Lua's redis.call costs
@@ -254,56 +265,97 @@ end
 -- entry still there, the field limit), then its XACK, and only when that took effect (1: it was
 -- pending) its copies; otherwise nothing. The XACK comes before the copies, but nothing can fail
 -- after it: every way a copy's XADD could fail was checked before (OOM is refused when a script
--- starts, not midway). Their ids: the usual batch is plain forwards alone, in id order, with no
--- other entry between them; the XRANGE rows are then exactly their ids (compared as one text),
--- so the ids need no splitting and each row is its entry's.
-local erowsAll = nfwd > 0 and #ops == 0 and entryRows()
-local fid, inLine = nil, false
-if erowsAll and #erowsAll == nfwd then
-  fid = {}
-  for r = 1, nfwd do fid[r] = erowsAll[r][1] end
-  inLine = table.concat(fid, ',') == table.concat(gids, ',')
-end
-if not inLine then
-  fid = {}
-  for g = 1, nforwards do
-    for id in string.gmatch(gids[g], '[^,]+') do fid[#fid + 1] = id end
+-- starts, not midway). A '#' entry's fields come with it, as the process read them, its headers
+-- extended already (settle_command.ts): it is copied from those, with no XRANGE (even when
+-- deleted since: it was read, and is acknowledged now). The other entries' ids: the usual batch
+-- of those is plain forwards alone, in id order, with no other entry between them; the XRANGE
+-- rows are then exactly their ids (compared as one text), so the ids need no splitting and each
+-- row is its entry's.
+local erowsAll, fid, inLine = nil, nil, false
+if not allRaw then
+  if nfwd > 0 and #ops == 0 then
+    erowsAll = entryRows()
+    if #erowsAll == nfwd then
+      fid = {}
+      for r = 1, nfwd do fid[r] = erowsAll[r][1] end
+      inLine = table.concat(fid, ',') == table.concat(gids, ',')
+    end
+  end
+  if not inLine then
+    fid = {}
+    for g = 1, nforwards do
+      if gmodes[g] == '#' then
+        for _ = 1, gcount[g] do fid[#fid + 1] = false end
+      else
+        for id in string.gmatch(gids[g], '[^,]+') do fid[#fid + 1] = id end
+      end
+    end
   end
 end
 local acks, nacks, nres = {}, 0, #results
--- One plain forward of id (fields f, nil when the entry is gone) to targets (its new headers
--- given in head, or nil). Returns its result.
-local function forward(id, f, head, targets, typed, prefix)
-  if not typed then return 'target_type' end
-  if f and #f > 2 * maxFields then return 'too_many_fields' end
-  if redis.call('XACK', stream, group, id) == 0 then return 0 end
-  track(id)
-  if not f then return 2 end
-  local copy = forwardCopy(f, head, prefix, id)
+-- The plain forwards acknowledged (for the checkpoint).
+local facks, nfacks = {}, 0
+-- Copies of an entry (fields: unpack(list, a, e)) to targets.
+local function copyTo(targets, id, list, a, e)
   for t = 1, #targets do
     local key, via, n = targets[t][1], targets[t][2], targets[t][3]
     if via then
-      redis.call('XADD', KEYS[key], '*', 'target', via, 'origin', id .. ':' .. n, unpack(copy))
+      redis.call('XADD', KEYS[key], '*', 'target', via, 'origin', id .. ':' .. n,
+        unpack(list, a, e))
     else
-      redis.call('XADD', KEYS[key], '*', unpack(copy))
+      redis.call('XADD', KEYS[key], '*', unpack(list, a, e))
     end
   end
+end
+-- One plain forward of id to targets: its fields f (nil when the entry is gone) and its new
+-- headers given in head (or nil); or, for a '#' entry, f nil and its fields ARGV[a, a+rawN).
+-- Returns its result.
+local function forward(id, f, head, targets, typed, prefix, a, rawN)
+  if not typed then return 'target_type' end
+  if (f and #f > 2 * maxFields) or (a and rawN > 2 * maxFields) then
+    return 'too_many_fields'
+  end
+  if redis.call('XACK', stream, group, id) == 0 then return 0 end
+  nfacks = nfacks + 1
+  facks[nfacks] = id
+  if a then
+    copyTo(targets, id, ARGV, a, a + rawN - 1)
+    return 1
+  end
+  if not f then return 2 end
+  local copy = forwardCopy(f, head, prefix, id)
+  copyTo(targets, id, copy, 1, #copy)
   return 1
 end
 local f = 0
 for g = 1, nforwards do
   local targets, typed, prefix = gtargets[g], gtyped[g], gprefix[g]
-  local modes, h = gmodes[g], ghead[g]
+  local modes, h, rawN = gmodes[g], ghead[g], graw[g]
   local all = #modes == 1 and string.byte(modes) or nil
   local keys = {}
   for t = 1, #targets do
     if targets[t][2] then keys = nil break end
     keys[t] = KEYS[targets[t][1]]
   end
-  if inLine and typed and keys then
-    -- The usual group under ROUTES: each row is its entry's (checked above), its copies made
-    -- here, none through an outbox; the ids in id order, so the last acknowledged is the highest.
-    local last = nil
+  if all == 35 and typed and keys and rawN <= 2 * maxFields then
+    -- The usual group under ROUTES on one Redis: every entry '#' (its id, then its fields), its
+    -- copies made here, none through an outbox.
+    for _ = 1, gcount[g] do
+      local id, r = ARGV[h], 0
+      if redis.call('XACK', stream, group, id) == 1 then
+        nfacks = nfacks + 1
+        facks[nfacks] = id
+        for t = 1, #keys do redis.call('XADD', keys[t], '*', unpack(ARGV, h + 1, h + rawN)) end
+        r = 1
+      end
+      h = h + 1 + rawN
+      nres = nres + 1
+      results[nres] = r
+    end
+    f = f + gcount[g]
+  elseif inLine and typed and keys and not string.find(modes, '#', 1, true) then
+    -- The usual group under ROUTES on a cluster: each row is its entry's (checked above), its
+    -- copies made here, none through an outbox.
     for k = 1, gcount[g] do
       f = f + 1
       local id, row, head, r = fid[f], erowsAll[f], nil, 0
@@ -314,7 +366,8 @@ for g = 1, nforwards do
       if #row[2] > 2 * maxFields then
         r = 'too_many_fields'
       elseif redis.call('XACK', stream, group, id) == 1 then
-        last = id
+        nfacks = nfacks + 1
+        facks[nfacks] = id
         local copy = forwardCopy(row[2], head, prefix, id)
         for t = 1, #keys do redis.call('XADD', keys[t], '*', unpack(copy)) end
         r = 1
@@ -322,17 +375,22 @@ for g = 1, nforwards do
       nres = nres + 1
       results[nres] = r
     end
-    if last then track(last) end
   else
     for k = 1, gcount[g] do
       f = f + 1
-      local id, head = fid[f], nil
-      if (all or string.byte(modes, k)) == 61 then -- '=': its new headers are the next given
-        head = ARGV[h]
-        h = h + 1
-      end
+      local c = all or string.byte(modes, k)
       nres = nres + 1
-      results[nres] = forward(id, fieldsOf(id), head, targets, typed, prefix)
+      if c == 35 then -- '#': its id, then its fields
+        results[nres] = forward(ARGV[h], nil, nil, targets, typed, prefix, h + 1, rawN)
+        h = h + 1 + rawN
+      else
+        local id, head = fid[f], nil
+        if c == 61 then -- '=': its new headers are the next given
+          head = ARGV[h]
+          h = h + 1
+        end
+        results[nres] = forward(id, fieldsOf(id), head, targets, typed, prefix)
+      end
     end
   end
 end
@@ -378,12 +436,12 @@ end
 -- The XACK of every other op written (each returns 1: checked pending for this consumer above,
 -- in this same atomic script), in one call after the writes.
 if #acks > 0 then redis.call('XACK', stream, group, unpack(acks)) end
--- The checkpoint: hi when every op was acknowledged (the usual case without plain forwards,
--- which tracked theirs as they went), else the highest acked.
-if nfwd == 0 and #acks == nops then
+-- The checkpoint: hi when every op was acknowledged (the usual case), else the highest acked.
+if #acks + nfacks == nops then
   if nops > 0 then track(hi) end
 else
   for _, id in ipairs(acks) do track(id) end
+  for j = 1, nfacks do track(facks[j]) end
 end
 local cp = 1
 if best then

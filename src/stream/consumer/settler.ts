@@ -10,12 +10,15 @@ import { delay } from "../../clock.ts";
 import { errorInfo, type Logger } from "../../log.ts";
 import type { Metrics, Outcome } from "../../metrics.ts";
 import { classifyError, type RedisLink } from "../../redis/connection.ts";
-import { isoInZone } from "../entry.ts";
+import { CommandWriter } from "../../redis/resp.ts";
+import type { LuaScript } from "../scripts.ts";
+import { isoInZone, sourceHeadersPrefix } from "../entry.ts";
 import type { KeySchema } from "../keys.ts";
 import type { Held } from "./in_flight.ts";
 import { OutboxRoute } from "./outbox_codec.ts";
 import type { OutcomeCounter } from "./outcomes.ts";
-import { encodeSettle, type SettleOpInput } from "./settle_codec.ts";
+import { type EncodedSettle, encodeSettle, type SettleOpInput } from "./settle_codec.ts";
+import { writeSettleCommand } from "./settle_command.ts";
 import { decodeSettle } from "./settle_reply.ts";
 import { SETTLE, SETTLE_FENCED } from "./settle_script.ts";
 import type { StatsBoard } from "./stats.ts";
@@ -69,6 +72,8 @@ export class Settler {
   #queue = new Map<string, SettleOp[]>();
   #running?: Promise<void>;
   #backlog = 0;
+  /** Writes settle calls sent as bytes (one at a time: the settler runs one call at once). */
+  readonly #writer = new CommandWriter();
 
   constructor(options: SettlerOptions) {
     this.#o = options;
@@ -174,10 +179,36 @@ export class Settler {
     }
   }
 
+  /**
+   * Runs `script` for `call` as bytes (`settle_command.ts`) on the link's connection for them,
+   * loading the script first (through `exec`) when it is not, or no longer, loaded.
+   */
+  async #runBytes(
+    script: LuaScript,
+    call: EncodedSettle<SettleOp>,
+    stream: string,
+  ): Promise<unknown> {
+    const link = this.#o.connection;
+    const prefix = sourceHeadersPrefix(stream);
+    const sha = script.sha ?? await link.exec((c) => script.load(c));
+    const send = (sha: string) => {
+      const bytes = writeSettleCommand(this.#writer, sha, call, prefix);
+      return link.execBytes!((c) => c.sendBytes(bytes));
+    };
+    try {
+      return await send(sha);
+    } catch (err) {
+      if (!(err instanceof Error) || !err.message.startsWith("NOSCRIPT")) throw err;
+      // Redis restarted or flushed its script cache.
+      return await send(await link.exec((c) => script.load(c)));
+    }
+  }
+
   async #settle(stream: string, ops: SettleOp[]): Promise<void> {
     const o = this.#o;
     const leaseKey = o.leaseOf?.(stream);
-    const { keys, args, groups, order } = encodeSettle(
+    const bytes = o.connection.execBytes !== undefined;
+    const call = encodeSettle(
       {
         stream,
         checkpointKey: o.keys.checkpoint(stream),
@@ -187,13 +218,17 @@ export class Settler {
         dedupTtlS: o.dedupTtlS,
         leaseKey,
         outbox: o.outboxAcrossSlots ? o.keys.outbox(stream) : undefined,
+        bytes,
       },
       ops,
       countedAlike,
     );
+    const { groups, order } = call;
     const script = leaseKey ? SETTLE_FENCED : SETTLE;
     const reply = decodeSettle(
-      await o.connection.exec((c) => script.run(c, keys, args)),
+      bytes
+        ? await this.#runBytes(script, call, stream)
+        : await o.connection.exec((c) => script.run(c, call.keys, call.args)),
       groups.length,
       order.length,
     );
