@@ -26,8 +26,11 @@ export class RawChunk {
   }
 }
 
-/** Bytes per chunk: several read replies of a batch of entries each. */
-const CHUNK_BYTES = 512 * 1024;
+/**
+ * Bytes per chunk, at most: several read replies of a batch of entries each. An offset in a
+ * chunk is below this (`packRawSpan` of `settle_codec.ts` packs one into a small integer).
+ */
+export const MAX_CHUNK_BYTES = 2 ** 19;
 /**
  * Chunks at most (8 MiB). When every one is still referred to (entries held long: a lane behind
  * a slow handler), or a reply is larger than a chunk, a reply is read without its bytes (its
@@ -42,8 +45,8 @@ export class RawChunks {
   readonly #chunkBytes: number;
   readonly #maxChunks: number;
 
-  constructor(chunkBytes = CHUNK_BYTES, maxChunks = MAX_CHUNKS) {
-    this.#chunkBytes = chunkBytes;
+  constructor(chunkBytes = MAX_CHUNK_BYTES, maxChunks = MAX_CHUNKS) {
+    this.#chunkBytes = Math.min(chunkBytes, MAX_CHUNK_BYTES);
     this.#maxChunks = maxChunks;
   }
 

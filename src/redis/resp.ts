@@ -190,6 +190,9 @@ function detach(s: string): string {
   return s.length < 13 ? s : (" " + s).slice(1);
 }
 
+/** Scratch space of `Parser.#id`. */
+const ID_CODES: number[] = [];
+
 /** Thrown by a read past the bytes received so far. */
 const INCOMPLETE = Symbol("incomplete");
 
@@ -246,14 +249,14 @@ export class ReplyReader {
   take(chunks?: RawChunks): unknown {
     const end = this.#end(this.#pos);
     if (end < 0) return undefined;
-    let reply: unknown;
-    const place = chunks?.copy(this.#buf, this.#pos, end);
-    if (place) {
-      const [chunk, at] = place;
-      const parser = new Parser(chunk.bytes, at, at + end - this.#pos, chunk);
-      reply = parser.value(0);
-      if (!parser.captured) letGo(chunk);
-    } else reply = new Parser(this.#buf, this.#pos, end).value(0);
+    const b = this.#buf;
+    // An array with entries (not `*-1`, nor an error): kept as bytes, read when asked.
+    const place = chunks && b[this.#pos] === 42 && b[this.#pos + 1] !== 45
+      ? chunks.copy(b, this.#pos, end)
+      : undefined;
+    const reply = place
+      ? new CapturedReply(place[0], place[1], place[1] + end - this.#pos)
+      : new Parser(b, this.#pos, end).value(0);
     this.#pos = end;
     return reply;
   }
@@ -294,6 +297,26 @@ export class ReplyReader {
 }
 
 /**
+ * A reply read with chunks, kept as its bytes in a chunk (holding one reference to it) until
+ * `read`: a read reply waits for the reader (it is read ahead) as bytes outside the JS heap, not
+ * as arrays and strings that a minor GC would copy.
+ */
+export class CapturedReply {
+  constructor(readonly chunk: RawChunk, readonly start: number, readonly end: number) {}
+
+  /**
+   * The reply's values, each entry with where its fields' bytes lie (see `Parser`). The reply
+   * then holds its reference to the chunk only when an entry came with its bytes.
+   */
+  read(): unknown {
+    const parser = new Parser(this.chunk.bytes, this.start, this.end, this.chunk);
+    const reply = parser.value(0);
+    if (!parser.captured) letGo(this.chunk);
+    return reply;
+  }
+}
+
+/**
  * The integer on the line from `p` (an optional minus, then digits) and the place after its CRLF;
  * for a simple string or error line, the place after the line's CRLF (the number is then junk).
  */
@@ -313,7 +336,7 @@ function lineInt(b: Uint8Array, p: number, len: number): [number, number] {
 /**
  * Builds the values of one whole reply in `b` from `start` to `end`. With `chunk` (`b` is its
  * bytes), an XREADGROUP reply's entries (the pairs at depth 3) come with where their fields lie
- * in it: `[id, fields, chunk, start, last, end]` (see `RawEntry`).
+ * in it: `[id, fields, chunk, start]` (see `RawEntry`; a deleted entry's stays a pair).
  */
 class Parser {
   #p: number;
@@ -321,6 +344,8 @@ class Parser {
   #ascii = false;
   /** True once an entry came with its bytes. */
   captured = false;
+  /** Where the last fields array read (depth 4) starts. */
+  #fields = 0;
 
   constructor(
     readonly b: Uint8Array,
@@ -339,9 +364,23 @@ class Parser {
       case 42: {
         this.#p = next;
         if (n < 0) return null;
-        if (depth === 3 && n === 2 && this.chunk) return this.#entry();
-        const out = new Array(n);
-        for (let i = 0; i < n; i++) out[i] = this.value(depth + 1);
+        // With a chunk, an entry's fields (depth 4) note where they start; the entry (depth 3)
+        // gets its chunk and that. Every array is made here, at this one allocation site: one
+        // only for entries (some live across a minor GC) could be pretenured by V8, and an old
+        // entry keeps its young fields alive until a full GC (docs/architecture.md, "Memory on
+        // the hot path").
+        const entry = depth === 3 && n === 2 && this.chunk !== undefined;
+        const out = new Array(entry ? 4 : n);
+        if (depth === 4) this.#fields = next;
+        for (let i = 0; i < n; i++) out[i] = entry && i === 0 ? this.#id() : this.value(depth + 1);
+        if (entry) {
+          if (out[1] === null) out.length = 2;
+          else {
+            out[2] = this.chunk;
+            out[3] = this.#fields;
+            this.captured = true;
+          }
+        }
         return out;
       }
       case 36:
@@ -364,22 +403,24 @@ class Parser {
     throw new Error(`Unexpected byte ${type} in a Redis reply`);
   }
 
-  /** An entry `[id, fields]` of an XREADGROUP reply, with where its fields' bytes lie. */
-  #entry(): unknown[] {
-    const id = this.value(4);
+  /**
+   * An entry's id (at depth 4), as one flat string made from its bytes: `detach`'s copy is a
+   * view of a string one character longer, two objects where one will do, and an id lives as
+   * long as its entry is held (each of its bytes copied by every minor GC meanwhile).
+   */
+  #id(): unknown {
     const b = this.b;
-    if (b[this.#p] !== 42) return [id, this.value(4)];
+    if (b[this.#p] !== 36) return this.value(4);
     const [n, next] = lineInt(b, this.#p + 1, this.end);
-    this.#p = next;
-    if (n < 0) return [id, null];
-    const fields = new Array<unknown>(n);
-    let last = next;
+    if (n < 13 || n > 40) return this.value(4);
     for (let i = 0; i < n; i++) {
-      last = this.#p;
-      fields[i] = this.value(5);
+      const c = b[next + i];
+      if (c >= 0x80) return this.value(4);
+      ID_CODES[i] = c;
     }
-    this.captured = true;
-    return [id, fields, this.chunk, next, last, this.#p];
+    ID_CODES.length = n;
+    this.#p = next + n + 2;
+    return String.fromCharCode.apply(null, ID_CODES);
   }
 
   /** The text of bytes `a` to `e`: copied from the reply decoded once when it is ASCII. */

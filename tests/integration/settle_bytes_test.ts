@@ -15,10 +15,10 @@ import { createGroup, pendingCount } from "../support/streams.ts";
 import { testConfig } from "../support/in_process_consumer.ts";
 import { ConnectionManager } from "../../src/redis/connection.ts";
 import { RawChunks } from "../../src/redis/raw_chunks.ts";
-import { CommandWriter } from "../../src/redis/resp.ts";
+import { CapturedReply, CommandWriter } from "../../src/redis/resp.ts";
 import { forwardHeaders, sourceHeadersPrefix, type StreamEvent } from "../../src/stream/entry.ts";
 import type { RawEntry } from "../../src/stream/consumer/raw.ts";
-import { encodeSettle, ForwardCopy } from "../../src/stream/consumer/settle_codec.ts";
+import { encodeSettle, ForwardCopy, packRawSpan } from "../../src/stream/consumer/settle_codec.ts";
 import { writeSettleCommand } from "../../src/stream/consumer/settle_command.ts";
 import { SETTLE } from "../../src/stream/consumer/settle_script.ts";
 
@@ -44,11 +44,9 @@ async function addAndRead(
 ): Promise<RawEntry[]> {
   for (const flat of flats) await client.sendCommand(["XADD", "t", "*", ...flat]);
   const head = ["GROUP", "g", "manual", "COUNT", String(flats.length)];
-  const reply = await connection.readGroup(["t"], [">"], head, 100, chunks) as [
-    string,
-    RawEntry[],
-  ][];
-  return reply[0][1];
+  const read = await connection.readGroup(["t"], [">"], head, 100, chunks);
+  assert(read instanceof CapturedReply, "kept as bytes until read");
+  return (read.read() as [string, RawEntry[]][])[0][1];
 }
 
 /** A plain forward of `e` to `out`, with its bytes (as the dispatcher keeps them). */
@@ -59,10 +57,7 @@ function rawForward(e: RawEntry) {
     id: e[0],
     copy: new ForwardCopy(["out"]),
     rawChunk: e[2],
-    rawStart: e[3],
-    rawCut: replace ? e[4] : e[5],
-    rawAppend: !replace,
-    rawCount: replace ? flat.length : flat.length + 2,
+    rawSpan: packRawSpan(e[3]!, flat.length, !replace),
   };
 }
 

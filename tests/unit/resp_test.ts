@@ -8,7 +8,7 @@
 
 import { ErrorReply } from "npm:@redis/client@^5.12.1";
 import { assert, assertEquals } from "../support/assert.ts";
-import { CommandWriter, encodeCommand, ReplyReader } from "../../src/redis/resp.ts";
+import { CapturedReply, CommandWriter, encodeCommand, ReplyReader } from "../../src/redis/resp.ts";
 import { RawChunks } from "../../src/redis/raw_chunks.ts";
 
 const text = (b: Uint8Array) => new TextDecoder().decode(b);
@@ -51,7 +51,9 @@ Deno.test("ReplyReader with chunks reads an XREADGROUP reply from a copy and say
     ["payload", "é"],
   ]]);
   r.push(bytes(wire));
-  const reply = r.take(chunks) as [string, unknown[][]][];
+  const captured = r.take(chunks);
+  assert(captured instanceof CapturedReply, "kept as bytes until read");
+  const reply = captured.read() as [string, unknown[][]][];
   const [[, [first, gone, third]]] = reply;
   assertEquals([first[0], first[1], gone, third[0], third[1]], [
     "1-0",
@@ -62,19 +64,20 @@ Deno.test("ReplyReader with chunks reads an XREADGROUP reply from a copy and say
   ]);
   const chunk = first[2] as { bytes: Uint8Array; refs: number };
   assertEquals(chunk.refs, 1, "the reply's reference");
-  const at = (e: unknown[], i: number) => e[i] as number;
-  assertEquals(
-    text(chunk.bytes.subarray(at(first, 3), at(first, 4))),
-    "$5\r\nevent\r\n$1\r\na\r\n$7\r\nheaders\r\n",
-  );
-  assertEquals(text(chunk.bytes.subarray(at(first, 4), at(first, 5))), "$2\r\n{}\r\n");
-  assertEquals(
-    text(chunk.bytes.subarray(at(third, 3), at(third, 5))),
-    "$7\r\npayload\r\n$2\r\né\r\n",
-  );
-  // A reply with no entry holds no reference; without chunks, entries are pairs.
-  r.push(bytes("*-1\r\n"));
+  // Each entry's fields start at its first field name's `$` in the chunk.
+  const from = (e: unknown[], s: string) => {
+    const start = e[3] as number;
+    return text(chunk.bytes.subarray(start, start + bytes(s).length));
+  };
+  const firstFields = "$5\r\nevent\r\n$1\r\na\r\n$7\r\nheaders\r\n$2\r\n{}\r\n";
+  assertEquals(from(first, firstFields), firstFields);
+  assertEquals(from(third, "$7\r\npayload\r\n$2\r\né\r\n"), "$7\r\npayload\r\n$2\r\né\r\n");
+  assertEquals([first.length, gone.length, third.length], [4, 2, 4]);
+  // No entries (nil, or an empty array): read at once, or holding no reference once read;
+  // without chunks, entries are pairs.
+  r.push(bytes("*-1\r\n*0\r\n"));
   assertEquals(r.take(chunks), null);
+  assertEquals((r.take(chunks) as CapturedReply).read(), []);
   assertEquals(chunk.refs, 1);
   r.push(bytes(wire));
   assertEquals((r.take() as [string, unknown[][]][])[0][1][0].length, 2);

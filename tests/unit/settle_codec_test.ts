@@ -1,7 +1,8 @@
 /**
  * The settle script's argument encoding and its reply (`settle_codec.ts`, `settle_reply.ts`), pure: bare
  * acknowledgements joined per group, the highest id first; copies, marks and emitted entries
- * after them with each key once by index; the reply mapped back per group and per op. No Redis.
+ * after them with each key once by index; forwards with their bytes as `#`, where their bytes
+ * lie packed in one integer; the reply mapped back per group and per op. No Redis.
  *
  * @module
  */
@@ -11,7 +12,13 @@ import {
   ForwardCopies,
   ForwardCopy,
   newerId,
+  packRawSpan,
+  rawAppends,
+  rawCopyCount,
+  rawFieldCount,
+  rawStart,
 } from "../../src/stream/consumer/settle_codec.ts";
+import { RawChunks } from "../../src/redis/raw_chunks.ts";
 import { decodeSettle } from "../../src/stream/consumer/settle_reply.ts";
 
 const batch = {
@@ -185,4 +192,50 @@ Deno.test("ForwardCopies: one copy without headers per list of targets, a new on
   assert(other !== bare && other.targets === audit, "other targets: another copy");
   const given = copies.to(out, '{"a":"b"}');
   assert(given !== bare && given.headers === '{"a":"b"}', "with headers: a copy of its own");
+});
+
+Deno.test("packRawSpan() packs a start below 2^19, a field count below 2048 and the append flag into one small integer", () => {
+  for (
+    const [start, fields, append] of [
+      [0, 0, false],
+      [2 ** 19 - 1, 2047, true],
+      [12345, 12, false],
+      [7, 2000, true],
+    ] as const
+  ) {
+    const span = packRawSpan(start, fields, append);
+    assert(span <= 2 ** 31 - 1, "a small integer");
+    assertEquals([rawStart(span), rawFieldCount(span), rawAppends(span)], [start, fields, append]);
+    assertEquals(rawCopyCount(span), fields + (append ? 2 : 0));
+  }
+});
+
+Deno.test("encodeSettle() with bytes: plain forwards with their bytes go as '#', ids and fields given, one field count per group", () => {
+  const chunk = new RawChunks(64).copy(new Uint8Array(8), 0, 8)![0];
+  const raw = (id: string, fields: number, append = false) => ({
+    id,
+    copy: new ForwardCopy(["out"]),
+    rawChunk: chunk,
+    rawSpan: packRawSpan(0, fields, append),
+  });
+  const made = { id: "3-0", copy: new ForwardCopy(["out"]) };
+  // All "#": one mode, no ids text, the ids among the given arguments (their fields follow).
+  const all = encodeSettle({ ...batch, bytes: true }, [raw("1-0", 12), raw("2-0", 10, true)]);
+  assertEquals(all.args.slice(5), [
+    ..."0 1-0 2-0 1 1 3".split(" "),
+    '"sourceStream":"s","sourceId":"',
+    ..."# 2 12".split(" "),
+    "",
+    "1-0",
+    "2-0",
+  ]);
+  assertEquals(all.rawAt, [all.args.length - 2, all.args.length - 1]);
+  assertEquals(all.raws.map((op) => op.id), ["1-0", "2-0"]);
+  // Mixed: a field count other than the group's, or no bytes: "+"; without bytes: no "#".
+  const mixed = encodeSettle({ ...batch, bytes: true }, [raw("1-0", 12), raw("2-0", 8), made]);
+  assertEquals(mixed.args.slice(12), ["#++", "3", "12", "1-0,2-0,3-0", "1-0"]);
+  assertEquals(mixed.raws.map((op) => op.id), ["1-0"]);
+  const plain = encodeSettle(batch, [raw("1-0", 12)]);
+  assertEquals(plain.args.slice(12), ["+", "1", "0", "1-0"]);
+  assertEquals(plain.raws, []);
 });

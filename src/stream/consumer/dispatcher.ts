@@ -33,7 +33,7 @@ import type { IdempotencyGate } from "./idempotency.ts";
 import { dropRaw, type Held, type InFlight } from "./in_flight.ts";
 import type { RawEntry } from "./raw.ts";
 import type { OutcomeCounter } from "./outcomes.ts";
-import { ForwardCopies } from "./settle_codec.ts";
+import { ForwardCopies, packRawSpan } from "./settle_codec.ts";
 import type { SettleOp, Settler } from "./settler.ts";
 
 /** Options of `Dispatcher`. */
@@ -72,11 +72,7 @@ function keepRaw(h: Held, read: RawEntry, flat: readonly string[]): void {
   const chunk = read[2]!;
   chunk.refs++;
   h.rawChunk = chunk;
-  h.rawStart = read[3];
-  const replace = flat[flat.length - 2] === "headers";
-  h.rawCut = replace ? read[4] : read[5];
-  h.rawAppend = !replace;
-  h.rawCount = replace ? flat.length : flat.length + 2;
+  h.rawSpan = packRawSpan(read[3]!, flat.length, flat[flat.length - 2] !== "headers");
 }
 
 /** Runs handlers for held entries. */

@@ -22,6 +22,7 @@ import { type Groups, isNoGroup } from "./groups.ts";
 import type { InFlight } from "./in_flight.ts";
 import type { ClaimedEntry, RawEntry, ReadReply } from "./raw.ts";
 import { letGo, type RawChunk, type RawChunks } from "../../redis/raw_chunks.ts";
+import { CapturedReply } from "../../redis/resp.ts";
 
 /** The streams to read, when they change while running (partitioned streams). */
 export interface StreamSource {
@@ -105,7 +106,7 @@ export class Reader {
     // The next read of new entries, sent before the current batch is dispatched
     // so that Redis works on it meanwhile (it is sent only when the batch it may
     // return still fits under MAX_IN_FLIGHT).
-    let prefetch: Promise<ReadReply> | undefined;
+    let prefetch: Promise<ReadReply | CapturedReply> | undefined;
     let prefetchStreams = streams;
     while (!o.stopping.aborted) {
       if (!o.connection.connected) {
@@ -160,7 +161,8 @@ export class Reader {
           const current = prefetch ?? this.#readNew(count, list);
           prefetch = undefined;
           try {
-            const reply = await current;
+            const answer = await current;
+            const reply = answer instanceof CapturedReply ? answer.read() as ReadReply : answer;
             const got = reply ? reply.reduce((n, [, entries]) => n + entries.length, 0) : 0;
             const next = Math.min(o.batchSize, room - got);
             // With a source, no prefetch of a list that changed meanwhile.
@@ -193,7 +195,8 @@ export class Reader {
     }
     if (prefetch) {
       // Entries it read are pending for this consumer: handle them before stopping.
-      const reply = await prefetch.catch(() => null);
+      const answer = await prefetch.catch(() => null);
+      const reply = answer instanceof CapturedReply ? answer.read() as ReadReply : answer;
       if (reply) this.#admitReply(reply);
       if (source) this.#end(prefetchStreams);
     }
@@ -239,7 +242,7 @@ export class Reader {
   /** True while more entries wait for their settle than reading ahead is worth. */
   #settlesBehind(): boolean {
     const backlog = this.#o.settleBacklog;
-    return backlog !== undefined && backlog() > 2 * this.#o.batchSize;
+    return backlog !== undefined && backlog() > 1.5 * this.#o.batchSize;
   }
 
   #begin(streams: readonly string[]): void {
@@ -250,11 +253,16 @@ export class Reader {
     for (const s of streams) this.#out.set(s, (this.#out.get(s) ?? 1) - 1);
   }
 
-  async #readNew(count: number, streams: readonly string[]): Promise<ReadReply> {
+  async #readNew(
+    count: number,
+    streams: readonly string[],
+  ): Promise<ReadReply | CapturedReply> {
     const o = this.#o;
     const head = ["GROUP", o.group, o.consumer, "COUNT", String(count)];
     const ids = streams.map(() => ">");
-    return await o.connection.readGroup(streams, ids, head, o.blockMs, o.chunks) as ReadReply;
+    return await o.connection.readGroup(streams, ids, head, o.blockMs, o.chunks) as
+      | ReadReply
+      | CapturedReply;
   }
 
   /** Admits a read's entries, then gives back the read's reference to their bytes' chunk. */

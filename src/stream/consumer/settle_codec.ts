@@ -69,17 +69,40 @@ export interface EmitWrite {
  */
 export interface RawFields {
   rawChunk?: RawChunk;
-  /** Its first field name's `$`. */
-  rawStart?: number;
-  /**
-   * Where the bytes the copy keeps end: its last value's `$` (a headers field, replaced), or
-   * the end of its fields (no headers field: one is appended).
-   */
-  rawCut?: number;
-  /** True when it has no headers field. */
-  rawAppend?: boolean;
-  /** The copy's fields (names and values), headers included. */
-  rawCount?: number;
+  /** Where in it, as `packRawSpan` packs it. */
+  rawSpan?: number;
+}
+
+/**
+ * Where a read entry's fields' bytes lie, as one small integer: one field on a held entry, not
+ * three (each field of an entry held across a minor GC is copied by it; an entry waits for its
+ * settle that long: bench/RESULTS.md, session 10). `start`: its first field name's `$` (below
+ * `MAX_CHUNK_BYTES` of `raw_chunks.ts`); `fields`: its field names and values (at most 2 × MAX_ENTRY_FIELDS, below
+ * 2048); `append`: it has no headers field (one is appended; else its last field is `headers`,
+ * replaced).
+ */
+export function packRawSpan(start: number, fields: number, append: boolean): number {
+  return start * 4096 + (append ? 2048 : 0) + fields;
+}
+
+/** The parts of a `packRawSpan`: start, field count, and whether headers are appended. */
+export function rawStart(span: number): number {
+  return Math.floor(span / 4096);
+}
+
+/** The entry's own field names and values (see `packRawSpan`). */
+export function rawFieldCount(span: number): number {
+  return span % 2048;
+}
+
+/** True when the copy appends a headers field (see `packRawSpan`). */
+export function rawAppends(span: number): boolean {
+  return span % 4096 >= 2048;
+}
+
+/** The copy's field names and values: the entry's, plus a headers field when appended. */
+export function rawCopyCount(span: number): number {
+  return rawFieldCount(span) + (rawAppends(span) ? 2 : 0);
 }
 
 /** One entry to settle. */
@@ -284,8 +307,8 @@ function encodeForwards<T extends SettleOpInput>(
     if ((op.copy as ForwardSettleCopy).headers !== undefined) {
       codes[i] = "=";
       given++;
-    } else if (raws && op.rawChunk && (rawN < 0 || op.rawCount === rawN)) {
-      rawN = op.rawCount!;
+    } else if (raws && op.rawChunk && (rawN < 0 || rawCopyCount(op.rawSpan!) === rawN)) {
+      rawN = rawCopyCount(op.rawSpan!);
       codes[i] = "#";
       raw++;
     } else codes[i] = "+";

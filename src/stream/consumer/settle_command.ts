@@ -10,7 +10,15 @@
  * 10). Sent by `RedisLink.execBytes`.
  */
 import { type CommandWriter, writeInt } from "../../redis/resp.ts";
-import type { EncodedSettle, RawFields, SettleOpInput } from "./settle_codec.ts";
+import {
+  type EncodedSettle,
+  rawAppends,
+  rawCopyCount,
+  rawFieldCount,
+  type RawFields,
+  rawStart,
+  type SettleOpInput,
+} from "./settle_codec.ts";
 
 const encoder = new TextEncoder();
 /** The bulk string `headers`, appended before the new headers of an entry without them. */
@@ -28,7 +36,7 @@ export function writeSettleCommand<T extends SettleOpInput>(
 ): Uint8Array {
   const { keys, args, raws, rawAt } = call;
   let argc = 3 + keys.length + args.length;
-  for (const op of raws) argc += op.rawCount!;
+  for (const op of raws) argc += rawCopyCount(op.rawSpan!);
   w.begin(argc);
   w.bulk("EVALSHA");
   w.bulk(sha);
@@ -51,13 +59,17 @@ export function writeSettleCommand<T extends SettleOpInput>(
 /** The fields of entry `id` from its bytes, its headers extended (see the module comment). */
 function writeFields(w: CommandWriter, raw: RawFields, id: string, prefix: Uint8Array): void {
   const src = raw.rawChunk!.bytes;
-  const cut = raw.rawCut!;
-  w.raw(src, raw.rawStart!, cut);
+  const span = raw.rawSpan!;
+  const append = rawAppends(span);
+  const start = rawStart(span);
+  // Its fields up to its last value (its headers, replaced), or all of them.
+  const cut = skipBulks(src, start, rawFieldCount(span) - (append ? 0 : 1));
+  w.raw(src, start, cut);
   // New headers: `{` or the entry's own headers without their `}` and with a comma (unless
   // they are `{}`), then `<prefix><id>"}`.
   let own = 0;
   let from = 0;
-  if (raw.rawAppend) w.raw(HEADERS_NAME, 0, HEADERS_NAME.length);
+  if (append) w.raw(HEADERS_NAME, 0, HEADERS_NAME.length);
   else {
     // The last value, `$<length>\r\n<bytes>\r\n`, at `cut`.
     let p = cut + 1;
@@ -82,4 +94,15 @@ function writeFields(w: CommandWriter, raw: RawFields, id: string, prefix: Uint8
   b[at++] = 13;
   b[at++] = 10;
   w.wrote(at);
+}
+
+/** The place after `n` bulk strings (`$<length>\r\n<bytes>\r\n`) from `p` in `b`. */
+function skipBulks(b: Uint8Array, p: number, n: number): number {
+  for (let i = 0; i < n; i++) {
+    let length = 0;
+    p++; // $
+    while (b[p] !== 13) length = length * 10 + (b[p++] - 48);
+    p += 2 + length + 2;
+  }
+  return p;
 }
