@@ -53,7 +53,8 @@ export interface ReaderOptions {
   logger: Logger;
   /**
    * Entries handed to the settler and not yet settled (`Settler.backlog`). The reader reads no
-   * more while over `2 × batchSize` of them wait: when settles are the bottleneck (ROUTES copies),
+   * more while over `2 × batchSize` of them wait (see `#settlesBehind`): when settles are the
+   * bottleneck (ROUTES copies),
    * reading ahead only fills MAX_IN_FLIGHT with entries waiting for their acknowledgement, which
    * survive minor GCs and make V8 grow its young generation (bench/RESULTS.md, session 5).
    */
@@ -239,10 +240,16 @@ export class Reader {
     o.inFlight.admitted();
   }
 
-  /** True while more entries wait for their settle than reading ahead is worth. */
+  /**
+   * True while more entries wait for their settle than reading ahead is worth: 2 × BATCH_SIZE,
+   * or 1.5 × when forwards settle with their bytes (`chunks`: settles are then the bottleneck,
+   * ~200–250 entries wait for theirs, and each one waiting is copied by every minor GC; at 2 × the
+   * young generation grew at the 5th or 6th of repeated drains: bench/RESULTS.md, session 10).
+   */
   #settlesBehind(): boolean {
-    const backlog = this.#o.settleBacklog;
-    return backlog !== undefined && backlog() > 1.5 * this.#o.batchSize;
+    const o = this.#o;
+    const backlog = o.settleBacklog;
+    return backlog !== undefined && backlog() > (o.chunks ? 1.5 : 2) * o.batchSize;
   }
 
   #begin(streams: readonly string[]): void {
