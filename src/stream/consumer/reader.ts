@@ -54,9 +54,9 @@ export interface ReaderOptions {
   /**
    * Entries handed to the settler and not yet settled (`Settler.backlog`). The reader reads no
    * more while over `2 × batchSize` of them wait (see `#settlesBehind`): when settles are the
-   * bottleneck (ROUTES copies),
-   * reading ahead only fills MAX_IN_FLIGHT with entries waiting for their acknowledgement, which
-   * survive minor GCs and make V8 grow its young generation (bench/RESULTS.md, session 5).
+   * bottleneck (ROUTES copies), reading ahead only fills MAX_IN_FLIGHT with entries waiting for
+   * their acknowledgement, which survive minor GCs and make V8 grow its young generation
+   * (bench/RESULTS.md, session 5).
    */
   settleBacklog?: () => number;
   /**
