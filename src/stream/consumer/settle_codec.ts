@@ -77,15 +77,15 @@ export interface RawFields {
  * Where a read entry's fields' bytes lie, as one small integer: one field on a held entry, not
  * three (each field of an entry held across a minor GC is copied by it; an entry waits for its
  * settle that long: bench/RESULTS.md, session 10). `start`: its first field name's `$` (below
- * `MAX_CHUNK_BYTES` of `raw_chunks.ts`); `fields`: its field names and values (at most 2 × MAX_ENTRY_FIELDS, below
- * 2048); `append`: it has no headers field (one is appended; else its last field is `headers`,
- * replaced).
+ * `MAX_CHUNK_BYTES` of `raw_chunks.ts`); `fields`: its field names and values (at most
+ * 2 × MAX_ENTRY_FIELDS, below 2048: an entry with more is dead-lettered before); `append`: it has
+ * no headers field (one is appended; else its last field is `headers`, replaced).
  */
 export function packRawSpan(start: number, fields: number, append: boolean): number {
   return start * 4096 + (append ? 2048 : 0) + fields;
 }
 
-/** The parts of a `packRawSpan`: start, field count, and whether headers are appended. */
+/** Where the entry's fields start in their chunk (see `packRawSpan`). */
 export function rawStart(span: number): number {
   return Math.floor(span / 4096);
 }
