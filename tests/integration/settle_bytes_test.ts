@@ -52,13 +52,18 @@ async function addAndRead(
 /** A plain forward of `e` to `out`, with its bytes (as the dispatcher keeps them). */
 function rawForward(e: RawEntry) {
   const flat = e[1]!;
-  const replace = flat[flat.length - 2] === "headers";
   return {
     id: e[0],
     copy: new ForwardCopy(["out"]),
     rawChunk: e[2],
-    rawSpan: packRawSpan(e[3]!, flat.length, !replace),
+    rawSpan: packRawSpan(e[3]!, flat.length, lastHeaders(flat) < 0),
   };
+}
+
+/** The index of the last `headers` field name of `flat`, or -1. */
+function lastHeaders(flat: readonly string[]): number {
+  for (let i = flat.length - 2; i >= 0; i -= 2) if (flat[i] === "headers") return i;
+  return -1;
 }
 
 /** Runs SETTLE for `ops` as bytes, as the settler does. */
@@ -82,10 +87,13 @@ async function settleBytes(
 
 /** The copy the script makes of `flat` (entry `id` of `t`): its last headers extended. */
 function expectedCopy(flat: readonly string[], id: string): string[] {
-  const last = flat.lastIndexOf("headers");
+  const last = lastHeaders(flat);
   const own = last < 0 ? {} : JSON.parse(flat[last + 1]);
   const headers = forwardHeaders({ stream: "t", id, headers: own } as StreamEvent);
-  return last < 0 ? [...flat, "headers", headers] : [...flat.slice(0, -1), headers];
+  if (last < 0) return [...flat, "headers", headers];
+  const copy = [...flat];
+  copy[last + 1] = headers;
+  return copy;
 }
 
 /** The fields of every entry of `stream`, in order. */
@@ -107,6 +115,11 @@ Deno.test("a settle sent as bytes copies forwards from the bytes they were read 
     [...HEAD],
     [...HEAD, "headers", '{"name":"zoë ✓ 😀"}'],
     ["event", "fwd.bytes", "payload", '{"text":"naïve ☕"}', "headers", '{"x":"y"}'],
+    // Headers not last: replaced where they are; twice: the last one, as the script does.
+    [...HEAD, "headers", '{"a":"b"}', "mimeType", "application/json"],
+    [...HEAD, "headers", '{"first":"x"}', "n", "1", "headers", '{"k":"v"}', "after", "kept"],
+    // A value spelled "headers" is not a headers field.
+    ["event", "headers", "payload", "{}"],
   ];
   const read = await addAndRead(client, connection, chunks, flats);
   assertEquals(read.map((e) => e[1]), flats);

@@ -65,14 +65,14 @@ export interface DispatcherOptions {
 }
 
 /**
- * Keeps where `h`'s fields' bytes lie (one more reference to their chunk): up to its headers
- * value when its last field is `headers` (replaced), else all (a headers field is appended).
+ * Keeps where `h`'s fields' bytes lie (one more reference to their chunk), and whether it has a
+ * headers field (its last one is replaced in the copy; else one is appended).
  */
-function keepRaw(h: Held, read: RawEntry, flat: readonly string[]): void {
+function keepRaw(h: Held, read: RawEntry, flat: readonly string[], headers: boolean): void {
   const chunk = read[2]!;
   chunk.refs++;
   h.rawChunk = chunk;
-  h.rawSpan = packRawSpan(read[3]!, flat.length, flat[flat.length - 2] !== "headers");
+  h.rawSpan = packRawSpan(read[3]!, flat.length, !headers);
 }
 
 /** Runs handlers for held entries. */
@@ -155,7 +155,9 @@ export class Dispatcher {
       this.#deadLetter(h, over, h.event.event);
       return;
     }
-    if (read?.[2] && this.#forwardsAsRead(h.event, flat)) keepRaw(h, read, flat);
+    if (read?.[2] && this.#forwardsAsRead(h.event)) {
+      keepRaw(h, read, flat, h.event.fields.headers !== undefined);
+    }
     h.phase = "queued";
     this.#lanes.push(o.inFlight.keyOf(h.stream, h.event.aggregateId), h);
   }
@@ -163,14 +165,12 @@ export class Dispatcher {
   /**
    * True when `event` will likely be settled as a plain forward with its headers extended by
    * the script (or by `settle_command.ts`): it has routes, the default handler (which finishes
-   * at once: its bytes are kept only that long), no idempotency key, and its headers field last
-   * or none.
+   * at once: its bytes are kept only that long) and no idempotency key.
    */
-  #forwardsAsRead(event: StreamEvent, flat: readonly string[]): boolean {
+  #forwardsAsRead(event: StreamEvent): boolean {
     const o = this.#o;
     if (event.headers.idempotencyKey || o.router.targets(event.event).length === 0) return false;
-    if (o.registry.resolve(event.event).idle === undefined) return false;
-    return flat[flat.length - 2] === "headers" || event.fields.headers === undefined;
+    return o.registry.resolve(event.event).idle !== undefined;
   }
 
   /**

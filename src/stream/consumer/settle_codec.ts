@@ -79,7 +79,7 @@ export interface RawFields {
  * settle that long: bench/RESULTS.md, session 10). `start`: its first field name's `$` (below
  * `MAX_CHUNK_BYTES` of `raw_chunks.ts`); `fields`: its field names and values (at most
  * 2 × MAX_ENTRY_FIELDS, below 2048: an entry with more is dead-lettered before); `append`: it has
- * no headers field (one is appended; else its last field is `headers`, replaced).
+ * no headers field (one is appended; else its last headers field is replaced).
  */
 export function packRawSpan(start: number, fields: number, append: boolean): number {
   return start * 4096 + (append ? 2048 : 0) + fields;

@@ -2,7 +2,7 @@
  * A settle call as bytes, pure: `EVALSHA <sha> <numkeys> <keys…> <args…>` as `encodeSettle`
  * (`settle_codec.ts`, with `bytes`) lays it out, where each `#` forward's fields are copied from
  * the RESP bytes it was read as (`RawFields`, kept by the reader in a `RawChunk`): field names
- * and values byte for byte, in their order, and its last field (its headers) extended with
+ * and values byte for byte, in their order, and its last headers field extended with
  * `sourceStream` and `sourceId` as the script extends it for a `+` forward (`forwardHeaders` of
  * `entry.ts`; the dispatcher sends a `#` only for an entry whose headers field is that JSON,
  * `headersExtendable`), or a headers field appended when it has none. Nothing of the entry is
@@ -62,19 +62,29 @@ function writeFields(w: CommandWriter, raw: RawFields, id: string, prefix: Uint8
   const span = raw.rawSpan!;
   const append = rawAppends(span);
   const start = rawStart(span);
-  // Its fields up to its last value (its headers, replaced), or all of them.
-  const cut = skipBulks(src, start, rawFieldCount(span) - (append ? 0 : 1));
+  // Its fields up to its last headers value (replaced), or all of them (headers appended).
+  let cut = start;
+  let end = start;
+  for (let i = rawFieldCount(span) >> 1; i > 0; i--) {
+    const name = end;
+    end = skipBulks(src, end, 1);
+    if (!append && isHeaders(src, name)) cut = end;
+    end = skipBulks(src, end, 1);
+  }
+  if (append) cut = end;
   w.raw(src, start, cut);
   // New headers: `{` or the entry's own headers without their `}` and with a comma (unless
   // they are `{}`), then `<prefix><id>"}`.
   let own = 0;
   let from = 0;
+  let after = end;
   if (append) w.raw(HEADERS_NAME, 0, HEADERS_NAME.length);
   else {
-    // The last value, `$<length>\r\n<bytes>\r\n`, at `cut`.
+    // Its headers value, `$<length>\r\n<bytes>\r\n`, at `cut`.
     let p = cut + 1;
     while (src[p] !== 13) own = own * 10 + (src[p++] - 48);
     from = p + 2;
+    after = from + own + 2;
   }
   const comma = own > 2 ? 1 : 0;
   const length = Math.max(own - 1, 1) + comma + prefix.length + id.length + 2;
@@ -94,6 +104,14 @@ function writeFields(w: CommandWriter, raw: RawFields, id: string, prefix: Uint8
   b[at++] = 13;
   b[at++] = 10;
   w.wrote(at);
+  // The fields after its headers (none when they were last, or appended).
+  if (after < end) w.raw(src, after, end);
+}
+
+/** True when the bulk string at `p` is `headers` (the bytes of `HEADERS_NAME`). */
+function isHeaders(b: Uint8Array, p: number): boolean {
+  for (let i = 0; i < HEADERS_NAME.length; i++) if (b[p + i] !== HEADERS_NAME[i]) return false;
+  return true;
 }
 
 /** The place after `n` bulk strings (`$<length>\r\n<bytes>\r\n`) from `p` in `b`. */
