@@ -192,13 +192,7 @@ export class ConnectionManager implements RedisLink {
     fn: (client: RedisClient) => Promise<T>,
     options: { deadlineMs?: number } = {},
   ): Promise<T> {
-    return guardedCall({
-      breaker: this.breaker,
-      observer: this.#opts.observer,
-      deadlineMs: options.deadlineMs ?? this.#opts.redis.connectTimeoutMs,
-      client: () => this.command,
-      onConnectionFailure: (err) => this.#onClientProblem(err),
-    }, fn);
+    return this.#guarded(() => this.command, fn, options);
   }
 
   /** `RedisLink.execBytes`: `exec` on the client for commands encoded already. */
@@ -206,14 +200,27 @@ export class ConnectionManager implements RedisLink {
     fn: (sender: BytesSender) => Promise<T>,
     options: { deadlineMs?: number } = {},
   ): Promise<T> {
+    return this.#guarded(
+      () => {
+        if (this.#state !== "connected" || !this.#bytes) throw new NotConnectedError();
+        return this.#bytes;
+      },
+      fn,
+      options,
+    );
+  }
+
+  /** `fn` with `client()` through the breaker, within its deadline (see `exec`). */
+  #guarded<C, T>(
+    client: () => C,
+    fn: (client: C) => Promise<T>,
+    options: { deadlineMs?: number },
+  ): Promise<T> {
     return guardedCall({
       breaker: this.breaker,
       observer: this.#opts.observer,
       deadlineMs: options.deadlineMs ?? this.#opts.redis.connectTimeoutMs,
-      client: () => {
-        if (this.#state !== "connected" || !this.#bytes) throw new NotConnectedError();
-        return this.#bytes;
-      },
+      client,
       onConnectionFailure: (err) => this.#onClientProblem(err),
     }, fn);
   }

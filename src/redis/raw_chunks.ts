@@ -81,6 +81,11 @@ export class RawChunks {
   }
 }
 
+/** Takes one more reference to `chunk` (a held entry that may need its bytes). */
+export function keep(chunk: RawChunk): void {
+  chunk.refs++;
+}
+
 /** Gives back one reference to `chunk`. */
 export function letGo(chunk: RawChunk): void {
   chunk.refs--;

@@ -14,8 +14,9 @@ import { startRedis } from "../support/redis_server.ts";
 import { createGroup, pendingCount } from "../support/streams.ts";
 import { testConfig } from "../support/in_process_consumer.ts";
 import { ConnectionManager } from "../../src/redis/connection.ts";
-import { RawChunks } from "../../src/redis/raw_chunks.ts";
-import { CapturedReply, CommandWriter } from "../../src/redis/resp.ts";
+import { letGo, RawChunks } from "../../src/redis/raw_chunks.ts";
+import { CapturedReply } from "../../src/redis/resp.ts";
+import { CommandWriter } from "../../src/redis/command_writer.ts";
 import { forwardHeaders, sourceHeadersPrefix, type StreamEvent } from "../../src/stream/entry.ts";
 import type { RawEntry } from "../../src/stream/consumer/raw.ts";
 import { encodeSettle, ForwardCopy, packRawSpan } from "../../src/stream/consumer/settle_codec.ts";
@@ -174,7 +175,7 @@ Deno.test("RawChunks reuses a chunk only once nothing refers to it, and reads wi
   assertEquals(chunks.copy(src, 0, 10), undefined);
   // Larger than a chunk: read without.
   assertEquals(chunks.copy(new Uint8Array(17), 0, 17), undefined);
-  a.refs--;
+  letGo(a);
   const [c, at2] = chunks.copy(src, 6, 16)!;
   assertEquals([c === a, at2, c.refs], [true, 0, 1]);
   assertEquals(new TextDecoder().decode(c.bytes.subarray(0, 10)), "6789abcdef");

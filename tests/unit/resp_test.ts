@@ -1,6 +1,6 @@
 /**
- * Unit tests of the RESP2 reading and writing of `resp.ts`: commands as bytes (`encodeCommand`,
- * `CommandWriter`), and replies as node-redis answers them, whole or arriving in pieces, ASCII or
+ * Unit tests of the RESP2 reading and writing of `resp.ts` and `command_writer.ts`: commands as
+ * bytes (`encodeCommand`, `CommandWriter`), and replies as node-redis answers them, whole or arriving in pieces, ASCII or
  * not, an XREADGROUP reply's entries with where their bytes lie.
  *
  * @module
@@ -8,7 +8,8 @@
 
 import { ErrorReply } from "npm:@redis/client@^5.12.1";
 import { assert, assertEquals } from "../support/assert.ts";
-import { CapturedReply, CommandWriter, encodeCommand, ReplyReader } from "../../src/redis/resp.ts";
+import { CapturedReply, encodeCommand, ReplyReader } from "../../src/redis/resp.ts";
+import { CommandWriter } from "../../src/redis/command_writer.ts";
 import { RawChunks } from "../../src/redis/raw_chunks.ts";
 
 const text = (b: Uint8Array) => new TextDecoder().decode(b);

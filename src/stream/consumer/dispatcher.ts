@@ -30,7 +30,7 @@ import { CLAIM_OWN } from "../scripts.ts";
 import { type EmitSettings, EntryContext } from "./entry_context.ts";
 import { deadLetterFields, onFailure, overDeliveryLimit } from "./failure_policy.ts";
 import type { IdempotencyGate } from "./idempotency.ts";
-import { dropRaw, type Held, type InFlight } from "./in_flight.ts";
+import { dropRaw, type Held, type InFlight, keepRaw } from "./in_flight.ts";
 import type { RawEntry } from "./raw.ts";
 import type { OutcomeCounter } from "./outcomes.ts";
 import { ForwardCopies, packRawSpan } from "./settle_codec.ts";
@@ -62,17 +62,6 @@ export interface DispatcherOptions {
   /** Set only when tracing is enabled: disabled, the hot path makes no span. */
   tracing?: Tracing;
   logger: Logger;
-}
-
-/**
- * Keeps where `h`'s fields' bytes lie (one more reference to their chunk), and whether it has a
- * headers field (its last one is replaced in the copy; else one is appended).
- */
-function keepRaw(h: Held, read: RawEntry, flat: readonly string[], headers: boolean): void {
-  const chunk = read[2]!;
-  chunk.refs++;
-  h.rawChunk = chunk;
-  h.rawSpan = packRawSpan(read[3]!, flat.length, !headers);
 }
 
 /** Runs handlers for held entries. */
@@ -156,7 +145,8 @@ export class Dispatcher {
       return;
     }
     if (read?.[2] && this.#forwardsAsRead(h.event)) {
-      keepRaw(h, read, flat, h.event.fields.headers !== undefined);
+      // Where its bytes lie, and whether a headers field is appended (it has none).
+      keepRaw(h, read[2], packRawSpan(read[3]!, flat.length, h.event.fields.headers === undefined));
     }
     h.phase = "queued";
     this.#lanes.push(o.inFlight.keyOf(h.stream, h.event.aggregateId), h);

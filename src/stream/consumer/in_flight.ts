@@ -7,7 +7,7 @@
 import type { StreamEvent } from "../entry.ts";
 import { IdIndex } from "./id_index.ts";
 import type { Outcome } from "../../metrics.ts";
-import { letGo, type RawChunk } from "../../redis/raw_chunks.ts";
+import { keep, letGo, type RawChunk } from "../../redis/raw_chunks.ts";
 import type { EmitWrite, RawFields, SettleCopy } from "./settle_codec.ts";
 
 /** Where a held entry is in its life. */
@@ -142,6 +142,16 @@ class RareParts {
 
 /** The epoch time `HeldEntry` counts `refreshedAt` from (this process' start). */
 const TIME_BASE = Date.now();
+
+/**
+ * Keeps where `h`'s fields' bytes lie (`RawFields`): one more reference to `chunk`, given back by
+ * `dropRaw` (at the latest when `h` is let go).
+ */
+export function keepRaw(h: Held, chunk: RawChunk, span: number): void {
+  keep(chunk);
+  h.rawChunk = chunk;
+  h.rawSpan = span;
+}
 
 /** Lets go of `h`'s fields' bytes (its reference to their chunk), if it has them. */
 export function dropRaw(h: Held): void {

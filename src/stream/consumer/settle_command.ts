@@ -9,7 +9,7 @@
  * decoded or encoded again, and the script copies it with no XRANGE (bench/RESULTS.md, session
  * 10). Sent by `RedisLink.execBytes`.
  */
-import { type CommandWriter, writeInt } from "../../redis/resp.ts";
+import { type CommandWriter, writeInt } from "../../redis/command_writer.ts";
 import {
   type EncodedSettle,
   rawAppends,

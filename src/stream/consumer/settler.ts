@@ -10,7 +10,7 @@ import { delay } from "../../clock.ts";
 import { errorInfo, type Logger } from "../../log.ts";
 import type { Metrics, Outcome } from "../../metrics.ts";
 import { classifyError, type RedisLink } from "../../redis/connection.ts";
-import { CommandWriter } from "../../redis/resp.ts";
+import { CommandWriter } from "../../redis/command_writer.ts";
 import type { LuaScript } from "../scripts.ts";
 import { isoInZone, sourceHeadersPrefix } from "../entry.ts";
 import type { KeySchema } from "../keys.ts";
